@@ -1,0 +1,23 @@
+"""Distillation tasks: datasets, model families, teacher training and its disk cache (no gym here)."""
+
+from kd_envs.tasks.datasets import DATASETS, DatasetConfig, DatasetSplits, augment_batch, load_dataset
+from kd_envs.tasks.models import CIFAR_RESNET_DEPTHS, MODEL_FAMILIES, ModelConfig, build_model, count_parameters
+from kd_envs.tasks.task import (
+    CACHE_ENV,
+    TASKS,
+    Task,
+    TaskConfig,
+    default_cache_dir,
+    load_or_train_teacher,
+    make_task,
+    resolve_task,
+)
+from kd_envs.tasks.training import TrainConfig, accuracy, predict_logits, steps_per_epoch, train_classifier
+
+__all__ = [
+    "CACHE_ENV", "CIFAR_RESNET_DEPTHS", "DATASETS", "MODEL_FAMILIES", "TASKS",
+    "DatasetConfig", "DatasetSplits", "ModelConfig", "Task", "TaskConfig", "TrainConfig",
+    "accuracy", "augment_batch", "build_model", "count_parameters", "default_cache_dir", "load_dataset",
+    "load_or_train_teacher", "make_task", "predict_logits", "resolve_task", "steps_per_epoch",
+    "train_classifier",
+]  # fmt: skip
