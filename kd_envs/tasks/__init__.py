@@ -1,7 +1,13 @@
 """Distillation tasks: datasets, model families, teacher training and its disk cache (no gym here)."""
 
 from kd_envs.tasks.datasets import DATASETS, DatasetConfig, DatasetSplits, augment_batch, load_dataset
-from kd_envs.tasks.models import CIFAR_RESNET_DEPTHS, MODEL_FAMILIES, ModelConfig, build_model, count_parameters
+from kd_envs.tasks.models import (
+    CIFAR_RESNET_DEPTHS,
+    MODEL_FAMILIES,
+    ModelConfig,
+    build_model,
+    count_parameters,
+)
 from kd_envs.tasks.task import (
     CACHE_ENV,
     TASKS,

@@ -11,6 +11,7 @@ read from a local folder.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,11 @@ def _cifar_class(name: str):
             folder = Path(self.root) / self.base_folder
             return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
 
+        def _load_meta(self) -> None:  # torchvision's md5-checks the meta file too
+            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
     LocalCIFAR.__name__ = f"Local{base.__name__}"
     return LocalCIFAR
 
@@ -185,7 +191,7 @@ def _load_cifar(config: DatasetConfig) -> DatasetSplits:
     order = np.random.default_rng(config.seed).permutation(len(train.targets))[: num_train + num_val]
     mean = np.asarray(_CIFAR_MEAN[config.name], dtype=np.float32)
     std = np.asarray(_CIFAR_STD[config.name], dtype=np.float32)
-    to_chw = lambda a: ((a.astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 1, 2)  # noqa: E731
+    to_chw = lambda a: ((a.astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 2, 1)  # noqa: E731
     x = np.concatenate([to_chw(train.data[order]), to_chw(test.data[:num_test])])
     y = np.concatenate([np.asarray(train.targets)[order], np.asarray(test.targets)[:num_test]])
     return _split(x, y, (num_train, num_val, num_test), num_classes=len(train.classes), augment=True)

@@ -35,7 +35,7 @@ class TaskConfig:
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     teacher: ModelConfig = field(default_factory=lambda: ModelConfig("cnn1d", width=64, depth=3))
-    student: ModelConfig = field(default_factory=lambda: ModelConfig("cnn1d", width=16, depth=3))
+    student: ModelConfig = field(default_factory=lambda: ModelConfig("cnn1d", width=8, depth=2))
     teacher_training: TrainConfig = field(default_factory=TrainConfig)
     teacher_seed: int = 0
 

@@ -1,0 +1,393 @@
+"""TemperatureKD-v0: set one distillation temperature per instance of every training batch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch.nn import functional as F
+
+from kd_envs.losses import kd_loss
+from kd_envs.tasks import Task, TaskConfig, make_task, predict_logits, steps_per_epoch
+from kd_envs.tasks.datasets import augment_batch
+
+REWARD_MEASURES = ("heldout", "batch")
+EXPLORATION_MODES = ("none", "entropy_mixup")
+MAX_TEMPERATURE = 10.0
+
+
+def action_to_temperature(action: torch.Tensor, action_scale: float) -> torch.Tensor:
+    """T = 10 · sigmoid(action_scale · a): the paper's map from a raw action to a temperature in (0, 10)."""
+    return MAX_TEMPERATURE * torch.sigmoid(action_scale * action)
+
+
+def temperature_to_action(temperature: float, action_scale: float) -> float:
+    """Inverse of :func:`action_to_temperature`, for fixed-temperature policies."""
+    if not 0.0 < temperature < MAX_TEMPERATURE:
+        raise ValueError(f"temperature={temperature}: expected a value in (0, {MAX_TEMPERATURE})")
+    p = temperature / MAX_TEMPERATURE
+    return math.log(p / (1.0 - p)) / action_scale
+
+
+def batch_observation(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> np.ndarray:
+    """(teacher's top-1 probability, student's top-1 probability, 1 − (student's top-1 − top-2)),
+    one row per instance; float32 of shape (B, 3). Top-2 is the second *largest* probability."""
+    student_probs = F.softmax(student_logits.detach(), dim=1)
+    top2 = student_probs.topk(2, dim=1).values
+    obs = torch.stack(
+        (teacher_probs.max(dim=1).values, top2[:, 0], 1.0 - (top2[:, 0] - top2[:, 1])), dim=1
+    )
+    return obs.clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The env's kwargs after validation; errors name the kwarg, its value and what is allowed."""
+
+    batch_size: int
+    epochs: int
+    ce_weight: float
+    kd_weight: float
+    student_lr: float
+    reward_measure: str
+    reward_set_size: int
+    reward_epoch_scale: float
+    warmup_epochs: int
+    warmup_temperature: float
+    exploration: str
+    action_scale: float
+
+    def __post_init__(self) -> None:
+        def bad(name: str, allowed: str) -> ValueError:
+            return ValueError(f"TemperatureKD-v0: {name}={getattr(self, name)!r}; expected {allowed}")
+
+        for name in ("batch_size", "epochs", "reward_set_size"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise bad(name, "a positive integer")
+        if not isinstance(self.warmup_epochs, (int, np.integer)) or not 0 <= self.warmup_epochs < self.epochs:
+            raise bad("warmup_epochs", f"an integer in [0, epochs={self.epochs})")
+        for name in ("ce_weight", "kd_weight"):
+            if not (0.0 <= getattr(self, name) < math.inf):
+                raise bad(name, "a finite number >= 0")
+        for name in ("student_lr", "reward_epoch_scale", "action_scale"):
+            if not (0.0 < getattr(self, name) < math.inf):
+                raise bad(name, "a finite number > 0")
+        if not 0.0 < self.warmup_temperature < MAX_TEMPERATURE:
+            raise bad("warmup_temperature", f"a number in (0, {MAX_TEMPERATURE})")
+        if self.reward_measure not in REWARD_MEASURES:
+            raise bad("reward_measure", f"one of {REWARD_MEASURES}")
+        if self.exploration not in EXPLORATION_MODES:
+            raise bad("exploration", f"one of {EXPLORATION_MODES}")
+
+
+class TemperatureKDEnv(gym.Env):
+    r"""
+    ## Description
+    An agent sets the distillation temperature of every instance of every training batch while a
+    fresh student is distilled from a trained teacher (Zhang et al., *Instance Temperature Knowledge
+    Distillation*, 2024). One episode is one distillation run of ``epochs`` epochs; one step is one
+    training batch of ``batch_size`` instances (full batches only; the remainder of an epoch is
+    skipped, as ``drop_last`` does).
+
+    The student's forward pass that yields a batch's observation is the one its training step
+    back-propagates through (the weights do not change in between), so the env costs little more
+    than the plain distillation loop (see ``scripts/bench_temperature_kd.py``).
+
+    ## Action Space
+    ``Box(-1, 1, (batch_size,), float32)``: one raw value per instance of the batch observed last,
+    mapped to a temperature by T = 10 · sigmoid(``action_scale`` · a) ∈ (0, 10). With the default
+    ``action_scale=6``: a = −1 → T ≈ 0.025, a = −0.366 → T = 1, a = −0.068 → T = 4, a = 0 → T = 5,
+    a = 1 → T ≈ 9.98. :func:`action_to_temperature` and :func:`temperature_to_action` do the map.
+    An action of another shape, or holding NaN, inf or values outside [−1, 1], raises ``ValueError``.
+
+    ## Observation Space
+    ``Box(0, 1, (batch_size, 3), float32)``, one row per instance of the coming batch:
+
+    | Col | Observation                                                   | Min | Max |
+    |-----|---------------------------------------------------------------|-----|-----|
+    | 0   | teacher confidence: teacher's top-1 probability               | 0   | 1   |
+    | 1   | student confidence: student's top-1 probability               | 0   | 1   |
+    | 2   | student uncertainty: 1 − (student's top-1 − top-2 probability) | 0   | 1   |
+
+    ## Rewards
+    The student is trained on the batch with loss γ·CE + α·mean_i(T_i²·KL(p_teacher^{T_i} ‖
+    p_student^{T_i})) (``ce_weight`` = γ, ``kd_weight`` = α), then rewarded by its performance gain
+    scaled by the paper's sigmoid(epoch / n) (n = ``reward_epoch_scale``), so that late gains count more:
+
+    * ``reward_measure="heldout"`` (default): the change of the student's accuracy on a fixed reward set
+      of ``reward_set_size`` instances held out from training (the first instances of the validation
+      split; the test split is never used for rewards).
+    * ``reward_measure="batch"``: the authors' code's measure, the change of the student's accuracy
+      between consecutive training batches (the next batch's, before its update, minus this batch's,
+      before this update). It costs nothing but is noisy.
+
+    ## Starting State
+    A student with fresh weights drawn from the episode's seed, trained for ``warmup_epochs`` at the
+    fixed ``warmup_temperature`` inside ``reset`` (so every step of the episode is the agent's).
+
+    ## Episode End
+    Terminates after the last batch of the last epoch. The final ``info`` holds
+    ``student_test_accuracy``, ``teacher_test_accuracy``, ``student_reward_set_accuracy`` and the
+    temperatures' ``temperature_mean``, ``temperature_std``, ``temperature_min``,
+    ``temperature_max`` over the episode. Every step's ``info`` has ``epoch``, ``batch``,
+    ``loss_ce``, ``loss_kd`` and ``batch_temperature_mean``.
+
+    ## Arguments
+    | kwarg                | default     | meaning                                                          |
+    |----------------------|-------------|------------------------------------------------------------------|
+    | `task`               | `"mnist1d"` | a name in ``kd_envs.tasks.TASKS``, a ``TaskConfig`` or its dict   |
+    | `batch_size`         | 128         | instances per batch (the observation's rows)                      |
+    | `epochs`             | 30          | epochs of one distillation run, warm-up included                  |
+    | `ce_weight`          | 0.1         | γ, weight of cross-entropy on labels                              |
+    | `kd_weight`          | 0.9         | α, weight of the temperature-scaled KD term                       |
+    | `student_lr`         | 3e-3        | the student's Adam learning rate                                  |
+    | `reward_measure`     | `"heldout"` | `"heldout"` or `"batch"` (see Rewards)                            |
+    | `reward_set_size`    | 256         | instances in the held-out reward set                              |
+    | `reward_epoch_scale` | 10.0        | n in the reward's sigmoid(epoch / n)                              |
+    | `warmup_epochs`      | 0           | epochs at ``warmup_temperature`` inside ``reset``                 |
+    | `warmup_temperature` | 4.0         | the warm-up's fixed temperature                                   |
+    | `exploration`        | `"none"`    | `"entropy_mixup"`: the paper's efficient exploration (below)      |
+    | `action_scale`       | 6.0         | slope of the action-to-temperature map                            |
+    | `cache_dir`          | None        | where teachers are cached (default ``$KD_GYM_CACHE`` or ~/.cache)  |
+    | `data_root`          | None        | folder with CIFAR's files, for the CIFAR tasks                    |
+
+    ``exploration="entropy_mixup"``: at the start of each epoch the training instances are ranked by
+    the entropy of the student's prediction; the epoch trains on the top 20% (the most uncertain, the
+    high-value instances), each mixed up with a random instance of the 40–50% band,
+    x = λ·x_top + (1 − λ)·x_band with λ ~ U(0.7, 1) and the top instance's label, and with the
+    teacher's predictions on the mixed inputs. Epochs are five times shorter, so an agent sees more
+    episodes for the same compute.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        task: str | TaskConfig | dict[str, Any] = "mnist1d",
+        batch_size: int = 128,
+        epochs: int = 30,
+        ce_weight: float = 0.1,
+        kd_weight: float = 0.9,
+        student_lr: float = 3e-3,
+        reward_measure: str = "heldout",
+        reward_set_size: int = 256,
+        reward_epoch_scale: float = 10.0,
+        warmup_epochs: int = 0,
+        warmup_temperature: float = 4.0,
+        exploration: str = "none",
+        action_scale: float = 6.0,
+        cache_dir: str | Path | None = None,
+        data_root: str | None = None,
+        render_mode: str | None = None,
+    ):
+        if render_mode is not None:
+            raise ValueError(f"TemperatureKD-v0: render_mode={render_mode!r}; this env does not render")
+        self.options = _Options(
+            batch_size, epochs, float(ce_weight), float(kd_weight), float(student_lr), reward_measure,
+            reward_set_size, float(reward_epoch_scale), warmup_epochs, float(warmup_temperature), exploration,
+            float(action_scale),
+        )  # fmt: skip
+        self.task: Task = make_task(task, cache_dir=cache_dir, data_root=data_root)
+        data = self.task.data
+        if reward_set_size > len(data.y_val):
+            raise ValueError(
+                f"TemperatureKD-v0: reward_set_size={reward_set_size}; the task's validation split has only "
+                f"{len(data.y_val)} instances"
+            )
+        self.reward_x = data.x_val[:reward_set_size]
+        self.reward_y = data.y_val[:reward_set_size]
+        # Without augmentation the teacher's predictions on the training set never change: compute once.
+        self._teacher_logits = None if data.augment else predict_logits(self.task.teacher, data.x_train)
+        self.steps_per_epoch = steps_per_epoch(self._epoch_size(), batch_size)
+        self.max_steps = (epochs - warmup_epochs) * self.steps_per_epoch
+
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(batch_size, 3), dtype=np.float32)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(batch_size,), dtype=np.float32)
+        self.render_mode = None
+        self._student = None
+
+    # -- episode state ---------------------------------------------------------------------------
+    def _epoch_size(self) -> int:
+        n = len(self.task.data.y_train)
+        return n // 5 if self.options.exploration == "entropy_mixup" else n
+
+    def _start_epoch(self) -> None:
+        """Order (and for exploration, select and mix) the instances of the next epoch."""
+        data, gen = self.task.data, self._torch_gen
+        if self.options.exploration == "none":
+            self._epoch_x, self._epoch_y, self._epoch_teacher = data.x_train, data.y_train, self._teacher_logits
+            self._epoch_order = torch.randperm(len(data.y_train), generator=gen)
+            return
+        n = len(data.y_train)
+        probs = F.softmax(predict_logits(self._student, data.x_train), dim=1)
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(dim=1)
+        ranked = entropy.argsort(descending=True, stable=True)
+        top = ranked[: self._epoch_size()]
+        band = ranked[int(0.4 * n) : int(0.5 * n)]
+        partner = band[torch.randint(0, len(band), (len(top),), generator=gen)]
+        lam = 0.7 + 0.3 * torch.rand(len(top), generator=gen)
+        lam_x = lam.view(-1, *([1] * (data.x_train.dim() - 1)))
+        self._epoch_x = lam_x * data.x_train[top] + (1 - lam_x) * data.x_train[partner]
+        self._epoch_y = data.y_train[top]
+        self._epoch_teacher = None if data.augment else predict_logits(self.task.teacher, self._epoch_x)
+        self._epoch_order = torch.randperm(len(top), generator=gen)
+
+    def _forward_batch(self) -> None:
+        """Forward the coming batch through the student (train mode, with grad: the same pass the
+        training step uses) and form its observation."""
+        b = self.options.batch_size
+        idx = self._epoch_order[self._batch * b : (self._batch + 1) * b]
+        x = self._epoch_x[idx]
+        if self.task.data.augment:
+            x = augment_batch(x, self._torch_gen)
+            with torch.no_grad():
+                teacher_logits = self.task.teacher(x)
+        else:
+            teacher_logits = self._epoch_teacher[idx]
+        self._x, self._y, self._teacher_batch = x, self._epoch_y[idx], teacher_logits
+        self._student_logits = self._student(x)
+        self._obs = batch_observation(self._student_logits, F.softmax(teacher_logits, dim=1))
+
+    def _train_on_batch(self, temperature: torch.Tensor) -> dict[str, torch.Tensor]:
+        losses = {
+            "ce": F.cross_entropy(self._student_logits, self._y),
+            "kd": kd_loss(self._student_logits, self._teacher_batch, temperature),
+        }
+        total = self.options.ce_weight * losses["ce"] + self.options.kd_weight * losses["kd"]
+        self._optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self._optimizer.step()
+        return losses
+
+    def _advance(self) -> bool:
+        """Move to the next batch; returns True when the run is over."""
+        self._batch += 1
+        if self._batch == self.steps_per_epoch:
+            self._batch = 0
+            self._epoch += 1
+            if self._epoch == self.options.epochs:
+                return True
+            self._start_epoch()
+        return False
+
+    def _reward_set_accuracy(self) -> float:
+        return (predict_logits(self._student, self.reward_x).argmax(1) == self.reward_y).float().mean().item()
+
+    def _batch_accuracy(self) -> float:
+        return (self._student_logits.detach().argmax(1) == self._y).float().mean().item()
+
+    # -- gymnasium API ---------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._torch_gen = torch.Generator().manual_seed(int(self.np_random.integers(0, 2**63 - 1)))
+        self._student = self.task.build_student(self._torch_gen)
+        self._student.train()
+        self._optimizer = torch.optim.Adam(self._student.parameters(), lr=self.options.student_lr)
+        self._epoch, self._batch = 0, 0
+        self._temperature_sum = self._temperature_sq_sum = 0.0
+        self._temperature_min, self._temperature_max, self._temperature_count = math.inf, -math.inf, 0
+        self._start_epoch()
+        warmup_t = torch.full((self.options.batch_size,), self.options.warmup_temperature)
+        while self._epoch < self.options.warmup_epochs:
+            self._forward_batch()
+            self._train_on_batch(warmup_t)
+            self._advance()
+        self._forward_batch()
+        if self.options.reward_measure == "heldout":
+            self._last_measure = self._reward_set_accuracy()
+        return self._obs, {"epoch": self._epoch, "batch": self._batch}
+
+    def _check_action(self, action) -> torch.Tensor:
+        a = np.asarray(action)
+        expected = self.action_space.shape
+        if a.shape != expected or not np.issubdtype(a.dtype, np.number):
+            raise ValueError(
+                f"TemperatureKD-v0: action has shape {a.shape} and dtype {a.dtype}; expected a numeric array "
+                f"of shape {expected} (one value per instance) in [-1, 1]"
+            )
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"TemperatureKD-v0: action holds NaN or inf at {np.flatnonzero(~np.isfinite(a))[:8]}")
+        if a.min() < -1.0 or a.max() > 1.0:
+            raise ValueError(
+                f"TemperatureKD-v0: action values in [{a.min():.4g}, {a.max():.4g}]; expected them in [-1, 1] "
+                "(T = 10·sigmoid(action_scale·a))"
+            )
+        return torch.as_tensor(a, dtype=torch.float32)
+
+    def step(self, action):
+        if self._student is None:
+            raise RuntimeError("TemperatureKD-v0: call reset() before step()")
+        if self._epoch >= self.options.epochs:
+            raise RuntimeError("TemperatureKD-v0: the episode has ended; call reset()")
+        temperature = action_to_temperature(self._check_action(action), self.options.action_scale)
+        self._record_temperatures(temperature)
+        batch_measure = self.options.reward_measure == "batch"
+        before_batch_accuracy = self._batch_accuracy() if batch_measure else 0.0
+        losses = self._train_on_batch(temperature)
+        epoch = self._epoch  # the epoch this batch belongs to scales its reward
+        terminated = self._advance()
+
+        info: dict[str, Any] = {
+            "epoch": epoch,
+            "batch": self._batch,
+            "loss_ce": losses["ce"].item(),
+            "loss_kd": losses["kd"].item(),
+            "batch_temperature_mean": temperature.mean().item(),
+        }
+        if terminated:
+            # No batch comes next: observe the batch just trained on, after its update (eval mode, so
+            # the look does not move BatchNorm's running statistics).
+            after_logits = predict_logits(self._student, self._x)
+            self._obs = batch_observation(after_logits, F.softmax(self._teacher_batch, dim=1))
+            next_batch_accuracy = (after_logits.argmax(1) == self._y).float().mean().item()
+        else:
+            self._forward_batch()
+            next_batch_accuracy = self._batch_accuracy() if batch_measure else 0.0
+        if batch_measure:
+            gain = next_batch_accuracy - before_batch_accuracy
+        else:
+            measure = self._reward_set_accuracy()
+            gain = measure - self._last_measure
+            self._last_measure = measure
+        # The paper scales the gain by sigmoid(epoch / n): late improvements are worth more.
+        reward = gain / (1.0 + math.exp(-epoch / self.options.reward_epoch_scale))
+        if terminated:
+            info.update(self._final_info())
+        return self._obs, float(reward), terminated, False, info
+
+    def _record_temperatures(self, temperature: torch.Tensor) -> None:
+        self._temperature_sum += temperature.sum().item()
+        self._temperature_sq_sum += temperature.pow(2).sum().item()
+        self._temperature_min = min(self._temperature_min, temperature.min().item())
+        self._temperature_max = max(self._temperature_max, temperature.max().item())
+        self._temperature_count += temperature.numel()
+
+    def _final_info(self) -> dict[str, Any]:
+        n = self._temperature_count
+        mean = self._temperature_sum / n
+        data = self.task.data
+        test_accuracy = (predict_logits(self._student, data.x_test).argmax(1) == data.y_test).float().mean()
+        return {
+            "student_test_accuracy": test_accuracy.item(),
+            "teacher_test_accuracy": self.task.teacher_test_accuracy,
+            "student_reward_set_accuracy": self._reward_set_accuracy(),
+            "temperature_mean": mean,
+            "temperature_std": math.sqrt(max(self._temperature_sq_sum / n - mean**2, 0.0)),
+            "temperature_min": self._temperature_min,
+            "temperature_max": self._temperature_max,
+        }
+
+    @property
+    def student(self) -> torch.nn.Module | None:
+        """The student being distilled in the current episode (read-only use)."""
+        return self._student

@@ -1,0 +1,189 @@
+import math
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+import kd_envs
+from kd_envs.envs.temperature_kd import action_to_temperature, batch_observation, temperature_to_action
+from kd_envs.losses import kd_loss
+
+
+def rollout(env, seed, actions_seed=123):
+    env.action_space.seed(actions_seed)
+    obs, info = env.reset(seed=seed)
+    trace = [(obs.copy(), info)]
+    while True:
+        obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+        trace.append((obs.copy(), reward, terminated, truncated, info))
+        if terminated or truncated:
+            return trace
+
+
+def assert_same_trace(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert len(x) == len(y)
+        for u, v in zip(x, y):
+            if isinstance(u, np.ndarray):
+                np.testing.assert_array_equal(u, v)
+            else:
+                assert u == v
+
+
+def test_spaces_and_episode_length(tiny_kwargs):
+    env = gym.make("TemperatureKD-v0", **tiny_kwargs)
+    assert env.observation_space == gym.spaces.Box(0, 1, (32, 3), np.float32)
+    assert env.action_space == gym.spaces.Box(-1, 1, (32,), np.float32)
+    trace = rollout(env, seed=0)
+    assert len(trace) - 1 == 2 * (256 // 32)  # epochs x full batches
+    obs = trace[0][0]
+    assert obs.dtype == np.float32 and env.observation_space.contains(obs)
+    final = trace[-1][-1]
+    for key in ("student_test_accuracy", "teacher_test_accuracy", "temperature_mean", "temperature_std"):
+        assert key in final
+    assert 0.0 <= final["student_test_accuracy"] <= 1.0
+    assert 0.0 < final["temperature_min"] <= final["temperature_mean"] <= final["temperature_max"] < 10.0
+
+
+def test_same_seed_same_episode_and_other_seed_differs(tiny_kwargs):
+    a = rollout(gym.make("TemperatureKD-v0", **tiny_kwargs), seed=7)
+    b = rollout(gym.make("TemperatureKD-v0", **tiny_kwargs), seed=7)
+    assert_same_trace(a, b)
+    c = rollout(gym.make("TemperatureKD-v0", **tiny_kwargs), seed=8)
+    assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_reset_does_not_touch_global_random_state(tiny_kwargs):
+    env = gym.make("TemperatureKD-v0", **tiny_kwargs)
+    torch_state, np_state = torch.get_rng_state(), np.random.get_state()
+    env.reset(seed=3)
+    env.step(env.action_space.sample())
+    assert torch.equal(torch_state, torch.get_rng_state())
+    assert np.array_equal(np_state[1], np.random.get_state()[1])
+
+
+def test_observation_is_teacher_and_student_confidence_and_uncertainty():
+    student_logits = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]))
+    teacher_probs = torch.tensor([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]])
+    obs = batch_observation(student_logits, teacher_probs)
+    # uncertainty = 1 - (top1 - top2): top2 is the second *largest* probability
+    expected = np.array([[0.7, 0.5, 1 - (0.5 - 0.3)], [0.4, 0.8, 1 - (0.8 - 0.1)]], np.float32)
+    np.testing.assert_allclose(obs, expected, atol=1e-6)
+
+
+def test_action_temperature_map():
+    a = torch.tensor([-1.0, 0.0, 1.0])
+    t = action_to_temperature(a, 6.0)
+    np.testing.assert_allclose(t.numpy(), [10 / (1 + math.exp(6)), 5.0, 10 / (1 + math.exp(-6))], rtol=1e-6)
+    for temperature in (0.5, 1.0, 4.0, 9.0):
+        a = temperature_to_action(temperature, 6.0)
+        assert action_to_temperature(torch.tensor(a), 6.0).item() == pytest.approx(temperature, rel=1e-6)
+    with pytest.raises(ValueError, match="temperature"):
+        temperature_to_action(10.0, 6.0)
+
+
+def test_step_trains_with_the_papers_loss(tiny_kwargs):
+    """One step equals one hand-made update: gamma*CE + alpha*KD(T_i) on the observed batch."""
+    env = gym.make("TemperatureKD-v0", **tiny_kwargs).unwrapped
+    env.reset(seed=11)
+    student = env.student
+    x, y, teacher_logits = env._x.clone(), env._y.clone(), env._teacher_batch.clone()
+    reference = type(student)(64, 10, 8, 1)
+    reference.load_state_dict(student.state_dict())
+    optimizer = torch.optim.Adam(reference.parameters(), lr=env.options.student_lr)
+    action = np.linspace(-1, 1, 32, dtype=np.float32)
+    temperature = action_to_temperature(torch.as_tensor(action), env.options.action_scale)
+    logits = reference(x)
+    loss = 0.1 * F.cross_entropy(logits, y) + 0.9 * kd_loss(logits, teacher_logits, temperature)
+    loss.backward()
+    optimizer.step()
+    env.step(action)
+    for p, q in zip(student.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_heldout_reward_is_scaled_accuracy_gain(tiny_kwargs):
+    env = gym.make("TemperatureKD-v0", **tiny_kwargs).unwrapped
+    env.reset(seed=5)
+    before = env._reward_set_accuracy()
+    _, reward, *_ = env.step(np.zeros(32, np.float32))
+    after = env._reward_set_accuracy()
+    assert reward == pytest.approx((after - before) * 0.5)  # sigmoid(epoch 0 / n) = 1/2
+
+
+@pytest.mark.parametrize("measure", ["batch", "heldout"])
+@pytest.mark.parametrize("exploration", ["none", "entropy_mixup"])
+def test_options_run_and_stay_deterministic(tiny_kwargs, measure, exploration):
+    kwargs = dict(tiny_kwargs, reward_measure=measure, exploration=exploration, warmup_epochs=1, epochs=3)
+    a = rollout(gym.make("TemperatureKD-v0", **kwargs), seed=1)
+    b = rollout(gym.make("TemperatureKD-v0", **kwargs), seed=1)
+    assert_same_trace(a, b)
+    per_epoch = (256 // 5) // 32 if exploration == "entropy_mixup" else 256 // 32
+    assert len(a) - 1 == 2 * per_epoch  # warm-up epoch runs inside reset
+
+
+@pytest.mark.parametrize(
+    "action, message",
+    [
+        (np.zeros(31, np.float32), r"shape \(31,\).*expected.*\(32,\)"),
+        (np.zeros((1, 32), np.float32), r"shape \(1, 32\)"),
+        (np.full(32, np.nan, np.float32), "NaN or inf"),
+        (np.full(32, np.inf, np.float32), "NaN or inf"),
+        (np.full(32, 1.5, np.float32), r"expected them in \[-1, 1\]"),
+        (np.array(["a"] * 32), "numeric"),
+    ],
+)
+def test_bad_action_gives_a_clear_error(tiny_kwargs, action, message):
+    env = gym.make("TemperatureKD-v0", disable_env_checker=True, **tiny_kwargs).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=message):
+        env.step(action)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"epochs": 2, "warmup_epochs": 2}, "warmup_epochs=2"),
+        ({"reward_measure": "loss"}, "reward_measure='loss'"),
+        ({"exploration": "yes"}, "exploration='yes'"),
+        ({"kd_weight": float("nan")}, "kd_weight=nan"),
+        ({"reward_set_size": 10_000}, "reward_set_size=10000"),
+        ({"batch_size": 512}, "batch_size=512"),
+        ({"task": "imagenet"}, "task='imagenet'"),
+    ],
+)
+def test_bad_kwargs_give_a_clear_error(tiny_kwargs, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gym.make("TemperatureKD-v0", **dict(tiny_kwargs, **kwargs))
+
+
+def test_step_before_reset_and_after_end(tiny_kwargs):
+    env = gym.make("TemperatureKD-v0", disable_env_checker=True, **tiny_kwargs).unwrapped
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(np.zeros(32, np.float32))
+    rollout(env, seed=0)
+    with pytest.raises(RuntimeError, match="ended"):
+        env.step(np.zeros(32, np.float32))
+
+
+def test_make_with_module_prefix_imports_kd_envs(tiny_kwargs):
+    """gym.make("kd_envs:TemperatureKD-v0") works with no import first (as rl-zoo3's --gym-packages)."""
+    code = (
+        "import sys, gymnasium as gym\n"
+        "assert 'kd_envs' not in sys.modules and 'TemperatureKD-v0' not in gym.registry\n"
+        f"kwargs = {dict(tiny_kwargs, task=tiny_kwargs['task'].to_dict())!r}\n"
+        "env = gym.make('kd_envs:TemperatureKD-v0', **kwargs)\n"
+        "assert env.spec.id == 'TemperatureKD-v0', env.spec.id\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_env_is_registered():
+    for env_id in kd_envs.ENVIRONMENTS:
+        assert env_id in gym.registry
