@@ -140,5 +140,7 @@ def distillation_losses(
         if not student_features:
             raise ValueError("LossWeights.nmd > 0 needs student_features and teacher_features")
         terms["nmd"] = nmd_loss(student_features, teacher_features, dim=nmd_dim)
-    terms["total"] = sum(getattr(weights, name) * value for name, value in terms.items())
+    terms["total"] = sum(
+        (getattr(weights, name) * value for name, value in terms.items()), student_logits.new_zeros(())
+    )
     return terms

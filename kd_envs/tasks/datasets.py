@@ -191,7 +191,7 @@ def _load_cifar(config: DatasetConfig) -> DatasetSplits:
     order = np.random.default_rng(config.seed).permutation(len(train.targets))[: num_train + num_val]
     mean = np.asarray(_CIFAR_MEAN[config.name], dtype=np.float32)
     std = np.asarray(_CIFAR_STD[config.name], dtype=np.float32)
-    to_chw = lambda a: ((a.astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 2, 1)  # noqa: E731
+    to_chw = lambda a: ((a.astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 1, 2)  # noqa: E731
     x = np.concatenate([to_chw(train.data[order]), to_chw(test.data[:num_test])])
     y = np.concatenate([np.asarray(train.targets)[order], np.asarray(test.targets)[:num_test]])
     return _split(x, y, (num_train, num_val, num_test), num_classes=len(train.classes), augment=True)
