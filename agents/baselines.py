@@ -1,0 +1,129 @@
+"""Stable-Baselines3 / sb3-contrib baselines, trained through one entry point with hyperparameters
+kept in YAML files in rl-zoo3's format (``agents/hyperparams/<algo>.yml``: env id -> settings)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from sb3_contrib import TQC
+from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.noise import NormalActionNoise
+
+import kd_envs  # noqa: F401  (registers the environments)
+
+ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC}
+HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
+# rl-zoo3 keys handled here rather than passed to the algorithm.
+_ZOO_KEYS = {"n_timesteps", "policy", "n_envs", "noise_type", "noise_std"}
+_UNSUPPORTED_ZOO_KEYS = {"normalize", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper"}
+
+
+def algo_class(algo: str) -> type[BaseAlgorithm]:
+    if algo not in ALGOS:
+        raise ValueError(f"algo={algo!r}: expected one of {sorted(ALGOS)}")
+    return ALGOS[algo]
+
+
+def load_hyperparams(algo: str, env_id: str, directory: Path = HYPERPARAMS_DIR) -> dict[str, Any]:
+    """The settings for ``env_id`` from ``<directory>/<algo>.yml``."""
+    algo_class(algo)
+    path = Path(directory) / f"{algo}.yml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no hyperparameter file {path} for algo {algo!r}")
+    table = yaml.safe_load(path.read_text()) or {}
+    if env_id not in table:
+        raise KeyError(f"{path} has no entry for {env_id!r}; it has {sorted(table)}")
+    params = dict(table[env_id])
+    unsupported = _UNSUPPORTED_ZOO_KEYS & set(params)
+    if unsupported:
+        raise ValueError(f"{path}[{env_id}] uses rl-zoo3 keys {sorted(unsupported)} that KD-Gym does not support")
+    return params
+
+
+@dataclass
+class TrainedAgent:
+    model: BaseAlgorithm
+    config: dict[str, Any]
+
+
+def package_versions() -> dict[str, str]:
+    names = ("kd-gym", "gymnasium", "stable-baselines3", "sb3-contrib", "torch", "numpy")
+    return {"python": platform.python_version(), **{name: version(name) for name in names}}
+
+
+def build_agent(
+    algo: str,
+    env_id: str,
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
+    hyperparams: dict[str, Any] | None = None,
+    tensorboard_log: str | None = None,
+    verbose: int = 0,
+) -> tuple[BaseAlgorithm, dict[str, Any]]:
+    """An untrained SB3 agent on a vectorised ``env_id``, with the YAML settings (``hyperparams``
+    overrides them key by key). Returns (model, the resolved settings)."""
+    params = load_hyperparams(algo, env_id)
+    params.update(hyperparams or {})
+    n_envs = int(params.get("n_envs", 1))
+    env = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs or {})
+    kwargs = {k: v for k, v in params.items() if k not in _ZOO_KEYS}
+    if params.get("noise_type"):
+        if params["noise_type"] != "normal":
+            raise ValueError(f"noise_type={params['noise_type']!r}: only 'normal' is supported")
+        n_actions = int(np.prod(env.action_space.shape))
+        kwargs["action_noise"] = NormalActionNoise(np.zeros(n_actions), params["noise_std"] * np.ones(n_actions))
+    model = algo_class(algo)(
+        params.get("policy", "MlpPolicy"), env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
+    )
+    return model, params
+
+
+def train_agent(
+    algo: str,
+    env_id: str,
+    seed: int,
+    out_dir: str | Path,
+    total_timesteps: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    hyperparams: dict[str, Any] | None = None,
+    progress_bar: bool = True,
+    tensorboard: bool = True,
+) -> TrainedAgent:
+    """Train one agent and save ``model.zip`` and ``config.json`` (everything needed to rebuild and
+    evaluate it) in ``out_dir``; TensorBoard logs go to ``out_dir/tb``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, params = build_agent(
+        algo, env_id, seed, env_kwargs, hyperparams, tensorboard_log=str(out_dir / "tb") if tensorboard else None
+    )
+    steps = int(total_timesteps if total_timesteps is not None else params["n_timesteps"])
+    model.learn(total_timesteps=steps, progress_bar=progress_bar, tb_log_name=f"{algo}_seed{seed}")
+    model.save(out_dir / "model.zip")
+    config = {
+        "env_id": env_id,
+        "env_kwargs": env_kwargs or {},
+        "algo": algo,
+        "seed": seed,
+        "total_timesteps": steps,
+        "hyperparams": params,
+        "packages": package_versions(),
+    }
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    return TrainedAgent(model, config)
+
+
+def load_agent(model_dir: str | Path) -> TrainedAgent:
+    """A saved agent (``model.zip`` + ``config.json``) ready to ``predict``."""
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    model = algo_class(config["algo"]).load(model_dir / "model.zip", device="cpu")
+    return TrainedAgent(model, config)

@@ -1,0 +1,158 @@
+"""Evaluate a policy (a saved agent or a fixed policy) over fixed evaluation seeds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from agents.baselines import load_agent, package_versions
+from agents.fixed_policies import fixed_policy
+from agents.leaderboard import LEADERBOARD_DIR, entry_path, make_entry, write_entry
+
+# Seeds kept apart: agents train on TRAINING_SEEDS, every entry is scored on EVALUATION_SEEDS.
+TRAINING_SEEDS: tuple[int, ...] = tuple(range(10))
+EVALUATION_SEEDS: tuple[int, ...] = tuple(range(1000, 1010))
+assert not set(TRAINING_SEEDS) & set(EVALUATION_SEEDS)
+
+# What an entry is ranked by, per env id: a key of the last step's info, or "return".
+SCORE_METRIC: dict[str, str] = {"TemperatureKD-v0": "student_test_accuracy"}
+
+
+class Policy(Protocol):
+    def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: bool = True): ...
+
+
+def score_metric(env_id: str) -> str:
+    return SCORE_METRIC.get(env_id, "return")
+
+
+def run_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
+    """One deterministic episode from ``seed``: its return, length and the numbers in the last info."""
+    if hasattr(policy, "seed"):  # stochastic fixed policies draw from a generator seeded per episode
+        policy.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    total, steps = 0.0, 0
+    while True:
+        action, _ = policy.predict(obs, deterministic=True)
+        obs, reward, terminated, truncated, info = env.step(action)
+        total += float(reward)
+        steps += 1
+        if terminated or truncated:
+            break
+    numbers = {k: float(v) for k, v in info.items()
+               if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+    return {"seed": seed, "return": total, "steps": steps, **numbers}
+
+
+def evaluate(
+    policy: Policy,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    seeds: Sequence[int] = EVALUATION_SEEDS,
+    progress: bool = True,
+    description: str = "evaluating",
+) -> list[dict[str, Any]]:
+    """One episode per seed; returns the per-episode results in seed order."""
+    env = gym.make(env_id, **env_kwargs)
+    results = []
+    for seed in tqdm(seeds, desc=description, unit="episode", disable=not progress):
+        results.append(run_episode(env, policy, seed))
+    env.close()
+    return results
+
+
+def fixed_policy_entry(
+    name: str,
+    env_id: str = "TemperatureKD-v0",
+    env_kwargs: dict[str, Any] | None = None,
+    seeds: Sequence[int] = EVALUATION_SEEDS,
+    tag: str = "official",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a fixed policy; each evaluation episode is a run."""
+    policy = fixed_policy(name, action_scale=(env_kwargs or {}).get("action_scale", 6.0))
+    kwargs = {**(env_kwargs or {}), **policy.env_overrides}
+    episodes = evaluate(policy, env_id, kwargs, seeds, progress, description=name)
+    runs = [{"training_seed": None, "model": None, "episodes": [episode]} for episode in episodes]
+    agent = {"kind": "fixed", "name": name}
+    return make_entry(env_id, kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag)
+
+
+def trained_agents_entry(
+    model_dirs: Sequence[str | Path],
+    seeds: Sequence[int] = EVALUATION_SEEDS,
+    tag: str = "official",
+    name: str | None = None,
+    directory: Path = LEADERBOARD_DIR,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate agents saved by :func:`agents.baselines.train_agent` (one per training seed, same env,
+    kwargs and algorithm) and copy them under ``directory/models`` so the entry can be verified."""
+    agents = [(Path(d), load_agent(d)) for d in model_dirs]
+    configs = [a.config for _, a in agents]
+    first = configs[0]
+    for c in configs[1:]:
+        if (c["env_id"], c["env_kwargs"], c["algo"]) != (first["env_id"], first["env_kwargs"], first["algo"]):
+            raise ValueError("all model dirs of one entry must share env id, env kwargs and algorithm")
+    training_seeds = [c["seed"] for c in configs]
+    if set(training_seeds) & set(seeds):
+        raise ValueError(f"training seeds {training_seeds} overlap the evaluation seeds {list(seeds)}")
+    name = name or first["algo"]
+    env_id = first["env_id"]
+    store = Path(directory) / "models" / entry_path(env_id, name, tag).stem
+    runs = []
+    for model_dir, agent in agents:
+        episodes = evaluate(agent.model, env_id, first["env_kwargs"], seeds, progress,
+                            description=f"{name} seed {agent.config['seed']}")  # fmt: skip
+        target = store / f"seed_{agent.config['seed']}"
+        if target.resolve() != model_dir.resolve():
+            target.mkdir(parents=True, exist_ok=True)
+            for file in ("model.zip", "config.json"):
+                shutil.copy2(model_dir / file, target / file)
+        model = str(target.relative_to(directory)) if target.is_relative_to(directory) else str(target)
+        runs.append({"training_seed": agent.config["seed"], "model": model, "episodes": episodes})
+    spec = {
+        "kind": "sb3",
+        "name": name,
+        "algo": first["algo"],
+        "hyperparams": first["hyperparams"],
+        "total_timesteps": first["total_timesteps"],
+    }
+    return make_entry(env_id, first["env_kwargs"], spec, runs, list(seeds), score_metric(env_id),
+                      package_versions(), tag)  # fmt: skip
+
+
+def save_entry(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> Path:
+    return write_entry(entry, entry_path(entry["env_id"], entry["agent"]["name"], entry["tag"], directory))
+
+
+def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True) -> list[str]:
+    """Re-run an entry's stored policy on its evaluation seeds; returns the mismatches (empty when
+    every number matches exactly)."""
+    entry = json.loads(Path(path).read_text())
+    env_id, kwargs, seeds = entry["env_id"], entry["env_kwargs"], entry["evaluation_seeds"]
+    mismatches = []
+    if entry["agent"]["kind"] == "fixed":
+        policy = fixed_policy(entry["agent"]["name"], action_scale=kwargs.get("action_scale", 6.0))
+        episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying")
+        recorded = [e for run in entry["runs"] for e in run["episodes"]]
+        pairs = [("fixed", recorded, episodes)]
+    else:
+        pairs = []
+        for run in entry["runs"]:
+            agent = load_agent(Path(directory) / run["model"])
+            episodes = evaluate(agent.model, env_id, kwargs, seeds, progress, description="verifying")
+            pairs.append((f"training seed {run['training_seed']}", run["episodes"], episodes))
+    for label, recorded, rerun in pairs:
+        for old, new in zip(recorded, rerun, strict=True):
+            for key, value in old.items():
+                if new.get(key) != value:
+                    mismatches.append(f"{label}, evaluation seed {old['seed']}: {key} {value!r} -> {new.get(key)!r}")
+    return mismatches

@@ -1,0 +1,178 @@
+"""Leaderboard entries: one JSON file per (env, agent, tag), written atomically; aggregation by the
+interquartile mean with a 95% stratified-bootstrap confidence interval (rliable); rendering to a
+Markdown table and a PNG; verification by re-running an entry's stored policy.
+
+A *run* is one independently trained agent (one training seed) scored by its mean over the
+evaluation seeds; for a fixed policy, which is not trained, each evaluation episode is a run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LEADERBOARD_DIR = Path(__file__).resolve().parent.parent / "leaderboard"
+SCHEMA_VERSION = 1
+MIN_OFFICIAL_RUNS = 5
+BOOTSTRAP_REPS = 5000
+
+
+def aggregate(scores: list[float], seed: int = 0) -> dict[str, Any]:
+    """IQM with its 95% stratified-bootstrap CI (rliable), mean and std of the per-run scores."""
+    from rliable import library as rly
+    from rliable import metrics
+
+    matrix = np.asarray(scores, dtype=np.float64).reshape(-1, 1)  # runs x tasks (one task)
+    points, intervals = rly.get_interval_estimates(
+        {"agent": matrix},
+        lambda x: np.array([metrics.aggregate_iqm(x)]),
+        reps=BOOTSTRAP_REPS,
+        random_state=np.random.RandomState(seed),
+    )
+    return {
+        "runs": len(scores),
+        "iqm": float(points["agent"][0]),
+        "iqm_ci95": [float(intervals["agent"][0, 0]), float(intervals["agent"][1, 0])],
+        "mean": float(matrix.mean()),
+        "std": float(matrix.std(ddof=1)) if len(scores) > 1 else 0.0,
+    }
+
+
+def git_commit(repo: Path = LEADERBOARD_DIR.parent) -> str | None:
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+                               capture_output=True, text=True, check=True)  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def make_entry(
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    agent: dict[str, Any],
+    runs: list[dict[str, Any]],
+    evaluation_seeds: list[int],
+    metric: str,
+    packages: dict[str, str],
+    tag: str = "official",
+    notes: str = "",
+) -> dict[str, Any]:
+    """An entry; ``runs`` is a list of {"training_seed", "model", "episodes": [per-seed results]}."""
+    for run in runs:
+        run["score"] = float(np.mean([episode[metric] for episode in run["episodes"]]))
+    env_name, _, env_version = env_id.rpartition("-v")
+    return {
+        "schema": SCHEMA_VERSION,
+        "env_id": env_id,
+        "env_version": int(env_version) if env_version.isdigit() else env_version,
+        "env_name": env_name,
+        "env_kwargs": env_kwargs,
+        "agent": agent,
+        "tag": tag,
+        "metric": metric,
+        "training_seeds": [r["training_seed"] for r in runs if r["training_seed"] is not None],
+        "evaluation_seeds": list(evaluation_seeds),
+        "runs": runs,
+        "summary": aggregate([r["score"] for r in runs]),
+        "official": tag == "official" and len(runs) >= MIN_OFFICIAL_RUNS,
+        "notes": notes,
+        "command": shlex.join([Path(sys.executable).name, *sys.argv]),
+        "packages": packages,
+        "git_commit": git_commit(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def entry_path(env_id: str, agent_name: str, tag: str, directory: Path = LEADERBOARD_DIR) -> Path:
+    return Path(directory) / "entries" / f"{env_id}__{agent_name}__{tag}.json"
+
+
+def write_entry(entry: dict[str, Any], path: Path) -> Path:
+    """Write atomically: a reader (or an interrupt) never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(entry, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_entries(directory: Path = LEADERBOARD_DIR) -> list[tuple[Path, dict[str, Any]]]:
+    return [(p, json.loads(p.read_text())) for p in sorted((Path(directory) / "entries").glob("*.json"))]
+
+
+def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
+    """Write ``README.md`` (one table per env id, best IQM first) and one PNG per env id."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    by_env: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for path, entry in load_entries(directory):
+        by_env.setdefault(entry["env_id"], []).append((path, entry))
+    lines = [
+        "# KD-Gym leaderboard",
+        "",
+        "Generated by `scripts/leaderboard.py` from `entries/*.json`; do not edit by hand.",
+        "Score: interquartile mean (IQM) over runs with its 95% stratified-bootstrap confidence interval",
+        "(rliable), and mean ± std. A run is one training seed of a learned agent (its mean over the",
+        "evaluation seeds), or one evaluation episode of a fixed policy.",
+        f"Official entries have at least {MIN_OFFICIAL_RUNS} runs;",
+        "`--verify ENTRY` re-runs an entry's stored policy on its evaluation seeds.",
+        "",
+    ]
+    plots = []
+    for env_id, entries in sorted(by_env.items()):
+        entries.sort(key=lambda pe: -pe[1]["summary"]["iqm"])
+        metric = entries[0][1]["metric"]
+        lines += [f"## {env_id}", "", f"Metric: `{metric}`.", ""]
+        lines += ["| agent | tag | runs | IQM [95% CI] | mean ± std | eval seeds | env kwargs | entry |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for path, e in entries:
+            s = e["summary"]
+            kwargs = ", ".join(f"{k}={v}" for k, v in sorted(e["env_kwargs"].items())) or "defaults"
+            lines.append(
+                f"| {e['agent']['name']} | {e['tag']}{' (official)' if e['official'] else ''} | {s['runs']} "
+                f"| {s['iqm']:.4f} [{s['iqm_ci95'][0]:.4f}, {s['iqm_ci95'][1]:.4f}] "
+                f"| {s['mean']:.4f} ± {s['std']:.4f} | {len(e['evaluation_seeds'])} | {kwargs} "
+                f"| [{path.name}](entries/{path.name}) |"
+            )
+        plot = directory / f"{env_id}.png"
+        fig, ax = plt.subplots(figsize=(7, 0.5 * len(entries) + 1.5))
+        names = [f"{e['agent']['name']} ({e['tag']})" for _, e in entries][::-1]
+        iqm = np.array([e["summary"]["iqm"] for _, e in entries][::-1])
+        ci = np.array([e["summary"]["iqm_ci95"] for _, e in entries][::-1])
+        ax.errorbar(iqm, range(len(names)), xerr=[iqm - ci[:, 0], ci[:, 1] - iqm], fmt="o", capsize=4)
+        for i, (_, e) in enumerate(entries[::-1]):
+            scores = [r["score"] for r in e["runs"]]
+            ax.scatter(scores, [i] * len(scores), s=10, alpha=0.4, color="gray")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel(f"{metric} (IQM, 95% CI; gray: runs)")
+        ax.set_title(env_id)
+        fig.tight_layout()
+        fig.savefig(plot, dpi=120)
+        plt.close(fig)
+        plots.append(plot)
+        lines += ["", f"![{env_id}]({plot.name})", ""]
+    readme = directory / "README.md"
+    readme.write_text("\n".join(lines) + "\n")
+    return readme, plots
