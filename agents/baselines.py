@@ -3,6 +3,7 @@ kept in YAML files in rl-zoo3's format (``agents/hyperparams/<algo>.yml``: env i
 
 from __future__ import annotations
 
+import copy
 import json
 import platform
 from dataclasses import dataclass
@@ -75,7 +76,9 @@ def build_agent(
     params.update(hyperparams or {})
     n_envs = int(params.get("n_envs", 1))
     env = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs or {})
-    kwargs = {k: v for k, v in params.items() if k not in _ZOO_KEYS}
+    # A copy: SB3 writes into policy_kwargs (A2C its optimizer class, SAC use_sde), which must not leak
+    # into the settings recorded in config.json.
+    kwargs = copy.deepcopy({k: v for k, v in params.items() if k not in _ZOO_KEYS})
     if params.get("noise_type"):
         if params["noise_type"] != "normal":
             raise ValueError(f"noise_type={params['noise_type']!r}: only 'normal' is supported")

@@ -35,7 +35,9 @@ def score_metric(env_id: str) -> str:
 
 def run_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
     """One deterministic episode from ``seed``: its return, length and the numbers in the last info."""
-    if hasattr(policy, "seed"):  # stochastic fixed policies draw from a generator seeded per episode
+    # Stochastic fixed policies draw from a generator seeded per episode (an SB3 model's ``seed`` is
+    # its training seed, an int, not a method).
+    if callable(getattr(policy, "seed", None)):
         policy.seed(seed)
     obs, _ = env.reset(seed=seed)
     total, steps = 0.0, 0
@@ -46,8 +48,9 @@ def run_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
         steps += 1
         if terminated or truncated:
             break
-    numbers = {k: float(v) for k, v in info.items()
-               if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+    numbers = {
+        k: float(v) for k, v in info.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
+    }
     return {"seed": seed, "return": total, "steps": steps, **numbers}
 
 

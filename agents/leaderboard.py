@@ -32,12 +32,19 @@ def aggregate(scores: list[float], seed: int = 0) -> dict[str, Any]:
     from rliable import metrics
 
     matrix = np.asarray(scores, dtype=np.float64).reshape(-1, 1)  # runs x tasks (one task)
-    points, intervals = rly.get_interval_estimates(
-        {"agent": matrix},
-        lambda x: np.array([metrics.aggregate_iqm(x)]),
-        reps=BOOTSTRAP_REPS,
-        random_state=np.random.RandomState(seed),
-    )
+    # rliable 1.2's StratifiedBootstrap resamples with NumPy's global generator and ignores random_state,
+    # so seed that generator for the call and give the caller's state back afterwards.
+    global_state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        points, intervals = rly.get_interval_estimates(
+            {"agent": matrix},
+            lambda x: np.array([metrics.aggregate_iqm(x)]),
+            reps=BOOTSTRAP_REPS,
+            random_state=np.random.RandomState(seed),
+        )
+    finally:
+        np.random.set_state(global_state)
     return {
         "runs": len(scores),
         "iqm": float(points["agent"][0]),

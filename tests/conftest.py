@@ -23,3 +23,38 @@ def kd_cache(tmp_path_factory):
 def tiny_kwargs(kd_cache):
     """gym.make kwargs for a TemperatureKD episode of 2 epochs x 8 batches on digits."""
     return dict(task=TINY_TASK, batch_size=32, epochs=2, reward_set_size=32, cache_dir=str(kd_cache))
+
+
+@pytest.fixture(scope="session")
+def tiny_json_kwargs(tiny_kwargs):
+    """``tiny_kwargs`` with the task as a plain dict, the form a leaderboard entry or config.json stores."""
+    return dict(tiny_kwargs, task=tiny_kwargs["task"].to_dict())
+
+
+@pytest.fixture(scope="session")
+def tiny_ppo_hyperparams():
+    """PPO overrides for tiny runs: one 16-step rollout per update, one gradient step per rollout."""
+    return {"n_steps": 16, "batch_size": 16, "n_epochs": 1}
+
+
+@pytest.fixture(scope="session")
+def tiny_ppo_dirs(tmp_path_factory, tiny_json_kwargs, tiny_ppo_hyperparams):
+    """Two PPO agents trained for two tiny episodes (training seeds 0 and 1), saved by ``train_agent``."""
+    from agents.baselines import train_agent
+
+    root = tmp_path_factory.mktemp("ppo")
+    dirs = []
+    for seed in (0, 1):
+        out = root / f"seed_{seed}"
+        train_agent("ppo", "TemperatureKD-v0", seed, out, 32, tiny_json_kwargs, tiny_ppo_hyperparams,
+                    progress_bar=False, tensorboard=False)  # fmt: skip
+        dirs.append(out)
+    return dirs
+
+
+@pytest.fixture
+def fast_bootstrap(monkeypatch):
+    """Fewer bootstrap resamples for tests that build entries but do not check the interval's width."""
+    import agents.leaderboard
+
+    monkeypatch.setattr(agents.leaderboard, "BOOTSTRAP_REPS", 200)

@@ -40,9 +40,7 @@ def batch_observation(student_logits: torch.Tensor, teacher_probs: torch.Tensor)
     one row per instance; float32 of shape (B, 3). Top-2 is the second *largest* probability."""
     student_probs = F.softmax(student_logits.detach(), dim=1)
     top2 = student_probs.topk(2, dim=1).values
-    obs = torch.stack(
-        (teacher_probs.max(dim=1).values, top2[:, 0], 1.0 - (top2[:, 0] - top2[:, 1])), dim=1
-    )
+    obs = torch.stack((teacher_probs.max(dim=1).values, top2[:, 0], 1.0 - (top2[:, 0] - top2[:, 1])), dim=1)
     return obs.clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)
 
 
@@ -188,10 +186,7 @@ class TemperatureKDEnv(gym.Env):
         action_scale: float = 6.0,
         cache_dir: str | Path | None = None,
         data_root: str | None = None,
-        render_mode: str | None = None,
     ):
-        if render_mode is not None:
-            raise ValueError(f"TemperatureKD-v0: render_mode={render_mode!r}; this env does not render")
         self.options = _Options(
             batch_size, epochs, float(ce_weight), float(kd_weight), float(student_lr), reward_measure,
             reward_set_size, float(reward_epoch_scale), warmup_epochs, float(warmup_temperature), exploration,

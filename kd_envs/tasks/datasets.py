@@ -126,9 +126,7 @@ def _load_digits(config: DatasetConfig) -> DatasetSplits:
     sizes = config.sizes()
     digits = load_digits()
     if sum(sizes) > len(digits.target):
-        raise ValueError(
-            f"digits has {len(digits.target)} samples; DatasetConfig asks for {sizes} (train, val, test)"
-        )
+        raise ValueError(f"digits has {len(digits.target)} samples; DatasetConfig asks for {sizes} (train, val, test)")
     order = np.random.default_rng(config.seed).permutation(len(digits.target))
     x = digits.data[order].astype(np.float32)
     x = (x - x.mean()) / x.std()

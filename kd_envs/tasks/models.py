@@ -34,9 +34,7 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.family={self.family!r}: expected one of {MODEL_FAMILIES}")
         if self.family == "resnet":
             if self.depth not in CIFAR_RESNET_DEPTHS:
-                raise ValueError(
-                    f"ModelConfig.depth={self.depth} for resnet: expected one of {CIFAR_RESNET_DEPTHS}"
-                )
+                raise ValueError(f"ModelConfig.depth={self.depth} for resnet: expected one of {CIFAR_RESNET_DEPTHS}")
         else:
             if self.width < 1:
                 raise ValueError(f"ModelConfig.width={self.width}: expected a positive integer")

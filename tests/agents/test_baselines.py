@@ -1,0 +1,91 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from stable_baselines3.common.noise import NormalActionNoise
+
+from agents.baselines import ALGOS, HYPERPARAMS_DIR, build_agent, load_agent, load_hyperparams, train_agent
+
+ENV_ID = "TemperatureKD-v0"
+YAML_ALGOS = sorted(path.stem for path in HYPERPARAMS_DIR.glob("*.yml"))
+# Small enough to learn 16 steps in a blink; off-policy algorithms update once, at step 16.
+TINY = {
+    "ppo": {"n_steps": 16, "batch_size": 16, "n_epochs": 1},
+    "a2c": {"n_steps": 16},
+    **{algo: {"buffer_size": 64, "learning_starts": 8, "batch_size": 8} for algo in ("sac", "td3", "tqc")},
+}
+
+
+def test_every_algorithm_has_hyperparameters():
+    assert {"a2c", "ppo", "sac", "td3", "tqc"} <= set(YAML_ALGOS) <= set(ALGOS)
+
+
+@pytest.mark.parametrize("algo", YAML_ALGOS)
+def test_yaml_builds_an_agent(algo, tiny_json_kwargs):
+    params = load_hyperparams(algo, ENV_ID)
+    assert params["n_timesteps"] > 0 and params["policy"] == "MlpPolicy"
+    model, resolved = build_agent(algo, ENV_ID, seed=0, env_kwargs=tiny_json_kwargs, hyperparams=TINY.get(algo))
+    assert type(model) is ALGOS[algo]
+    assert resolved == {**params, **TINY.get(algo, {})}
+    assert model.seed == 0 and model.n_envs == params.get("n_envs", 1)
+    assert model.learning_rate == params["learning_rate"] and model.gamma == params["gamma"]
+    assert model.policy_kwargs["net_arch"] == params["policy_kwargs"]["net_arch"]
+    assert model.observation_space.shape == (32, 3) and model.action_space.shape == (32,)
+    if params.get("noise_type"):
+        assert isinstance(model.action_noise, NormalActionNoise)
+        np.testing.assert_allclose(model.action_noise._sigma, params["noise_std"])
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_tiny_learn(algo, tiny_json_kwargs):
+    model, _ = build_agent(algo, ENV_ID, seed=0, env_kwargs=tiny_json_kwargs, hyperparams=TINY[algo])
+    model.learn(total_timesteps=16)
+    assert model.num_timesteps == 16
+    assert model._n_updates >= 1
+
+
+def test_unknown_algo_and_env_id(tiny_json_kwargs):
+    with pytest.raises(ValueError, match="algo='dqn'.*ppo"):
+        build_agent("dqn", ENV_ID, seed=0, env_kwargs=tiny_json_kwargs)
+    with pytest.raises(KeyError, match=f"CartPole-v1.*{ENV_ID}"):
+        build_agent("ppo", "CartPole-v1", seed=0)
+    # DDPG is an algorithm SB3 has but no hyperparameter file does.
+    with pytest.raises(FileNotFoundError, match="ddpg"):
+        load_hyperparams("ddpg", ENV_ID)
+
+
+def test_unsupported_settings_are_refused(tmp_path, tiny_json_kwargs):
+    (tmp_path / "ppo.yml").write_text(yaml.safe_dump({ENV_ID: {"n_timesteps": 10, "normalize": True}}))
+    with pytest.raises(ValueError, match="normalize"):
+        load_hyperparams("ppo", ENV_ID, directory=tmp_path)
+    with pytest.raises(ValueError, match="noise_type='ornstein-uhlenbeck'"):
+        build_agent("td3", ENV_ID, 0, tiny_json_kwargs, hyperparams={"noise_type": "ornstein-uhlenbeck"})
+
+
+def test_train_save_and_load(tmp_path, tiny_json_kwargs, tiny_ppo_hyperparams):
+    trained = train_agent("ppo", ENV_ID, 3, tmp_path / "run", 32, tiny_json_kwargs, tiny_ppo_hyperparams,
+                          progress_bar=False)  # fmt: skip
+    assert (tmp_path / "run" / "model.zip").is_file()
+    assert any((tmp_path / "run" / "tb").iterdir())
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config == trained.config
+    assert config["env_id"] == ENV_ID and config["algo"] == "ppo" and config["seed"] == 3
+    assert config["env_kwargs"] == tiny_json_kwargs and config["total_timesteps"] == 32
+    assert config["hyperparams"] == {**load_hyperparams("ppo", ENV_ID), **tiny_ppo_hyperparams}
+    assert {"python", "torch", "stable-baselines3", "gymnasium"} <= set(config["packages"])
+    assert trained.model.num_timesteps == 32
+
+    loaded = load_agent(tmp_path / "run")
+    assert loaded.config == config
+    trained_state, loaded_state = trained.model.policy.state_dict(), loaded.model.policy.state_dict()
+    assert trained_state.keys() == loaded_state.keys()
+    for key in trained_state:
+        torch.testing.assert_close(loaded_state[key], trained_state[key], rtol=0, atol=0)
+    obs = np.random.default_rng(0).random((32, 3), dtype=np.float32)
+    action, _ = trained.model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(loaded.model.predict(obs, deterministic=True)[0], action)
+    # The agent learned something: an untrained one with the same seed acts differently.
+    untrained, _ = build_agent("ppo", ENV_ID, 3, tiny_json_kwargs, tiny_ppo_hyperparams)
+    assert not np.array_equal(untrained.predict(obs, deterministic=True)[0], action)

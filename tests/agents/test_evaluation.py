@@ -1,0 +1,122 @@
+import json
+import shutil
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from agents.evaluation import (
+    EVALUATION_SEEDS,
+    TRAINING_SEEDS,
+    evaluate,
+    fixed_policy_entry,
+    save_entry,
+    trained_agents_entry,
+    verify_entry,
+)
+from agents.fixed_policies import fixed_policy
+
+ENV_ID = "TemperatureKD-v0"
+SEEDS = (1000, 1001)
+
+
+def test_training_and_evaluation_seeds_are_apart():
+    assert not set(TRAINING_SEEDS) & set(EVALUATION_SEEDS)
+    assert set(SEEDS) <= set(EVALUATION_SEEDS)
+
+
+def test_fixed_policy_entry_scores_the_episodes(tiny_json_kwargs, fast_bootstrap):
+    entry = fixed_policy_entry("constant_t4", ENV_ID, tiny_json_kwargs, SEEDS, tag="test", progress=False)
+    assert entry["summary"]["runs"] == 2 and len(entry["runs"]) == 2
+    assert entry["agent"] == {"kind": "fixed", "name": "constant_t4"}
+    assert entry["evaluation_seeds"] == list(SEEDS) and entry["training_seeds"] == []
+    assert entry["metric"] == "student_test_accuracy"
+    assert entry["env_kwargs"] == tiny_json_kwargs
+
+    # The same episodes, played here by hand.
+    env = gym.make(ENV_ID, **tiny_json_kwargs)
+    action, _ = fixed_policy("constant_t4").predict(np.zeros((32, 3), dtype=np.float32))
+    for seed, run in zip(SEEDS, entry["runs"]):
+        env.reset(seed=seed)
+        total, terminated = 0.0, False
+        while not terminated:
+            _, reward, terminated, truncated, info = env.step(action)
+            total += reward
+            assert not truncated
+        (episode,) = run["episodes"]
+        assert episode["seed"] == seed and episode["steps"] == 16
+        assert run["score"] == episode["student_test_accuracy"] == info["student_test_accuracy"]
+        assert episode["return"] == total
+        assert episode["temperature_mean"] == pytest.approx(4.0)
+    scores = [run["score"] for run in entry["runs"]]
+    assert entry["summary"]["mean"] == pytest.approx(np.mean(scores))
+
+
+def test_evaluation_episodes_depend_only_on_their_seed(tiny_json_kwargs):
+    policy = fixed_policy("random_t")
+    both = evaluate(policy, ENV_ID, tiny_json_kwargs, SEEDS, progress=False)
+    assert evaluate(policy, ENV_ID, tiny_json_kwargs, SEEDS[1:], progress=False) == both[1:]
+    assert both[0]["temperature_mean"] != both[1]["temperature_mean"]
+
+
+def test_fixed_entry_verifies_and_detects_tampering(tmp_path, tiny_json_kwargs, fast_bootstrap):
+    entry = fixed_policy_entry("random_t", ENV_ID, tiny_json_kwargs, SEEDS, tag="test", progress=False)
+    path = save_entry(entry, tmp_path)
+    assert path == tmp_path / "entries" / f"{ENV_ID}__random_t__test.json"
+    assert verify_entry(path, tmp_path, progress=False) == []
+    saved = json.loads(path.read_text())
+    saved["runs"][1]["episodes"][0]["temperature_mean"] += 1e-9
+    path.write_text(json.dumps(saved))
+    (mismatch,) = verify_entry(path, tmp_path, progress=False)
+    assert "evaluation seed 1001" in mismatch and "temperature_mean" in mismatch
+
+
+def test_trained_agents_entry_copies_verifies_and_detects_tampering(tmp_path, tiny_ppo_dirs, fast_bootstrap):
+    entry = trained_agents_entry(tiny_ppo_dirs, SEEDS, tag="test", directory=tmp_path, progress=False)
+    assert entry["agent"]["kind"] == "sb3" and entry["agent"]["name"] == "ppo"
+    assert entry["agent"]["total_timesteps"] == 32
+    assert entry["training_seeds"] == [0, 1] and entry["summary"]["runs"] == 2
+    for seed, run in zip((0, 1), entry["runs"]):
+        assert run["model"] == f"models/{ENV_ID}__ppo__test/seed_{seed}"
+        for file in ("model.zip", "config.json"):
+            assert (tmp_path / run["model"] / file).read_bytes() == (tiny_ppo_dirs[seed] / file).read_bytes()
+        assert [e["seed"] for e in run["episodes"]] == list(SEEDS)
+        assert run["score"] == pytest.approx(np.mean([e["student_test_accuracy"] for e in run["episodes"]]))
+
+    path = save_entry(entry, tmp_path)
+    assert verify_entry(path, tmp_path, progress=False) == []
+
+    saved = json.loads(path.read_text())
+    saved["runs"][1]["episodes"][0]["student_test_accuracy"] += 0.25
+    path.write_text(json.dumps(saved))
+    (mismatch,) = verify_entry(path, tmp_path, progress=False)
+    assert "training seed 1" in mismatch and "evaluation seed 1000" in mismatch
+    assert "student_test_accuracy" in mismatch
+
+
+def test_verify_reruns_the_stored_models(tmp_path, tiny_ppo_dirs, fast_bootstrap):
+    entry = trained_agents_entry(tiny_ppo_dirs, SEEDS, tag="test", directory=tmp_path, progress=False)
+    path = save_entry(entry, tmp_path)
+    # Swap the two stored agents: every recorded number now belongs to the other model.
+    stored = [tmp_path / run["model"] / "model.zip" for run in entry["runs"]]
+    swap = tmp_path / "swap.zip"
+    shutil.move(stored[0], swap)
+    shutil.move(stored[1], stored[0])
+    shutil.move(swap, stored[1])
+    assert verify_entry(path, tmp_path, progress=False)
+
+
+def test_training_seeds_must_not_be_evaluation_seeds(tmp_path, tiny_ppo_dirs):
+    with pytest.raises(ValueError, match="overlap"):
+        trained_agents_entry(tiny_ppo_dirs, (1, 1000), tag="test", directory=tmp_path, progress=False)
+    assert not (tmp_path / "models").exists()
+
+
+def test_one_entry_holds_one_configuration(tmp_path, tiny_ppo_dirs):
+    other = tmp_path / "other"
+    shutil.copytree(tiny_ppo_dirs[1], other)
+    config = json.loads((other / "config.json").read_text())
+    config["env_kwargs"] = dict(config["env_kwargs"], epochs=3)
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="share env id, env kwargs and algorithm"):
+        trained_agents_entry([tiny_ppo_dirs[0], other], SEEDS, directory=tmp_path, progress=False)

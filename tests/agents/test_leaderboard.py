@@ -1,0 +1,125 @@
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import trim_mean
+
+import agents.leaderboard
+from agents.leaderboard import MIN_OFFICIAL_RUNS, aggregate, entry_path, load_entries, make_entry, render, write_entry
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_aggregate_iqm_and_its_interval():
+    scores = list(np.random.default_rng(0).normal(0.7, 0.1, size=10))
+    summary = aggregate(scores)
+    assert summary["runs"] == 10
+    assert summary["iqm"] == pytest.approx(trim_mean(scores, 0.25), rel=1e-12)
+    low, high = summary["iqm_ci95"]
+    assert low < summary["iqm"] < high
+    assert min(scores) <= low and high <= max(scores)
+    assert summary["mean"] == pytest.approx(np.mean(scores), rel=1e-12)
+
+
+def test_aggregate_is_reproducible_and_leaves_global_randomness_alone(fast_bootstrap):
+    scores = [0.1, 0.4, 0.5, 0.55, 0.9]
+    np.random.seed(1)
+    first = aggregate(scores)
+    after_first = np.random.random()
+    np.random.seed(2)
+    assert aggregate(scores) == first  # seeded by its own seed, whatever NumPy's global state
+    np.random.seed(1)
+    expected = np.random.random()
+    np.random.seed(1)
+    aggregate(scores)
+    assert np.random.random() == after_first == expected
+    assert aggregate(scores, seed=1)["iqm_ci95"] != first["iqm_ci95"]
+
+
+def test_aggregate_mean_and_std_by_hand(fast_bootstrap):
+    summary = aggregate([1.0, 2.0, 3.0, 4.0])
+    assert summary["mean"] == 2.5
+    assert summary["std"] == pytest.approx(math.sqrt(5 / 3))  # sample std: (2.25 + 0.25 + 0.25 + 2.25) / 3
+    # Eight scores: the IQM drops the two lowest and the two highest.
+    assert aggregate([0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 9.0, 9.0])["iqm"] == pytest.approx(2.5)
+    single = aggregate([0.5])
+    assert single["runs"] == 1 and single["std"] == 0.0 and single["mean"] == 0.5
+
+
+def episodes(metric_values, metric="student_test_accuracy"):
+    return [{"seed": 1000 + i, "return": 0.0, metric: v} for i, v in enumerate(metric_values)]
+
+
+def fake_entry(env_id="TemperatureKD-v0", name="ppo", scores=(0.5, 0.6), tag="test"):
+    runs = [{"training_seed": i, "model": f"models/{name}/seed_{i}", "episodes": episodes([s, s + 0.1])}
+            for i, s in enumerate(scores)]  # fmt: skip
+    agent = {"kind": "sb3", "name": name}
+    return make_entry(env_id, {"epochs": 2}, agent, runs, [1000, 1001], "student_test_accuracy", {"numpy": "x"}, tag)
+
+
+def test_make_entry(fast_bootstrap):
+    entry = fake_entry(scores=(0.5, 0.7))
+    assert [run["score"] for run in entry["runs"]] == pytest.approx([0.55, 0.75])
+    assert entry["summary"]["runs"] == 2 and entry["summary"]["mean"] == pytest.approx(0.65)
+    assert (entry["env_name"], entry["env_version"]) == ("TemperatureKD", 0)
+    assert entry["training_seeds"] == [0, 1] and entry["evaluation_seeds"] == [1000, 1001]
+    assert not entry["official"]
+    assert json.loads(json.dumps(entry)) == entry
+    official = [0.5] * MIN_OFFICIAL_RUNS
+    assert fake_entry(scores=official, tag="official")["official"]
+    assert not fake_entry(scores=official[1:], tag="official")["official"]
+    assert not fake_entry(scores=official, tag="quick")["official"]
+
+
+def test_write_entry_round_trips(tmp_path, fast_bootstrap):
+    entry = fake_entry()
+    path = write_entry(entry, entry_path(entry["env_id"], "ppo", "test", tmp_path))
+    assert path == tmp_path / "entries" / "TemperatureKD-v0__ppo__test.json"
+    assert json.loads(path.read_text()) == entry
+    assert load_entries(tmp_path) == [(path, entry)]
+
+
+@pytest.mark.parametrize("interruption", [RuntimeError, KeyboardInterrupt])
+def test_write_entry_is_atomic(tmp_path, monkeypatch, interruption, fast_bootstrap):
+    path = tmp_path / "entries" / "e.json"
+    write_entry({"version": 1}, path)
+    before = path.read_text()
+
+    def half_dump(obj, f, **kwargs):
+        f.write('{"version": ')
+        f.flush()
+        raise interruption
+
+    monkeypatch.setattr(agents.leaderboard.json, "dump", half_dump)
+    with pytest.raises(interruption):
+        write_entry({"version": 2}, path)
+    assert path.read_text() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["e.json"]
+
+
+def test_unserialisable_entry_leaves_the_previous_file(tmp_path):
+    path = tmp_path / "e.json"
+    write_entry({"version": 1}, path)
+    before = path.read_text()
+    with pytest.raises(TypeError):
+        write_entry({"version": 2, "env_kwargs": {"task": object()}}, path)
+    assert path.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["e.json"]
+
+
+def test_render(tmp_path, fast_bootstrap):
+    for entry in (fake_entry(name="ppo", scores=(0.5, 0.6)), fake_entry(name="sac", scores=(0.8, 0.9)),
+                  fake_entry(env_id="OtherKD-v1", name="td3", scores=(0.1, 0.2))):  # fmt: skip
+        write_entry(entry, entry_path(entry["env_id"], entry["agent"]["name"], entry["tag"], tmp_path))
+    readme, plots = render(tmp_path)
+    assert readme == tmp_path / "README.md"
+    assert sorted(plots) == [tmp_path / "OtherKD-v1.png", tmp_path / "TemperatureKD-v0.png"]
+    for plot in plots:
+        assert plot.read_bytes()[:8] == PNG_MAGIC
+    text = readme.read_text()
+    assert "## TemperatureKD-v0" in text and "## OtherKD-v1" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| agent")]
+    assert [row.split(" | ")[0] for row in rows] == ["| td3", "| sac", "| ppo"]  # by env id, best IQM first
+    assert "(entries/TemperatureKD-v0__sac__test.json)" in text
+    assert "![TemperatureKD-v0](TemperatureKD-v0.png)" in text

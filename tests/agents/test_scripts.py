@@ -1,0 +1,119 @@
+"""The command-line scripts, run through their ``main(argv)`` on the tiny env into temporary folders."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.leaderboard import LEADERBOARD_DIR
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+ENV_ID = "TemperatureKD-v0"
+TAG = "pytest"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(f"kd_gym_script_{name}", SCRIPTS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+train, evaluate, leaderboard = (load_script(name) for name in ("train", "evaluate", "leaderboard"))
+
+
+@pytest.fixture(autouse=True)
+def repo_leaderboard_untouched():
+    readme = LEADERBOARD_DIR / "README.md"
+    before = readme.stat().st_mtime_ns if readme.exists() else None
+    yield
+    assert not list(LEADERBOARD_DIR.glob(f"entries/*__{TAG}.json"))
+    assert not list(LEADERBOARD_DIR.glob(f"models/*__{TAG}"))
+    assert (readme.stat().st_mtime_ns if readme.exists() else None) == before
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_json_kwargs, tiny_ppo_hyperparams):
+    out = tmp_path_factory.mktemp("runs") / "ppo"
+    train.main(["--algo", "ppo", "--env", ENV_ID, "--seed", "0", "--seed", "1", "--timesteps", "32",
+                "--env-kwargs", json.dumps(tiny_json_kwargs), "--hyperparams", json.dumps(tiny_ppo_hyperparams),
+                "--out", str(out), "--no-progress"])  # fmt: skip
+    return [out / "seed_0", out / "seed_1"]
+
+
+def test_train_writes_one_folder_per_seed(trained, tiny_json_kwargs, tiny_ppo_hyperparams):
+    for seed, folder in enumerate(trained):
+        assert (folder / "model.zip").is_file()
+        config = json.loads((folder / "config.json").read_text())
+        assert (config["algo"], config["seed"], config["total_timesteps"]) == ("ppo", seed, 32)
+        assert config["env_kwargs"] == tiny_json_kwargs
+        assert config["hyperparams"]["n_steps"] == tiny_ppo_hyperparams["n_steps"]
+
+
+def test_train_writes_a_single_seed_to_out(tmp_path, tiny_json_kwargs, tiny_ppo_hyperparams):
+    train.main(["--algo", "ppo", "--seed", "2", "--timesteps", "16", "--env-kwargs", json.dumps(tiny_json_kwargs),
+                "--hyperparams", json.dumps(tiny_ppo_hyperparams), "--out", str(tmp_path / "run"),
+                "--no-progress"])  # fmt: skip
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["seed"] == 2
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "message"),
+    [
+        ("train", ["--algo", "ppo", "--seed", "1000"], "evaluation seeds are kept apart"),
+        ("train", ["--algo", "dqn"], "invalid choice"),
+        ("evaluate", ["--fixed", "constant_t4", "--episodes", "0"], "--episodes"),
+        ("evaluate", ["--fixed", "constant_t4", "--models", "somewhere"], "not allowed with"),
+    ],
+)
+def test_parser_errors(tmp_path, capsys, script, argv, message):
+    main = {"train": train.main, "evaluate": evaluate.main}[script]
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--out" if script == "train" else "--leaderboard-dir", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_evaluate_then_verify_trained_agents(tmp_path, trained, capsys, fast_bootstrap):
+    evaluate.main(["--models", *map(str, trained), "--episodes", "2", "--tag", TAG, "--leaderboard-dir", str(tmp_path)])
+    path = tmp_path / "entries" / f"{ENV_ID}__ppo__{TAG}.json"
+    assert str(path) in capsys.readouterr().out
+    entry = json.loads(path.read_text())
+    assert entry["summary"]["runs"] == 2 and entry["evaluation_seeds"] == [1000, 1001]
+    for run in entry["runs"]:
+        assert (tmp_path / run["model"] / "model.zip").is_file()
+
+    assert leaderboard.main(["--verify", str(path), "--leaderboard-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("OK ")
+
+    entry["runs"][0]["episodes"][1]["return"] += 1e-6
+    path.write_text(json.dumps(entry))
+    assert leaderboard.main(["--verify", str(path), "--leaderboard-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"MISMATCH {path}") and "training seed 0, evaluation seed 1001: return" in out
+
+
+def test_evaluate_fixed_verify_and_render(tmp_path, tiny_json_kwargs, capsys, fast_bootstrap):
+    for name in ("constant_t4", "no_kd"):
+        evaluate.main(["--fixed", name, "--env-kwargs", json.dumps(tiny_json_kwargs), "--episodes", "2",
+                       "--tag", TAG, "--leaderboard-dir", str(tmp_path)])  # fmt: skip
+    paths = sorted((tmp_path / "entries").glob("*.json"))
+    assert [p.name for p in paths] == [f"{ENV_ID}__constant_t4__{TAG}.json", f"{ENV_ID}__no_kd__{TAG}.json"]
+    assert json.loads(paths[1].read_text())["env_kwargs"]["kd_weight"] == 0.0
+    assert leaderboard.main(["--verify", *map(str, paths), "--leaderboard-dir", str(tmp_path)]) == 0
+
+    # One bad entry among good ones fails the whole check.
+    entry = json.loads(paths[0].read_text())
+    entry["runs"][1]["episodes"][0]["student_test_accuracy"] = 1.5
+    paths[0].write_text(json.dumps(entry))
+    capsys.readouterr()
+    assert leaderboard.main(["--verify", *map(str, paths), "--leaderboard-dir", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert f"MISMATCH {paths[0]}" in out and f"OK {paths[1]}" in out
+
+    assert leaderboard.main(["--leaderboard-dir", str(tmp_path)]) == 0
+    readme = (tmp_path / "README.md").read_text()
+    assert "| constant_t4 | pytest |" in readme and "| no_kd | pytest |" in readme
+    assert (tmp_path / f"{ENV_ID}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
