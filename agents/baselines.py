@@ -4,6 +4,7 @@ kept in YAML files in rl-zoo3's format (``agents/hyperparams/<algo>.yml``: env i
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import platform
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import yaml
 from sb3_contrib import TQC
@@ -75,7 +77,8 @@ def build_agent(
     params = load_hyperparams(algo, env_id)
     params.update(hyperparams or {})
     n_envs = int(params.get("n_envs", 1))
-    env = make_vec_env(env_id, n_envs=n_envs, seed=seed, env_kwargs=env_kwargs or {})
+    # A callable rather than the id: make_vec_env would add render_mode="rgb_array", which our envs do not render.
+    env = make_vec_env(functools.partial(gym.make, env_id, **(env_kwargs or {})), n_envs=n_envs, seed=seed)
     # A copy: SB3 writes into policy_kwargs (A2C its optimizer class, SAC use_sde), which must not leak
     # into the settings recorded in config.json.
     kwargs = copy.deepcopy({k: v for k, v in params.items() if k not in _ZOO_KEYS})

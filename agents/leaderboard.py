@@ -14,6 +14,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,12 +38,15 @@ def aggregate(scores: list[float], seed: int = 0) -> dict[str, Any]:
     global_state = np.random.get_state()
     np.random.seed(seed)
     try:
-        points, intervals = rly.get_interval_estimates(
-            {"agent": matrix},
-            lambda x: np.array([metrics.aggregate_iqm(x)]),
-            reps=BOOTSTRAP_REPS,
-            random_state=np.random.RandomState(seed),
-        )
+        with warnings.catch_warnings():
+            # arch (under rliable) warns that its random_state argument is deprecated: not ours to fix.
+            warnings.filterwarnings("ignore", message="random_state is deprecated", category=FutureWarning)
+            points, intervals = rly.get_interval_estimates(
+                {"agent": matrix},
+                lambda x: np.array([metrics.aggregate_iqm(x)]),
+                reps=BOOTSTRAP_REPS,
+                random_state=np.random.RandomState(seed),
+            )
     finally:
         np.random.set_state(global_state)
     return {

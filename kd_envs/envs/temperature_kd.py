@@ -35,13 +35,23 @@ def temperature_to_action(temperature: float, action_scale: float) -> float:
     return math.log(p / (1.0 - p)) / action_scale
 
 
-def batch_observation(student_logits: torch.Tensor, teacher_probs: torch.Tensor) -> np.ndarray:
+def teacher_confidence(teacher_logits: torch.Tensor) -> torch.Tensor:
+    """The teacher's top-1 probability per instance, shape (B,)."""
+    return F.softmax(teacher_logits, dim=1).max(dim=1).values
+
+
+def batch_observation(student_logits: torch.Tensor, teacher_confidence: torch.Tensor) -> np.ndarray:
     """(teacher's top-1 probability, student's top-1 probability, 1 − (student's top-1 − top-2)),
     one row per instance; float32 of shape (B, 3). Top-2 is the second *largest* probability."""
-    student_probs = F.softmax(student_logits.detach(), dim=1)
-    top2 = student_probs.topk(2, dim=1).values
-    obs = torch.stack((teacher_probs.max(dim=1).values, top2[:, 0], 1.0 - (top2[:, 0] - top2[:, 1])), dim=1)
-    return obs.clamp_(0.0, 1.0).numpy().astype(np.float32, copy=False)
+    # In NumPy, from the two largest logits (softmax is monotone): this runs every step, and a few
+    # NumPy calls on a (B, C) array cost less than the equivalent torch dispatches.
+    z = student_logits.detach().numpy()
+    z_top2 = np.sort(z, axis=1)[:, :-3:-1]  # largest, second largest
+    top1 = 1.0 / np.exp(z - z_top2[:, :1]).sum(axis=1)
+    top2 = top1 * np.exp(z_top2[:, 1] - z_top2[:, 0])
+    obs = np.empty((len(z), 3), dtype=np.float32)
+    obs[:, 0], obs[:, 1], obs[:, 2] = teacher_confidence.numpy(), top1, 1.0 - (top1 - top2)
+    return np.clip(obs, 0.0, 1.0, out=obs)
 
 
 @dataclass(frozen=True)
@@ -203,6 +213,7 @@ class TemperatureKDEnv(gym.Env):
         self.reward_y = data.y_val[:reward_set_size]
         # Without augmentation the teacher's predictions on the training set never change: compute once.
         self._teacher_logits = None if data.augment else predict_logits(self.task.teacher, data.x_train)
+        self._teacher_confidence = None if data.augment else teacher_confidence(self._teacher_logits)
         self.steps_per_epoch = steps_per_epoch(self._epoch_size(), batch_size)
         self.max_steps = (epochs - warmup_epochs) * self.steps_per_epoch
 
@@ -221,6 +232,7 @@ class TemperatureKDEnv(gym.Env):
         data, gen = self.task.data, self._torch_gen
         if self.options.exploration == "none":
             self._epoch_x, self._epoch_y, self._epoch_teacher = data.x_train, data.y_train, self._teacher_logits
+            self._epoch_teacher_confidence = self._teacher_confidence
             self._epoch_order = torch.randperm(len(data.y_train), generator=gen)
             return
         n = len(data.y_train)
@@ -235,6 +247,7 @@ class TemperatureKDEnv(gym.Env):
         self._epoch_x = lam_x * data.x_train[top] + (1 - lam_x) * data.x_train[partner]
         self._epoch_y = data.y_train[top]
         self._epoch_teacher = None if data.augment else predict_logits(self.task.teacher, self._epoch_x)
+        self._epoch_teacher_confidence = None if data.augment else teacher_confidence(self._epoch_teacher)
         self._epoch_order = torch.randperm(len(top), generator=gen)
 
     def _forward_batch(self) -> None:
@@ -247,11 +260,17 @@ class TemperatureKDEnv(gym.Env):
             x = augment_batch(x, self._torch_gen)
             with torch.no_grad():
                 teacher_logits = self.task.teacher(x)
+            confidence = teacher_confidence(teacher_logits)
         else:
-            teacher_logits = self._epoch_teacher[idx]
-        self._x, self._y, self._teacher_batch = x, self._epoch_y[idx], teacher_logits
+            teacher_logits, confidence = self._epoch_teacher[idx], self._epoch_teacher_confidence[idx]
+        self._x, self._y, self._teacher_batch, self._teacher_batch_confidence = (
+            x,
+            self._epoch_y[idx],
+            teacher_logits,
+            confidence,
+        )
         self._student_logits = self._student(x)
-        self._obs = batch_observation(self._student_logits, F.softmax(teacher_logits, dim=1))
+        self._obs = batch_observation(self._student_logits, confidence)
 
     def _train_on_batch(self, temperature: torch.Tensor) -> dict[str, torch.Tensor]:
         losses = {
@@ -275,11 +294,16 @@ class TemperatureKDEnv(gym.Env):
             self._start_epoch()
         return False
 
+    @torch.no_grad()
     def _reward_set_accuracy(self) -> float:
-        return (predict_logits(self._student, self.reward_x).argmax(1) == self.reward_y).float().mean().item()
+        # One eval-mode pass (no chunking, no copies): this runs every step with the default reward.
+        self._student.eval()
+        correct = (self._student(self.reward_x).argmax(1) == self.reward_y).sum().item()
+        self._student.train()
+        return correct / len(self.reward_y)
 
     def _batch_accuracy(self) -> float:
-        return (self._student_logits.detach().argmax(1) == self._y).float().mean().item()
+        return (self._student_logits.detach().argmax(1) == self._y).sum().item() / len(self._y)
 
     # -- gymnasium API ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -300,11 +324,16 @@ class TemperatureKDEnv(gym.Env):
         self._forward_batch()
         if self.options.reward_measure == "heldout":
             self._last_measure = self._reward_set_accuracy()
+        else:
+            self._last_measure = self._batch_accuracy()
         return self._obs, {"epoch": self._epoch, "batch": self._batch}
 
     def _check_action(self, action) -> torch.Tensor:
         a = np.asarray(action)
         expected = self.action_space.shape
+        # Fast path for every step: NaN fails the comparison too.
+        if a.shape == expected and a.dtype.kind == "f" and np.abs(a).max() <= 1.0:
+            return torch.as_tensor(a, dtype=torch.float32)
         if a.shape != expected or not np.issubdtype(a.dtype, np.number):
             raise ValueError(
                 f"TemperatureKD-v0: action has shape {a.shape} and dtype {a.dtype}; expected a numeric array "
@@ -327,7 +356,6 @@ class TemperatureKDEnv(gym.Env):
         temperature = action_to_temperature(self._check_action(action), self.options.action_scale)
         self._record_temperatures(temperature)
         batch_measure = self.options.reward_measure == "batch"
-        before_batch_accuracy = self._batch_accuracy() if batch_measure else 0.0
         losses = self._train_on_batch(temperature)
         epoch = self._epoch  # the epoch this batch belongs to scales its reward
         terminated = self._advance()
@@ -337,19 +365,21 @@ class TemperatureKDEnv(gym.Env):
             "batch": self._batch,
             "loss_ce": losses["ce"].item(),
             "loss_kd": losses["kd"].item(),
-            "batch_temperature_mean": temperature.mean().item(),
+            "batch_temperature_mean": float(temperature.numpy().mean(dtype=np.float64)),
         }
         if terminated:
             # No batch comes next: observe the batch just trained on, after its update (eval mode, so
             # the look does not move BatchNorm's running statistics).
             after_logits = predict_logits(self._student, self._x)
-            self._obs = batch_observation(after_logits, F.softmax(self._teacher_batch, dim=1))
+            self._obs = batch_observation(after_logits, self._teacher_batch_confidence)
             next_batch_accuracy = (after_logits.argmax(1) == self._y).float().mean().item()
         else:
             self._forward_batch()
             next_batch_accuracy = self._batch_accuracy() if batch_measure else 0.0
         if batch_measure:
-            gain = next_batch_accuracy - before_batch_accuracy
+            # This batch's accuracy before its update was the previous step's next-batch accuracy.
+            gain = next_batch_accuracy - self._last_measure
+            self._last_measure = next_batch_accuracy
         else:
             measure = self._reward_set_accuracy()
             gain = measure - self._last_measure
@@ -361,11 +391,12 @@ class TemperatureKDEnv(gym.Env):
         return self._obs, float(reward), terminated, False, info
 
     def _record_temperatures(self, temperature: torch.Tensor) -> None:
-        self._temperature_sum += temperature.sum().item()
-        self._temperature_sq_sum += temperature.pow(2).sum().item()
-        self._temperature_min = min(self._temperature_min, temperature.min().item())
-        self._temperature_max = max(self._temperature_max, temperature.max().item())
-        self._temperature_count += temperature.numel()
+        t = temperature.numpy()  # NumPy reductions on a few hundred values cost less than torch's dispatch
+        self._temperature_sum += float(t.sum(dtype=np.float64))
+        self._temperature_sq_sum += float(np.square(t, dtype=np.float64).sum())
+        self._temperature_min = min(self._temperature_min, float(t.min()))
+        self._temperature_max = max(self._temperature_max, float(t.max()))
+        self._temperature_count += t.size
 
     def _final_info(self) -> dict[str, Any]:
         n = self._temperature_count

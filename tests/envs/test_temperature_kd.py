@@ -9,7 +9,12 @@ import torch
 from torch.nn import functional as F
 
 import kd_envs
-from kd_envs.envs.temperature_kd import action_to_temperature, batch_observation, temperature_to_action
+from kd_envs.envs.temperature_kd import (
+    action_to_temperature,
+    batch_observation,
+    teacher_confidence,
+    temperature_to_action,
+)
 from kd_envs.losses import kd_loss
 
 
@@ -69,8 +74,8 @@ def test_reset_does_not_touch_global_random_state(tiny_kwargs):
 
 def test_observation_is_teacher_and_student_confidence_and_uncertainty():
     student_logits = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]))
-    teacher_probs = torch.tensor([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]])
-    obs = batch_observation(student_logits, teacher_probs)
+    teacher_logits = torch.log(torch.tensor([[0.7, 0.2, 0.1], [0.3, 0.3, 0.4]]))
+    obs = batch_observation(student_logits, teacher_confidence(teacher_logits))
     # uncertainty = 1 - (top1 - top2): top2 is the second *largest* probability
     expected = np.array([[0.7, 0.5, 1 - (0.5 - 0.3)], [0.4, 0.8, 1 - (0.8 - 0.1)]], np.float32)
     np.testing.assert_allclose(obs, expected, atol=1e-6)
