@@ -18,6 +18,7 @@ import yaml
 from sb3_contrib import TQC
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 
@@ -93,6 +94,23 @@ def build_agent(
     return model, params
 
 
+class EpisodeInfoCallback(BaseCallback):
+    """Logs the numbers in each finished episode's last ``info`` (for TemperatureKD-v0 the student's
+    test accuracy and the temperature statistics) to SB3's logger as ``episode/<key>`` means, so
+    TensorBoard shows what the agent achieves, not only its return."""
+
+    _SKIP = ("episode", "terminal_observation", "TimeLimit.truncated")
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if not done:
+                continue
+            for key, value in info.items():
+                if key not in self._SKIP and isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+                    self.logger.record_mean(f"episode/{key}", float(value))
+        return True
+
+
 def train_agent(
     algo: str,
     env_id: str,
@@ -112,7 +130,8 @@ def train_agent(
         algo, env_id, seed, env_kwargs, hyperparams, tensorboard_log=str(out_dir / "tb") if tensorboard else None
     )
     steps = int(total_timesteps if total_timesteps is not None else params["n_timesteps"])
-    model.learn(total_timesteps=steps, progress_bar=progress_bar, tb_log_name=f"{algo}_seed{seed}")
+    callback = EpisodeInfoCallback()
+    model.learn(total_timesteps=steps, callback=callback, progress_bar=progress_bar, tb_log_name=f"{algo}_seed{seed}")
     model.save(out_dir / "model.zip")
     config = {
         "env_id": env_id,

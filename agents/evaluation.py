@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from agents.baselines import load_agent, package_versions
 from agents.fixed_policies import fixed_policy
-from agents.leaderboard import LEADERBOARD_DIR, entry_path, make_entry, write_entry
+from agents.leaderboard import LEADERBOARD_DIR, aggregate, entry_path, make_entry, write_entry
 
 # Seeds kept apart: agents train on TRAINING_SEEDS, every entry is scored on EVALUATION_SEEDS.
 TRAINING_SEEDS: tuple[int, ...] = tuple(range(10))
@@ -158,4 +158,14 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
             for key, value in old.items():
                 if new.get(key) != value:
                     mismatches.append(f"{label}, evaluation seed {old['seed']}: {key} {value!r} -> {new.get(key)!r}")
+    # The stored scores and summary must also follow from the stored episodes (no hand edits).
+    metric = entry["metric"]
+    for run in entry["runs"]:
+        score = float(np.mean([episode[metric] for episode in run["episodes"]]))
+        if run["score"] != score:
+            mismatches.append(f"run score {run['score']!r} is not the mean {metric} of its episodes ({score!r})")
+    summary = aggregate([run["score"] for run in entry["runs"]])
+    for key, value in summary.items():
+        if entry["summary"].get(key) != value:
+            mismatches.append(f"summary {key} {entry['summary'].get(key)!r} -> recomputed {value!r}")
     return mismatches

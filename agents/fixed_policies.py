@@ -6,6 +6,7 @@ training run with cross-entropy alone, which no temperature can express.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,8 @@ def fixed_policy(name: str, action_scale: float = 6.0) -> FixedTemperaturePolicy
     # Validate the constant temperature through the env's own map.
     if kwargs["temperature"] is not None:
         temperature_to_action(kwargs["temperature"], action_scale)
-    return FixedTemperaturePolicy(name=name, action_scale=action_scale, **kwargs)
+    # A deep copy: a policy's env_overrides must not alias the registry's dict.
+    return FixedTemperaturePolicy(name=name, action_scale=action_scale, **copy.deepcopy(kwargs))
 
 
 FIXED_POLICIES: dict[str, dict[str, Any]] = {

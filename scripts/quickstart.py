@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -23,6 +25,17 @@ from agents.leaderboard import render
 from kd_envs.tasks import make_task
 
 ENV_ID = "TemperatureKD-v0"
+
+
+def steps_per_episode(env_id: str, env_kwargs: dict) -> int:
+    env = gym.make(env_id, **env_kwargs)
+    steps = env.unwrapped.max_steps
+    env.close()
+    return steps
+
+
+def mean_temperature(entry: dict) -> float:
+    return float(np.mean([e["temperature_mean"] for run in entry["runs"] for e in run["episodes"]]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,8 +81,11 @@ def main(argv: list[str] | None = None) -> None:
                       f"{s['iqm_ci95'][1]:.4f}]", f"{s['mean']:.4f} ± {s['std']:.4f}")  # fmt: skip
     console.print(table)
     console.print(f"teacher test accuracy: {task.teacher_test_accuracy:.4f}")
-    console.print(f"PPO runs = {args.training_seeds} training seeds (quick; official entries need >= 5); "
-                  f"fixed-policy runs = evaluation episodes.")  # fmt: skip
+    episode_steps = steps_per_episode(ENV_ID, env_kwargs)
+    console.print(f"PPO runs = {args.training_seeds} training seeds of {args.timesteps} steps = "
+                  f"{args.timesteps / episode_steps:.1f} episodes each (official entries: 10 seeds, 10 episodes); "
+                  f"its mean temperature in evaluation: {mean_temperature(entries[-1]):.2f}. "
+                  f"Fixed-policy runs = evaluation episodes.")  # fmt: skip
     console.print(f"leaderboard: {readme}, plot: {', '.join(map(str, plots))}; TensorBoard: {args.runs_dir}")
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 import yaml
 from stable_baselines3.common.noise import NormalActionNoise
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.baselines import ALGOS, HYPERPARAMS_DIR, build_agent, load_agent, load_hyperparams, train_agent
 
@@ -68,7 +69,11 @@ def test_train_save_and_load(tmp_path, tiny_json_kwargs, tiny_ppo_hyperparams):
     trained = train_agent("ppo", ENV_ID, 3, tmp_path / "run", 32, tiny_json_kwargs, tiny_ppo_hyperparams,
                           progress_bar=False)  # fmt: skip
     assert (tmp_path / "run" / "model.zip").is_file()
-    assert any((tmp_path / "run" / "tb").iterdir())
+    (tb_run,) = (tmp_path / "run" / "tb").iterdir()
+    events = EventAccumulator(str(tb_run))
+    events.Reload()
+    # The episodes' final infos reach TensorBoard beside SB3's own scalars.
+    assert {"episode/student_test_accuracy", "episode/temperature_mean", "train/loss"} <= set(events.Tags()["scalars"])
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config == trained.config
     assert config["env_id"] == ENV_ID and config["algo"] == "ppo" and config["seed"] == 3

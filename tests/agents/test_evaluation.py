@@ -89,9 +89,20 @@ def test_trained_agents_entry_copies_verifies_and_detects_tampering(tmp_path, ti
     saved = json.loads(path.read_text())
     saved["runs"][1]["episodes"][0]["student_test_accuracy"] += 0.25
     path.write_text(json.dumps(saved))
+    rerun, score = verify_entry(path, tmp_path, progress=False)
+    assert "training seed 1" in rerun and "evaluation seed 1000" in rerun and "student_test_accuracy" in rerun
+    # The stored run score no longer follows from the (tampered) episodes either.
+    assert "run score" in score
+
+
+def test_verify_recomputes_the_summary(tmp_path, tiny_json_kwargs, fast_bootstrap):
+    entry = fixed_policy_entry("constant_t1", ENV_ID, tiny_json_kwargs, SEEDS, tag="test", progress=False)
+    path = save_entry(entry, tmp_path)
+    saved = json.loads(path.read_text())
+    saved["summary"]["iqm"] += 0.01
+    path.write_text(json.dumps(saved))
     (mismatch,) = verify_entry(path, tmp_path, progress=False)
-    assert "training seed 1" in mismatch and "evaluation seed 1000" in mismatch
-    assert "student_test_accuracy" in mismatch
+    assert mismatch.startswith("summary iqm")
 
 
 def test_verify_reruns_the_stored_models(tmp_path, tiny_ppo_dirs, fast_bootstrap):
