@@ -23,8 +23,11 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 
 import kd_envs  # noqa: F401  (registers the environments)
+from agents.instance_policy import InstancePolicy
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC}
+# Our policy classes, by the name a YAML file gives them (SB3's own names pass through).
+POLICIES: dict[str, type] = {"InstancePolicy": InstancePolicy}
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 # rl-zoo3 keys handled here rather than passed to the algorithm.
 _ZOO_KEYS = {"n_timesteps", "policy", "n_envs", "noise_type", "noise_std"}
@@ -88,8 +91,9 @@ def build_agent(
             raise ValueError(f"noise_type={params['noise_type']!r}: only 'normal' is supported")
         n_actions = int(np.prod(env.action_space.shape))
         kwargs["action_noise"] = NormalActionNoise(np.zeros(n_actions), params["noise_std"] * np.ones(n_actions))
+    policy = params.get("policy", "MlpPolicy")
     model = algo_class(algo)(
-        params.get("policy", "MlpPolicy"), env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
+        POLICIES.get(policy, policy), env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
     )
     return model, params
 

@@ -161,8 +161,9 @@ def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
         for path, e in entries:
             s = e["summary"]
             kwargs = ", ".join(f"{k}={v}" for k, v in sorted(e["env_kwargs"].items())) or "defaults"
+            tag = e["tag"] + (" (too few runs)" if e["tag"] == "official" and not e["official"] else "")
             lines.append(
-                f"| {e['agent']['name']} | {e['tag']}{' (official)' if e['official'] else ''} | {s['runs']} "
+                f"| {e['agent']['name']} | {tag} | {s['runs']} "
                 f"| {s['iqm']:.4f} [{s['iqm_ci95'][0]:.4f}, {s['iqm_ci95'][1]:.4f}] "
                 f"| {s['mean']:.4f} ± {s['std']:.4f} | {len(e['evaluation_seeds'])} | {kwargs} "
                 f"| [{path.name}](entries/{path.name}) |"

@@ -1,0 +1,112 @@
+"""An SB3 actor-critic policy for per-instance actions: one small network shared by every instance.
+
+TemperatureKD-v0 observes a batch as a (B, F) array and takes one action per instance, shape (B,).
+SB3's ``MlpPolicy`` flattens the batch and learns B separate output units; each then sees only its
+own 1/B share of the reward's dependence on the action, and the same network cannot serve another
+batch size. ``InstancePolicy`` applies one MLP to every instance's row instead (the shape of the
+instance-temperature paper's agent): the actor maps each row to that instance's action mean, the
+critic averages the per-instance features over the batch before its value head, and one shared
+log-std sets the exploration noise. Use it with PPO or A2C (``policy: InstancePolicy``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+
+
+class InstanceFeaturesExtractor(BaseFeaturesExtractor):
+    """Keeps the (B, F) layout of the observation: the features of one instance are its row."""
+
+    def __init__(self, observation_space: spaces.Box):
+        if len(observation_space.shape) != 2:
+            raise ValueError(
+                f"InstancePolicy: observation shape {observation_space.shape}; expected (instances, features)"
+            )
+        super().__init__(observation_space, features_dim=observation_space.shape[1])
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return observations
+
+
+def _instance_mlp(in_dim: int, sizes: list[int], activation_fn: type[nn.Module]) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    for size in sizes:
+        layers += [nn.Linear(in_dim, size), activation_fn()]
+        in_dim = size
+    return nn.Sequential(*layers), in_dim
+
+
+class InstanceMlpExtractor(nn.Module):
+    """Per-instance actor and critic trunks (``nn.Linear`` acts on the last dim, so on each row)."""
+
+    def __init__(self, feature_dim: int, net_arch: list[int] | dict[str, list[int]], activation_fn: type[nn.Module]):
+        super().__init__()
+        if isinstance(net_arch, dict):
+            pi, vf = net_arch.get("pi", []), net_arch.get("vf", [])
+        else:
+            pi, vf = net_arch, net_arch
+        self.policy_net, self.latent_dim_pi = _instance_mlp(feature_dim, list(pi), activation_fn)
+        self.value_net, self.latent_dim_vf = _instance_mlp(feature_dim, list(vf), activation_fn)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return self.policy_net(features)  # (N, B, latent_dim_pi)
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self.value_net(features).mean(dim=1)  # pooled over the batch: (N, latent_dim_vf)
+
+
+class InstanceActionHead(nn.Module):
+    """(N, B, latent) -> (N, B): the same linear map gives every instance its action mean."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(latent_dim, 1)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.linear(latent).squeeze(-1)
+
+
+class InstancePolicy(ActorCriticPolicy):
+    """:class:`~stable_baselines3.common.policies.ActorCriticPolicy` whose actor and critic share their
+    weights across the instances of the observed batch. Same arguments as ``MlpPolicy`` (``net_arch``
+    sizes the per-instance trunks); gSDE is not supported. Needs a (B, F) Box observation and a (B,)
+    Box action."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, **kwargs: Any):
+        if kwargs.get("use_sde"):
+            raise ValueError("InstancePolicy: use_sde=True is not supported")
+        if not (
+            isinstance(observation_space, spaces.Box)
+            and isinstance(action_space, spaces.Box)
+            and len(observation_space.shape) == 2
+            and action_space.shape == observation_space.shape[:1]
+        ):
+            raise ValueError(
+                f"InstancePolicy: observation {observation_space} and action {action_space}; expected a Box of "
+                "shape (B, F) and a Box of shape (B,)"
+            )
+        kwargs.setdefault("features_extractor_class", InstanceFeaturesExtractor)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = InstanceMlpExtractor(self.features_dim, self.net_arch, self.activation_fn)
+
+    def _build(self, lr_schedule) -> None:
+        super()._build(lr_schedule)
+        # Replace the B-output head and B log-stds made by the parent with shared ones, then give the
+        # optimizer the final parameters.
+        self.action_net = InstanceActionHead(self.mlp_extractor.latent_dim_pi)
+        self.log_std = nn.Parameter(torch.full((1,), float(self.log_std_init)))
+        if self.ortho_init:
+            self.action_net.apply(partial(self.init_weights, gain=0.01))
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
