@@ -98,20 +98,23 @@ def build_agent(
     return model, params
 
 
+def info_numbers(info: dict[str, Any]) -> dict[str, float]:
+    """The plain numbers of an env's ``info`` (flags and arrays left out), as floats."""
+    return {k: float(v) for k, v in info.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
+
+
 class EpisodeInfoCallback(BaseCallback):
     """Logs the numbers in each finished episode's last ``info`` (for TemperatureKD-v0 the student's
     test accuracy and the temperature statistics) to SB3's logger as ``episode/<key>`` means, so
     TensorBoard shows what the agent achieves, not only its return."""
 
-    _SKIP = ("episode", "terminal_observation", "TimeLimit.truncated")
-
     def _on_step(self) -> bool:
         for done, info in zip(self.locals["dones"], self.locals["infos"]):
             if not done:
                 continue
-            for key, value in info.items():
-                if key not in self._SKIP and isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
-                    self.logger.record_mean(f"episode/{key}", float(value))
+            # info_numbers leaves out Monitor's "episode" dict, the terminal observation and bool flags.
+            for key, value in info_numbers(info).items():
+                self.logger.record_mean(f"episode/{key}", value)
         return True
 
 

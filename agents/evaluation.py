@@ -12,9 +12,9 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.baselines import load_agent, package_versions
+from agents.baselines import info_numbers, load_agent, package_versions
 from agents.fixed_policies import fixed_policy
-from agents.leaderboard import LEADERBOARD_DIR, aggregate, entry_path, make_entry, write_entry
+from agents.leaderboard import LEADERBOARD_DIR, aggregate, entry_path, make_entry, run_score, write_entry
 
 # Seeds kept apart: agents train on TRAINING_SEEDS, every entry is scored on EVALUATION_SEEDS.
 TRAINING_SEEDS: tuple[int, ...] = tuple(range(10))
@@ -48,10 +48,7 @@ def run_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
         steps += 1
         if terminated or truncated:
             break
-    numbers = {
-        k: float(v) for k, v in info.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)
-    }
-    return {"seed": seed, "return": total, "steps": steps, **numbers}
+    return {"seed": seed, "return": total, "steps": steps, **info_numbers(info)}
 
 
 def evaluate(
@@ -161,7 +158,7 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
     # The stored scores and summary must also follow from the stored episodes (no hand edits).
     metric = entry["metric"]
     for run in entry["runs"]:
-        score = float(np.mean([episode[metric] for episode in run["episodes"]]))
+        score = run_score(run, metric)
         if run["score"] != score:
             mismatches.append(f"run score {run['score']!r} is not the mean {metric} of its episodes ({score!r})")
     summary = aggregate([run["score"] for run in entry["runs"]])

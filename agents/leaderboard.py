@@ -9,17 +9,17 @@ evaluation seeds; for a fixed policy, which is not trained, each evaluation epis
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from kd_envs.tasks import atomic_write
 
 LEADERBOARD_DIR = Path(__file__).resolve().parent.parent / "leaderboard"
 SCHEMA_VERSION = 1
@@ -58,6 +58,11 @@ def aggregate(scores: list[float], seed: int = 0) -> dict[str, Any]:
     }
 
 
+def run_score(run: dict[str, Any], metric: str) -> float:
+    """A run's score: the mean of ``metric`` over its evaluation episodes."""
+    return float(np.mean([episode[metric] for episode in run["episodes"]]))
+
+
 def git_commit(repo: Path = LEADERBOARD_DIR.parent) -> str | None:
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
@@ -81,7 +86,7 @@ def make_entry(
 ) -> dict[str, Any]:
     """An entry; ``runs`` is a list of {"training_seed", "model", "episodes": [per-seed results]}."""
     for run in runs:
-        run["score"] = float(np.mean([episode[metric] for episode in run["episodes"]]))
+        run["score"] = run_score(run, metric)
     env_name, _, env_version = env_id.rpartition("-v")
     return {
         "schema": SCHEMA_VERSION,
@@ -112,16 +117,12 @@ def entry_path(env_id: str, agent_name: str, tag: str, directory: Path = LEADERB
 def write_entry(entry: dict[str, Any], path: Path) -> Path:
     """Write atomically: a reader (or an interrupt) never sees half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(entry, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def dump(f) -> None:
+        json.dump(entry, f, indent=2)
+        f.write("\n")
+
+    atomic_write(path, dump, mode="w")
     return path
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import torch
 from rich.console import Console
@@ -25,13 +24,6 @@ from agents.leaderboard import render
 from kd_envs.tasks import make_task
 
 ENV_ID = "TemperatureKD-v0"
-
-
-def steps_per_episode(env_id: str, env_kwargs: dict) -> int:
-    env = gym.make(env_id, **env_kwargs)
-    steps = env.unwrapped.max_steps
-    env.close()
-    return steps
 
 
 def mean_temperature(entry: dict) -> float:
@@ -81,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
                       f"{s['iqm_ci95'][1]:.4f}]", f"{s['mean']:.4f} ± {s['std']:.4f}")  # fmt: skip
     console.print(table)
     console.print(f"teacher test accuracy: {task.teacher_test_accuracy:.4f}")
-    episode_steps = steps_per_episode(ENV_ID, env_kwargs)
+    episode_steps = entries[-1]["runs"][0]["episodes"][0]["steps"]  # the PPO entry's episode length
     console.print(f"PPO runs = {args.training_seeds} training seeds of {args.timesteps} steps = "
                   f"{args.timesteps / episode_steps:.1f} episodes each (official entries: 10 seeds, 10 episodes); "
                   f"its mean temperature in evaluation: {mean_temperature(entries[-1]):.2f}. "

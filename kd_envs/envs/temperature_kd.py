@@ -300,8 +300,8 @@ class TemperatureKDEnv(gym.Env):
         self._student.train()
         return correct / len(self.reward_y)
 
-    def _batch_accuracy(self) -> float:
-        return (self._student_logits.detach().argmax(1) == self._y).sum().item() / len(self._y)
+    def _batch_accuracy(self, logits: torch.Tensor) -> float:
+        return (logits.detach().argmax(1) == self._y).sum().item() / len(self._y)
 
     # -- gymnasium API ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -323,7 +323,7 @@ class TemperatureKDEnv(gym.Env):
         if self.options.reward_measure == "heldout":
             self._last_measure = self._reward_set_accuracy()
         else:
-            self._last_measure = self._batch_accuracy()
+            self._last_measure = self._batch_accuracy(self._student_logits)
         return self._obs, {"epoch": self._epoch, "batch": self._batch}
 
     def _check_action(self, action) -> torch.Tensor:
@@ -370,10 +370,10 @@ class TemperatureKDEnv(gym.Env):
             # the look does not move BatchNorm's running statistics).
             after_logits = predict_logits(self._student, self._x)
             self._obs = batch_observation(after_logits, self._teacher_batch_confidence)
-            next_batch_accuracy = (after_logits.argmax(1) == self._y).float().mean().item()
+            next_batch_accuracy = self._batch_accuracy(after_logits) if batch_measure else 0.0
         else:
             self._forward_batch()
-            next_batch_accuracy = self._batch_accuracy() if batch_measure else 0.0
+            next_batch_accuracy = self._batch_accuracy(self._student_logits) if batch_measure else 0.0
         if batch_measure:
             # This batch's accuracy before its update was the previous step's next-batch accuracy.
             gain = next_batch_accuracy - self._last_measure

@@ -13,6 +13,7 @@ from kd_envs.tasks.task import (
     TASKS,
     Task,
     TaskConfig,
+    atomic_write,
     default_cache_dir,
     load_or_train_teacher,
     make_task,
@@ -23,7 +24,7 @@ from kd_envs.tasks.training import TrainConfig, accuracy, predict_logits, steps_
 __all__ = [
     "CACHE_ENV", "CIFAR_RESNET_DEPTHS", "DATASETS", "MODEL_FAMILIES", "TASKS",
     "DatasetConfig", "DatasetSplits", "ModelConfig", "Task", "TaskConfig", "TrainConfig",
-    "accuracy", "augment_batch", "build_model", "count_parameters", "default_cache_dir", "load_dataset",
+    "accuracy", "atomic_write", "augment_batch", "build_model", "count_parameters", "default_cache_dir", "load_dataset",
     "load_or_train_teacher", "make_task", "predict_logits", "resolve_task", "steps_per_epoch",
     "train_classifier",
 ]  # fmt: skip

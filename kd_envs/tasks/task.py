@@ -98,11 +98,13 @@ def config_hash(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write, mode: str = "wb") -> None:
+    """Write ``path`` through ``write(file)`` (a file opened with ``mode``) into a temporary file, then
+    rename it: a reader, or an interrupt, never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with os.fdopen(fd, mode) as f:
             write(f)
         os.replace(tmp, path)
     except BaseException:
@@ -139,7 +141,7 @@ def load_task_data(config: DatasetConfig, cache_dir: Path | None = None) -> Data
                                  num_classes=int(z["num_classes"]))  # fmt: skip
     data = load_dataset(config)
     arrays = {k: v.numpy() for k, v in dataclasses.asdict(data).items() if isinstance(v, torch.Tensor)}
-    _atomic_write(path, lambda f: np.savez(f, num_classes=data.num_classes, **arrays))
+    atomic_write(path, lambda f: np.savez(f, num_classes=data.num_classes, **arrays))
     return data
 
 
@@ -175,8 +177,8 @@ def load_or_train_teacher(
             "test_accuracy": accuracy(model, data.x_test, data.y_test),
             "train_seconds": round(time.perf_counter() - start, 1),
         }
-        _atomic_write(weights_path, lambda f: torch.save(model.state_dict(), f))
-        _atomic_write(record_path, lambda f: f.write(json.dumps(record, indent=2).encode()))
+        atomic_write(weights_path, lambda f: torch.save(model.state_dict(), f))
+        atomic_write(record_path, lambda f: f.write(json.dumps(record, indent=2).encode()))
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
