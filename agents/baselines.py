@@ -15,17 +15,23 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import yaml
-from sb3_contrib import TQC
+from sb3_contrib import TQC, MaskablePPO
 from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 
 import kd_envs  # noqa: F401  (registers the environments)
+from agents.compression import SEARCH_ENVS, RandomSearch, SearchRecordCallback
 from agents.instance_policy import InstancePolicy
+from kd_envs.tasks import atomic_write
 
-ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC}
+# SB3 / sb3-contrib algorithms, and ours with the same constructor, learn, save and load.
+ALGOS: dict[str, type[BaseAlgorithm]] = {
+    "ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "maskable_ppo": MaskablePPO,
+    "random_search": RandomSearch,
+}  # fmt: skip
 # Our policy classes, by the name a YAML file gives them (SB3's own names pass through).
 POLICIES: dict[str, type] = {"InstancePolicy": InstancePolicy}
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
@@ -130,16 +136,20 @@ def train_agent(
     tensorboard: bool = True,
 ) -> TrainedAgent:
     """Train one agent and save ``model.zip`` and ``config.json`` (everything needed to rebuild and
-    evaluate it) in ``out_dir``; TensorBoard logs go to ``out_dir/tb``."""
+    evaluate it) in ``out_dir``; TensorBoard logs go to ``out_dir/tb``. On a search env
+    (N2NCompress-v0) every finished episode's student and the best one go to ``search.json``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model, params = build_agent(
         algo, env_id, seed, env_kwargs, hyperparams, tensorboard_log=str(out_dir / "tb") if tensorboard else None
     )
     steps = int(total_timesteps if total_timesteps is not None else params["n_timesteps"])
-    callback = EpisodeInfoCallback()
+    search = SearchRecordCallback() if env_id in SEARCH_ENVS else None
+    callback = CallbackList([EpisodeInfoCallback()] + ([search] if search else []))
     model.learn(total_timesteps=steps, callback=callback, progress_bar=progress_bar, tb_log_name=f"{algo}_seed{seed}")
     model.save(out_dir / "model.zip")
+    if search is not None:
+        atomic_write(out_dir / "search.json", lambda f: f.write(json.dumps(search.summary(), indent=1).encode()))
     config = {
         "env_id": env_id,
         "env_kwargs": env_kwargs or {},

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents.baselines import info_numbers, load_agent, package_versions
+from agents.compression import FULL_EPOCHS, final_evaluation
 from agents.fixed_policies import fixed_policy
 from agents.leaderboard import LEADERBOARD_DIR, aggregate, entry_path, make_entry, run_score, write_entry
 
@@ -21,8 +22,13 @@ TRAINING_SEEDS: tuple[int, ...] = tuple(range(10))
 EVALUATION_SEEDS: tuple[int, ...] = tuple(range(1000, 1010))
 assert not set(TRAINING_SEEDS) & set(EVALUATION_SEEDS)
 
-# What an entry is ranked by, per env id: a key of the last step's info, or "return".
-SCORE_METRIC: dict[str, str] = {"TemperatureKD-v0": "student_test_accuracy"}
+# N2N's report retrains each search's best student with the full budget, one per seed: three seeds
+# keep an entry of five searches under ten minutes on two cores.
+SEARCH_EVALUATION_SEEDS: tuple[int, ...] = EVALUATION_SEEDS[:3]
+
+# What an entry is ranked by, per env id: a key of the last step's info, or "return". N2N's is
+# C(2 - C) * A / A_teacher with test accuracies, from agents.compression.final_evaluation.
+SCORE_METRIC: dict[str, str] = {"TemperatureKD-v0": "student_test_accuracy", "N2NCompress-v0": "final_reward"}
 
 
 class Policy(Protocol):
@@ -129,6 +135,56 @@ def trained_agents_entry(
                       package_versions(), tag)  # fmt: skip
 
 
+def search_entry(
+    model_dirs: Sequence[str | Path],
+    seeds: Sequence[int] = SEARCH_EVALUATION_SEEDS,
+    tag: str = "official",
+    name: str | None = None,
+    directory: Path = LEADERBOARD_DIR,
+    epochs: int = FULL_EPOCHS,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """An entry for searches on N2NCompress-v0 saved by :func:`agents.baselines.train_agent` (one per
+    training seed): each search's best student (``search.json``) is retrained with ``epochs`` epochs on
+    every evaluation seed and scored on the test split (:func:`agents.compression.final_evaluation`)."""
+    configs = [json.loads((Path(d) / "config.json").read_text()) for d in model_dirs]
+    first = configs[0]
+    for c in configs[1:]:
+        if (c["env_id"], c["env_kwargs"], c["algo"]) != (first["env_id"], first["env_kwargs"], first["algo"]):
+            raise ValueError("all model dirs of one entry must share env id, env kwargs and algorithm")
+    name = name or first["algo"]
+    env_id = first["env_id"]
+    store = Path(directory) / "models" / entry_path(env_id, name, tag).stem
+    runs = []
+    for model_dir, config in zip(map(Path, model_dirs), configs):
+        search = json.loads((model_dir / "search.json").read_text())
+        if search["best"] is None:
+            raise ValueError(f"{model_dir}/search.json found no valid student")
+        episodes = final_evaluation(env_id, config["env_kwargs"], search["best"]["architecture"], seeds, epochs,
+                                    progress=progress)  # fmt: skip
+        target = store / f"seed_{config['seed']}"
+        if target.resolve() != model_dir.resolve():
+            target.mkdir(parents=True, exist_ok=True)
+            for file in ("model.zip", "config.json", "search.json"):
+                shutil.copy2(model_dir / file, target / file)
+        model = str(target.relative_to(directory)) if target.is_relative_to(directory) else str(target)
+        best = {k: v for k, v in search["best"].items() if k != "architecture"}
+        runs.append({"training_seed": config["seed"], "model": model, "architecture": search["best"]["architecture"],
+                     "search": {"episodes": search["episodes"], "unique_students": search["unique_students"],
+                                "best": best},
+                     "episodes": episodes})  # fmt: skip
+    spec = {
+        "kind": "search",
+        "name": name,
+        "algo": first["algo"],
+        "hyperparams": first["hyperparams"],
+        "total_timesteps": first["total_timesteps"],
+        "final_epochs": epochs,
+    }
+    return make_entry(env_id, first["env_kwargs"], spec, runs, list(seeds), score_metric(env_id),
+                      package_versions(), tag)  # fmt: skip
+
+
 def save_entry(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> Path:
     return write_entry(entry, entry_path(entry["env_id"], entry["agent"]["name"], entry["tag"], directory))
 
@@ -144,6 +200,16 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
         episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying")
         recorded = [e for run in entry["runs"] for e in run["episodes"]]
         pairs = [("fixed", recorded, episodes)]
+    elif entry["agent"]["kind"] == "search":
+        pairs = []
+        for run in entry["runs"]:
+            stored = json.loads((Path(directory) / run["model"] / "search.json").read_text())
+            if stored["best"]["architecture"] != run["architecture"]:
+                mismatches.append(f"training seed {run['training_seed']}: the entry's architecture is not its "
+                                  "search's best")  # fmt: skip
+            episodes = final_evaluation(env_id, kwargs, run["architecture"], seeds, entry["agent"]["final_epochs"],
+                                        use_cache=False, progress=progress)  # fmt: skip
+            pairs.append((f"training seed {run['training_seed']}", run["episodes"], episodes))
     else:
         pairs = []
         for run in entry["runs"]:

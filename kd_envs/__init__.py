@@ -19,6 +19,7 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 # id -> entry point; the kwargs' defaults live in each env's signature and docstring.
 ENVIRONMENTS = {
     "TemperatureKD-v0": "kd_envs.envs.temperature_kd:TemperatureKDEnv",
+    "N2NCompress-v0": "kd_envs.envs.n2n_compress:N2NCompressEnv",
 }
 
 

@@ -13,6 +13,13 @@ TINY_TASK = TaskConfig(
     teacher_training=TrainConfig(epochs=3, batch_size=64),
 )
 
+# N2NCompress-v0: a 3-layer MLP teacher on digits, candidates trained for one epoch of 8 batches.
+TINY_N2N_TASK = TaskConfig(
+    dataset=DatasetConfig("digits", num_train=256, num_val=64, num_test=64),
+    teacher=ModelConfig("mlp", width=32, depth=3),
+    teacher_training=TrainConfig(epochs=3, batch_size=64),
+)
+
 
 @pytest.fixture(scope="session")
 def kd_cache(tmp_path_factory):
@@ -23,6 +30,12 @@ def kd_cache(tmp_path_factory):
 def tiny_kwargs(kd_cache):
     """gym.make kwargs for a TemperatureKD episode of 2 epochs x 8 batches on digits."""
     return dict(task=TINY_TASK, batch_size=32, epochs=2, reward_set_size=32, cache_dir=str(kd_cache))
+
+
+@pytest.fixture(scope="session")
+def tiny_n2n_kwargs(kd_cache):
+    """gym.make kwargs for N2NCompress-v0 episodes that train each candidate for 8 tiny batches."""
+    return dict(task=TINY_N2N_TASK.to_dict(), epochs=1, batch_size=32, cache_dir=str(kd_cache))
 
 
 @pytest.fixture(scope="session")

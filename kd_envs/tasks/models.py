@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-MODEL_FAMILIES = ("mlp", "cnn1d", "resnet")
+MODEL_FAMILIES = ("mlp", "cnn1d", "vgg", "resnet")
 CIFAR_RESNET_DEPTHS = (8, 14, 20, 32, 44, 56, 110)
 
 
@@ -21,8 +21,10 @@ class ModelConfig:
     """What to build.
 
     ``family`` is one of :data:`MODEL_FAMILIES`. ``width`` is the hidden units (mlp) or channels
-    (cnn1d); ``depth`` the hidden layers (mlp), conv layers (cnn1d) or the CIFAR ResNet depth
-    (one of :data:`CIFAR_RESNET_DEPTHS`).
+    (cnn1d; vgg's first stage, doubling per stage); ``depth`` the hidden layers (mlp), conv layers
+    (cnn1d), stages of two convs and a 2x max pool (vgg) or the CIFAR ResNet depth (one of
+    :data:`CIFAR_RESNET_DEPTHS`). vgg is compiled from its layer spec
+    (:func:`kd_envs.tasks.architecture.architecture_of`) and takes 1-D or image inputs.
     """
 
     family: str = "cnn1d"
@@ -168,6 +170,10 @@ def build_model(
         if len(input_shape) != 1:
             raise ValueError(f"cnn1d expects 1-D samples, got input shape {input_shape}")
         make = lambda: CNN1d(input_shape[0], num_classes, config.width, config.depth)  # noqa: E731
+    elif config.family == "vgg":
+        from kd_envs.tasks.architecture import ArchitectureNet, architecture_of  # it builds on ModelConfig
+
+        make = lambda: ArchitectureNet(architecture_of(config, input_shape, num_classes))  # noqa: E731
     else:
         if len(input_shape) != 3:
             raise ValueError(f"resnet expects (C, H, W) samples, got input shape {input_shape}")

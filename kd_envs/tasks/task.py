@@ -57,6 +57,8 @@ class TaskConfig:
 TASKS: dict[str, TaskConfig] = {
     # The default: nothing to download, a teacher in about half a minute on a laptop CPU.
     "mnist1d": TaskConfig(),
+    # A deeper teacher for layer removal (N2NCompress-v0): VGG-style, 6 convs in 3 pooled stages.
+    "mnist1d-vgg": TaskConfig(teacher=ModelConfig("vgg", width=16, depth=3)),
     "digits": TaskConfig(
         dataset=DatasetConfig("digits"),
         teacher=ModelConfig("mlp", width=256, depth=2),

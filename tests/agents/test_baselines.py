@@ -10,7 +10,10 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from agents.baselines import ALGOS, HYPERPARAMS_DIR, build_agent, load_agent, load_hyperparams, train_agent
 
 ENV_ID = "TemperatureKD-v0"
-YAML_ALGOS = sorted(path.stem for path in HYPERPARAMS_DIR.glob("*.yml"))
+# The algorithms with settings for TemperatureKD-v0 (search algorithms have N2NCompress-v0's only).
+YAML_ALGOS = sorted(
+    path.stem for path in HYPERPARAMS_DIR.glob("*.yml") if ENV_ID in (yaml.safe_load(path.read_text()) or {})
+)
 # Small enough to learn 16 steps in a blink; off-policy algorithms update once, at step 16.
 TINY = {
     "ppo": {"n_steps": 16, "batch_size": 16, "n_epochs": 1},

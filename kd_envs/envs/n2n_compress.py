@@ -1,0 +1,315 @@
+"""N2NCompress-v0: compress a teacher into a student by removing layers, then shrinking the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from kd_envs.tasks import Task, TaskConfig, TrainConfig, count_parameters, make_task
+from kd_envs.tasks.architecture import DESCRIPTOR_FIELDS, Architecture, InvalidArchitecture, architecture_of
+from kd_envs.tasks.compression import DistillConfig, StudentEvaluator
+
+# The authors' shrink factors (Ashok et al., 2018, Sec. 3.2).
+DEFAULT_SHRINK_FACTORS = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+KEEP, REMOVE = 0, 1
+STAGES = ("removal", "shrink")
+DEGENERATE_REWARD = -1.0
+
+
+def compression_reward(compression: float, accuracy: float, teacher_accuracy: float) -> float:
+    """N2N's reward R = C(2 − C) · A / A_teacher (Ashok et al., Eq. 5), C = 1 − params_s / params_t."""
+    return compression * (2.0 - compression) * accuracy / teacher_accuracy
+
+
+class N2NCompressEnv(gym.Env):
+    r"""
+    ## Description
+    Network-to-network compression as a sequential decision problem (Ashok et al., *N2N Learning:
+    Network to Network Compression via Policy Gradient Reinforcement Learning*, ICLR 2018). An episode
+    edits a copy of the task's trained teacher in two stages, then trains the resulting student from
+    scratch by distillation and scores it:
+
+    1. **Layer removal**: one step per teacher layer, in order: keep (0) or remove (1).
+    2. **Layer shrinkage**: one step per kept layer, in order: the index of a shrink factor in
+       ``shrink_factors``; the layer keeps ``round(factor · width)`` channels (conv) or units (linear).
+
+    The teacher is described by a layer spec (:class:`kd_envs.tasks.architecture.Architecture`): conv
+    layers (conv → BatchNorm → ReLU, optionally a max pool), linear layers, residual blocks as spans of
+    layers, and a fixed classifier head that is not part of the action sequence. Removal rewires each
+    layer to whatever precedes it; a residual block keeps the layers left in its span and vanishes with
+    the last of them; a shortcut whose shapes no longer agree becomes a 1x1 projection. Teachers:
+    ``mnist1d`` (1-D CNN, 3 layers, the default), ``mnist1d-vgg`` (VGG-style, 6 layers), ``digits``
+    (MLP), and the CIFAR ResNets of ``cifar10-resnet56-resnet20`` / ``cifar100-resnet110-resnet20``
+    (from a local CIFAR folder).
+
+    ## Action Space
+    ``Discrete(max(2, K))``, K = ``len(shrink_factors)``: one space for both stages, so that any agent
+    can act in it. In the removal stage 1 removes the layer and 0 keeps it (every other action also
+    keeps it); in the shrink stage the action is the index of the factor (with a single factor, every
+    action picks it). ``action_masks()`` (and the
+    observation's ``action_mask``) allow only 0 and 1 in the removal stage and the K indices in the
+    shrink stage, for sb3-contrib's ``MaskablePPO``. An action outside the space (or not one integer)
+    raises ``ValueError``.
+
+    ## Observation Space
+    ``Dict`` of float32 ``Box`` es, n = number of teacher layers, A = ``action_space.n``:
+
+    | Key           | Shape  | Meaning                                                               |
+    |---------------|--------|-----------------------------------------------------------------------|
+    | `layers`      | (n, 8) | every teacher layer's descriptor, each column over its teacher max   |
+    | `stage`       | (2,)   | one-hot: removal, shrink                                              |
+    | `position`    | (n,)   | one-hot: the teacher layer this step decides                          |
+    | `kept`        | (n,)   | per layer: −1 undecided, 1 kept, 0 removed                            |
+    | `shrink`      | (n,)   | per layer: −1 undecided, the chosen factor, 0 for a removed layer     |
+    | `action_mask` | (A,)   | 1 for the actions valid now                                           |
+
+    The descriptor follows the paper's x_t = (layer type, kernel size, stride, padding, number of
+    outputs, skip-connection start, skip-connection end), with the max-pool size appended
+    (:data:`kd_envs.tasks.architecture.DESCRIPTOR_FIELDS`; type 0 = linear, 1 = conv). An agent may read
+    the whole sequence (``layers``) and the decisions so far; the raw descriptors are in the reset info.
+
+    ## Rewards
+    0 on every step but the last. At the end the student is trained from scratch for ``epochs`` epochs
+    with ``ce_weight`` · CE(labels) + ``kd_weight`` · ‖z_student − z_teacher‖² (the authors: L2 alone,
+    5 epochs, Adam 5e-4) and scored by R = C(2 − C) · A / A_teacher, C = 1 − params(student) /
+    params(teacher), with A and A_teacher the student's and the teacher's accuracy on the validation
+    split. The test split is not used (the final report of a search retrains its best student, see
+    ``agents.compression``). A degenerate student ends the episode with R = −1 and no training: nothing
+    left (every layer removed; the episode then ends right after the removal stage), shapes that cannot
+    connect, or not fewer parameters than the teacher.
+
+    ``training_seed=None`` draws the candidates' training seed from the env's seed at every
+    ``reset(seed=...)`` and keeps it until the next seeded reset: within a seeded search an architecture
+    always gets the same score, and a repeat can come from the cache.
+
+    Training a candidate is the expensive part, so results are cached in memory and on disk
+    (``<cache_dir>/students``) keyed by the teacher, the student's architecture, the training
+    options and the training seed: a repeated architecture is free.
+
+    ## Starting State
+    The first layer of the removal stage, nothing decided.
+
+    ## Episode End
+    Terminates after the last shrink decision (or after the removal stage when nothing is left).
+    No truncation: an episode has at most 2n steps.
+
+    ## Arguments
+    | Kwarg            | Default       | Meaning                                                          |
+    |------------------|---------------|------------------------------------------------------------------|
+    | `task`           | `"mnist1d"`   | a name in `kd_envs.tasks.TASKS`, a `TaskConfig` or its dict      |
+    | `shrink_factors` | (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0) | the shrink stage's choices, in (0, 1]     |
+    | `epochs`         | 10            | training budget of each candidate (a search proxy; ~3 s on the default task) |
+    | `batch_size`     | 256           | candidate training batch size                                    |
+    | `optimizer`      | `"adam"`      | `"adam"` or `"sgd"` (momentum 0.9, cosine schedule)              |
+    | `lr`             | 1e-2          | candidate learning rate                                          |
+    | `kd_weight`      | 1.0           | λ on the logit L2 term                                           |
+    | `ce_weight`      | 1.0           | weight of the cross-entropy term (0 for the authors' loss)       |
+    | `training_seed`  | None          | seed of each candidate's weights and batch order (see below)     |
+    | `cache_dir`      | None          | teacher and student cache (default `$KD_GYM_CACHE` or `~/.cache/kd_gym`) |
+    | `cache_students` | True          | keep student results on disk too (False: in this env's memory only) |
+    | `data_root`      | None          | folder of the CIFAR files (default `$KD_GYM_CIFAR_ROOT`)         |
+
+    ## Info
+    ``reset`` gives ``descriptors`` (raw, (n, 8)), ``teacher_parameters`` and ``teacher_accuracy``. The
+    last step gives ``architecture`` (the student's spec as a dict), ``architecture_summary``,
+    ``student_parameters``, ``teacher_parameters``, ``compression`` (C), ``accuracy`` (A),
+    ``teacher_accuracy``, ``train_seconds``, ``cached`` and ``degenerate`` (why R = −1, else "").
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        task: str | TaskConfig | dict[str, Any] = "mnist1d",
+        shrink_factors: Sequence[float] = DEFAULT_SHRINK_FACTORS,
+        epochs: int = 10,
+        batch_size: int = 256,
+        optimizer: str = "adam",
+        lr: float = 1e-2,
+        kd_weight: float = 1.0,
+        ce_weight: float = 1.0,
+        training_seed: int | None = None,
+        cache_dir: str | Path | None = None,
+        cache_students: bool = True,
+        data_root: str | None = None,
+        render_mode: str | None = None,
+    ):
+        self.shrink_factors = tuple(float(f) for f in shrink_factors)
+        if not self.shrink_factors or any(not 0.0 < f <= 1.0 for f in self.shrink_factors):
+            raise ValueError(f"N2NCompress-v0: shrink_factors={tuple(shrink_factors)}; expected numbers in (0, 1]")
+        if len(set(self.shrink_factors)) != len(self.shrink_factors):
+            raise ValueError(f"N2NCompress-v0: shrink_factors={self.shrink_factors} has repeats")
+        if training_seed is not None and (not isinstance(training_seed, (int, np.integer)) or training_seed < 0):
+            raise ValueError(f"N2NCompress-v0: training_seed={training_seed!r}; expected a non-negative int or None")
+        if render_mode is not None:
+            raise ValueError(f"N2NCompress-v0: render_mode={render_mode!r}; this env does not render")
+        try:
+            training = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr)
+            self.distill_config = DistillConfig(training, kd_weight=kd_weight, ce_weight=ce_weight)
+        except ValueError as e:
+            raise ValueError(f"N2NCompress-v0: {e}") from None
+        self.training_seed = training_seed
+        self.task: Task = make_task(task, cache_dir=cache_dir, data_root=data_root)
+        data = self.task.data
+        self.teacher_architecture: Architecture = architecture_of(
+            self.task.config.teacher, data.input_shape, data.num_classes
+        )
+        self.teacher_parameters = count_parameters(self.task.teacher)
+        if self.teacher_architecture.num_parameters() != self.teacher_parameters:
+            raise ValueError(
+                f"the layer spec of teacher {self.task.config.teacher} has {self.teacher_architecture.num_parameters()}"
+                f" parameters, the trained teacher {self.teacher_parameters}: they describe different networks"
+            )
+        self.evaluator = StudentEvaluator(self.task, cache_dir=cache_dir, persist=cache_students)
+        self.teacher_accuracy = self.evaluator.teacher_val_accuracy
+
+        self.num_layers = n = len(self.teacher_architecture.layers)
+        self.descriptors = self.teacher_architecture.descriptors()
+        scale = np.maximum(self.descriptors.max(axis=0), 1.0)
+        self._layers_obs = (self.descriptors / scale).astype(np.float32)
+        num_actions = max(2, len(self.shrink_factors))
+        self.action_space = spaces.Discrete(num_actions)
+        self.observation_space = spaces.Dict(
+            {
+                "layers": spaces.Box(0.0, 1.0, (n, len(DESCRIPTOR_FIELDS)), np.float32),
+                "stage": spaces.Box(0.0, 1.0, (2,), np.float32),
+                "position": spaces.Box(0.0, 1.0, (n,), np.float32),
+                "kept": spaces.Box(-1.0, 1.0, (n,), np.float32),
+                "shrink": spaces.Box(-1.0, 1.0, (n,), np.float32),
+                "action_mask": spaces.Box(0.0, 1.0, (num_actions,), np.float32),
+            }
+        )
+        self._episode_seed: int | None = None
+        self._stage = 0
+        self._cursor = 0  # index into the current stage's sequence of layers
+        self._sequence: list[int] = []
+        self._kept = np.full(n, -1.0, dtype=np.float32)
+        self._shrink = np.full(n, -1.0, dtype=np.float32)
+
+    # ---- Gymnasium API ---------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if seed is not None or self._episode_seed is None:
+            # One training seed per seeded search: an architecture's score is then a function of it.
+            drawn = int(self.np_random.integers(2**31 - 1))
+            self._episode_seed = drawn if self.training_seed is None else int(self.training_seed)
+        self._stage, self._cursor = 0, 0
+        self._sequence = list(range(self.num_layers))
+        self._kept.fill(-1.0)
+        self._shrink.fill(-1.0)
+        info = {
+            "descriptors": self.descriptors.copy(),
+            "teacher_parameters": self.teacher_parameters,
+            "teacher_accuracy": self.teacher_accuracy,
+        }
+        return self._observation(), info
+
+    def step(self, action):
+        if not self._sequence:
+            raise RuntimeError("N2NCompress-v0: step() called before reset() or after the episode ended")
+        a = self._check_action(action)
+        layer = self._sequence[self._cursor]
+        if self._stage == 0:
+            self._kept[layer] = 0.0 if a == REMOVE else 1.0
+            if a == REMOVE:
+                self._shrink[layer] = 0.0
+        else:
+            self._shrink[layer] = self.shrink_factors[min(a, len(self.shrink_factors) - 1)]
+        self._cursor += 1
+        if self._cursor < len(self._sequence):
+            return self._observation(), 0.0, False, False, {"stage": STAGES[self._stage], "layer": layer}
+        if self._stage == 0:
+            kept = [i for i in range(self.num_layers) if self._kept[i] == 1.0]
+            if kept:
+                self._stage, self._cursor, self._sequence = 1, 0, kept
+                return self._observation(), 0.0, False, False, {"stage": STAGES[0], "layer": layer}
+            obs = self._observation()
+            self._sequence = []
+            return obs, DEGENERATE_REWARD, True, False, self._degenerate_info(None, "nothing left: every layer removed")
+        obs = self._observation()
+        self._sequence = []
+        reward, info = self._score()
+        return obs, reward, True, False, info
+
+    def action_masks(self) -> np.ndarray:
+        """The actions valid now (bool, shape (A,)), for sb3-contrib's MaskablePPO."""
+        mask = np.zeros(self.action_space.n, dtype=bool)
+        if self._sequence:
+            mask[: 2 if self._stage == 0 else len(self.shrink_factors)] = True
+        return mask
+
+    # ---- the student ------------------------------------------------------------------------------
+    def student_architecture(self) -> Architecture:
+        """The architecture the decisions so far give (undecided layers kept at full width)."""
+        keep = [k != 0.0 for k in self._kept]
+        factors = [1.0 if s <= 0 else float(s) for s, k in zip(self._shrink, keep) if k]
+        return self.teacher_architecture.remove_layers(keep).shrink(factors)
+
+    def _score(self) -> tuple[float, dict[str, Any]]:
+        arch = self.student_architecture()
+        try:
+            arch.layer_shapes()
+        except InvalidArchitecture as e:
+            return DEGENERATE_REWARD, self._degenerate_info(arch, f"shapes do not connect: {e}")
+        parameters = arch.num_parameters()
+        if parameters >= self.teacher_parameters:
+            why = f"not smaller than the teacher ({parameters} >= {self.teacher_parameters} parameters)"
+            return DEGENERATE_REWARD, self._degenerate_info(arch, why)
+        result = self.evaluator.evaluate(arch, self.distill_config, self._episode_seed)
+        compression = 1.0 - parameters / self.teacher_parameters
+        reward = compression_reward(compression, result["val_accuracy"], self.teacher_accuracy)
+        return reward, self._final_info(arch, parameters, result["val_accuracy"], result["train_seconds"],
+                                        result["cached"], "")  # fmt: skip
+
+    def _degenerate_info(self, arch: Architecture | None, why: str) -> dict[str, Any]:
+        parameters = 0 if arch is None else arch.num_parameters()
+        return self._final_info(arch, parameters, 0.0, 0.0, False, why)
+
+    def _final_info(self, arch, parameters, accuracy, seconds, cached, degenerate) -> dict[str, Any]:
+        return {
+            "architecture": None if arch is None else arch.to_dict(),
+            "architecture_summary": "(no layers)" if arch is None else arch.describe(),
+            "student_parameters": parameters,
+            "teacher_parameters": self.teacher_parameters,
+            "compression": 1.0 - parameters / self.teacher_parameters,
+            "accuracy": accuracy,
+            "teacher_accuracy": self.teacher_accuracy,
+            "train_seconds": seconds,
+            "training_seed": self._episode_seed,
+            "cached": cached,
+            "degenerate": degenerate,
+        }
+
+    # ---- helpers -----------------------------------------------------------------------------------
+    def _check_action(self, action) -> int:
+        arr = np.asarray(action)
+        if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"N2NCompress-v0: action {action!r}: expected one integer")
+        a = int(arr.reshape(-1)[0])
+        if not 0 <= a < self.action_space.n:
+            raise ValueError(f"N2NCompress-v0: action {a} is outside the action space Discrete({self.action_space.n})")
+        return a
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        n = self.num_layers
+        stage = np.zeros(2, dtype=np.float32)
+        position = np.zeros(n, dtype=np.float32)
+        if self._sequence:
+            stage[self._stage] = 1.0
+            position[self._sequence[min(self._cursor, len(self._sequence) - 1)]] = 1.0
+        return {
+            "layers": self._layers_obs.copy(),
+            "stage": stage,
+            "position": position,
+            "kept": self._kept.copy(),
+            "shrink": self._shrink.copy(),
+            "action_mask": self.action_masks().astype(np.float32),
+        }

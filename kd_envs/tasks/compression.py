@@ -1,0 +1,148 @@
+"""Training a compressed student from its :class:`~kd_envs.tasks.architecture.Architecture` by
+distillation from the task's teacher, with a memory and disk cache of the results.
+
+The student learns from scratch with ``ce_weight`` * cross-entropy on the labels + ``kd_weight`` *
+the L2 distance between its logits and the teacher's (N2N's loss is the L2 term alone: ``ce_weight=0``).
+An evaluation is a pure function of (task, architecture, :class:`DistillConfig`, seed), so its result
+is cached under a hash of exactly those: a repeated architecture costs nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from kd_envs.losses import logit_l2_loss
+from kd_envs.tasks.architecture import Architecture, build_architecture
+from kd_envs.tasks.datasets import augment_batch
+from kd_envs.tasks.task import Task, atomic_write, config_hash, default_cache_dir
+from kd_envs.tasks.training import TrainConfig, accuracy, predict_logits, steps_per_epoch
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How a candidate student is trained: ``training`` (epochs, batch, optimiser, rate) and the
+    weights of the two loss terms."""
+
+    training: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=10, batch_size=256, lr=1e-2))
+    kd_weight: float = 1.0
+    ce_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("kd_weight", "ce_weight"):
+            value = getattr(self, name)
+            if not value >= 0:
+                raise ValueError(f"DistillConfig.{name}={value!r}: expected a non-negative number")
+        if self.kd_weight == 0 and self.ce_weight == 0:
+            raise ValueError("DistillConfig: kd_weight and ce_weight are both 0, nothing to train on")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class StudentEvaluator:
+    """Trains and scores students of one task; results are kept in memory and (with ``persist``) on
+    disk under ``<cache_dir>/students/<key>.json`` (default cache dir: the teachers').
+
+    A result holds ``val_accuracy`` (what search rewards use), ``test_accuracy`` (for the final report
+    only), ``parameters``, ``train_seconds`` and ``cached`` (whether this call trained nothing).
+    """
+
+    def __init__(self, task: Task, cache_dir: str | Path | None = None, persist: bool = True):
+        self.task = task
+        self.cache_dir = (Path(cache_dir) if cache_dir else default_cache_dir()) if persist else None
+        self._memory: dict[str, dict[str, Any]] = {}
+        self._teacher_train_logits: torch.Tensor | None = None
+        self.teacher_val_accuracy = accuracy(task.teacher, task.data.x_val, task.data.y_val)
+
+    def key(self, arch: Architecture, config: DistillConfig, seed: int) -> str:
+        dataset = dataclasses.asdict(self.task.config.dataset) | {"root": None}
+        return config_hash("student", self.task.teacher_record["key"], dataset, arch.to_dict(), config.to_dict(), seed)
+
+    def cached(self, arch: Architecture, config: DistillConfig, seed: int) -> dict[str, Any] | None:
+        key = self.key(arch, config, seed)
+        if key in self._memory:
+            return self._memory[key]
+        path = self._path(key)
+        if path is not None and path.is_file():
+            self._memory[key] = json.loads(path.read_text())
+            return self._memory[key]
+        return None
+
+    def evaluate(
+        self, arch: Architecture, config: DistillConfig, seed: int, progress: bool = False, use_cache: bool = True
+    ) -> dict[str, Any]:
+        """Train ``arch`` from scratch (weights and batch order from ``seed``) and score it; with
+        ``use_cache=False`` it trains even when a result is cached (and replaces it)."""
+        found = self.cached(arch, config, seed) if use_cache else None
+        if found is not None:
+            return {**found, "cached": True}
+        start = time.perf_counter()
+        student = self.train(arch, config, seed, progress)
+        data = self.task.data
+        result = {
+            "architecture": arch.to_dict(),
+            "parameters": arch.num_parameters(),
+            "val_accuracy": accuracy(student, data.x_val, data.y_val),
+            "test_accuracy": accuracy(student, data.x_test, data.y_test),
+            "train_seconds": round(time.perf_counter() - start, 3),
+            "seed": seed,
+            "distill": config.to_dict(),
+        }
+        key = self.key(arch, config, seed)
+        self._memory[key] = result
+        path = self._path(key)
+        if path is not None:
+            atomic_write(path, lambda f: f.write(json.dumps(result).encode()))
+        return {**result, "cached": False}
+
+    def train(self, arch: Architecture, config: DistillConfig, seed: int, progress: bool = False) -> torch.nn.Module:
+        """The trained student module (no caching: the cache keeps scores, not weights)."""
+        data = self.task.data
+        generator = torch.Generator().manual_seed(seed)
+        student = build_architecture(arch, generator)
+        tc = config.training
+        n = len(data.y_train)
+        per_epoch = steps_per_epoch(n, tc.batch_size)
+        optimizer, scheduler = tc.make_optimizer(student.parameters(), per_epoch * tc.epochs)
+        teacher_logits = None if data.augment else self._train_logits()
+        student.train()
+        for _ in tqdm(range(tc.epochs), desc="student", unit="epoch", disable=not progress):
+            order = torch.randperm(n, generator=generator)
+            for step in range(per_epoch):
+                idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
+                x, y = data.x_train[idx], data.y_train[idx]
+                if data.augment:  # the teacher must see the same augmented inputs
+                    x = augment_batch(x, generator)
+                    with torch.no_grad():
+                        target = self.task.teacher(x)
+                else:
+                    target = teacher_logits[idx]
+                logits = student(x)
+                loss = config.kd_weight * logit_l2_loss(logits, target)
+                if config.ce_weight:
+                    loss = loss + config.ce_weight * F.cross_entropy(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+        student.eval()
+        return student
+
+    def _train_logits(self) -> torch.Tensor:
+        # Without augmentation the teacher's targets never change: compute them once per task.
+        if self._teacher_train_logits is None:
+            self._teacher_train_logits = predict_logits(self.task.teacher, self.task.data.x_train)
+        return self._teacher_train_logits
+
+    def _path(self, key: str) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / "students" / f"{key}.json"

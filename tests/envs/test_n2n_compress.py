@@ -1,0 +1,161 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import kd_envs  # noqa: F401
+from kd_envs.envs.n2n_compress import DEFAULT_SHRINK_FACTORS, compression_reward
+from kd_envs.tasks.architecture import architecture_of
+
+
+def play(env, actions, seed=None):
+    obs, info = env.reset(seed=seed)
+    steps = []
+    for a in actions:
+        obs, reward, terminated, truncated, info = env.step(np.int64(a))
+        steps.append((obs, reward, terminated, truncated, info))
+        if terminated:
+            break
+    return steps
+
+
+@pytest.fixture(scope="module")
+def env(tiny_n2n_kwargs):
+    return gym.make("N2NCompress-v0", **tiny_n2n_kwargs)
+
+
+def test_spaces_and_reset_info(env):
+    n = 3  # the tiny teacher: three linear layers
+    assert env.action_space == gym.spaces.Discrete(len(DEFAULT_SHRINK_FACTORS))
+    obs, info = env.reset(seed=0)
+    assert obs["layers"].shape == (n, 8) and obs["position"].shape == (n,)
+    np.testing.assert_array_equal(obs["stage"], [1, 0])
+    np.testing.assert_array_equal(obs["position"], [1, 0, 0])
+    np.testing.assert_array_equal(obs["kept"], [-1, -1, -1])
+    np.testing.assert_array_equal(obs["action_mask"], [1, 1, 0, 0, 0, 0, 0])
+    assert info["descriptors"][:, 4].tolist() == [32, 32, 32]  # outputs
+    assert info["teacher_parameters"] == 64 * 32 + 32 + 2 * (32 * 32 + 32) + 330
+
+
+def test_two_stages_and_reward_by_hand(env):
+    # Remove the middle layer, then shrink the kept two to 0.5 and 0.25.
+    steps = play(env, [0, 1, 0, 1, 0], seed=0)
+    assert [s[2] for s in steps] == [False] * 4 + [True]
+    obs_stage2 = steps[2][0]
+    np.testing.assert_array_equal(obs_stage2["stage"], [0, 1])
+    np.testing.assert_array_equal(obs_stage2["kept"], [1, 0, 1])
+    np.testing.assert_array_equal(obs_stage2["position"], [1, 0, 0])
+    np.testing.assert_array_equal(obs_stage2["shrink"], [-1, 0, -1])
+    np.testing.assert_array_equal(obs_stage2["action_mask"], [1] * 7)
+    np.testing.assert_array_equal(steps[3][0]["position"], [0, 0, 1])
+    assert all(s[1] == 0.0 for s in steps[:-1])
+    _, reward, _, _, info = steps[-1]
+    # 64 -> 16 -> 8 -> 10 classes.
+    params = (64 * 16 + 16) + (16 * 8 + 8) + (8 * 10 + 10)
+    assert info["student_parameters"] == params
+    assert info["architecture_summary"] == "lin16 lin8"
+    c = 1 - params / info["teacher_parameters"]
+    assert info["compression"] == pytest.approx(c)
+    assert reward == pytest.approx(c * (2 - c) * info["accuracy"] / info["teacher_accuracy"])
+    assert info["degenerate"] == "" and 0.0 < info["accuracy"] <= 1.0
+
+
+def test_compression_reward_hand_values():
+    assert compression_reward(0.5, 0.9, 0.9) == pytest.approx(0.75)
+    assert compression_reward(0.8, 0.45, 0.9) == pytest.approx(0.96 * 0.5)
+    assert compression_reward(0.0, 1.0, 1.0) == 0.0
+
+
+def test_nothing_left_ends_after_removal_with_minus_one(env):
+    steps = play(env, [1, 1, 1], seed=0)
+    assert len(steps) == 3 and steps[-1][2]
+    assert steps[-1][1] == -1.0
+    assert "nothing left" in steps[-1][4]["degenerate"]
+
+
+def test_not_smaller_than_the_teacher_gets_minus_one(env):
+    steps = play(env, [0, 0, 0, 6, 6, 6], seed=0)
+    assert steps[-1][1] == -1.0 and "not smaller" in steps[-1][4]["degenerate"]
+    assert steps[-1][4]["train_seconds"] == 0.0
+
+
+def test_other_actions_keep_in_the_removal_stage(env):
+    steps = play(env, [5, 3, 1, 0, 0], seed=0)
+    np.testing.assert_array_equal(steps[2][0]["kept"], [1, 1, 0])
+
+
+def test_invalid_actions_raise_clear_errors(env):
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.step(np.int64(7))
+    with pytest.raises(ValueError, match="one integer"):
+        env.step(np.array([0, 1]))
+    with pytest.raises(ValueError, match="one integer"):
+        env.step(0.5)
+
+
+def test_step_after_the_end_raises(env):
+    play(env, [1, 1, 1], seed=0)
+    with pytest.raises(RuntimeError, match="reset"):
+        env.unwrapped.step(np.int64(0))
+
+
+def test_repeat_is_cached_and_equal(tiny_n2n_kwargs):
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs)
+    first = play(env, [0, 0, 1, 2, 3], seed=11)[-1]
+    again = play(env, [0, 0, 1, 2, 3])[-1]  # no new seed: same training seed
+    assert again[4]["cached"] and again[1] == first[1]
+    # A fresh env on the same disk cache also finds it.
+    other = gym.make("N2NCompress-v0", **tiny_n2n_kwargs)
+    assert play(other, [0, 0, 1, 2, 3], seed=11)[-1][4]["cached"]
+
+
+def test_training_seed_follows_the_reset_seed(tiny_n2n_kwargs):
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs)
+    a = play(env, [1, 1, 1], seed=1)[-1][4]["training_seed"]
+    b = play(env, [1, 1, 1])[-1][4]["training_seed"]
+    c = play(env, [1, 1, 1], seed=2)[-1][4]["training_seed"]
+    assert a == b != c
+    fixed = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, training_seed=5)
+    assert play(fixed, [1, 1, 1], seed=1)[-1][4]["training_seed"] == 5
+
+
+def test_single_shrink_factor_means_removal_only(tiny_n2n_kwargs):
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, shrink_factors=(1.0,))
+    assert env.action_space.n == 2
+    steps = play(env, [0, 1, 1, 1], seed=0)
+    assert steps[-1][4]["architecture_summary"] == "lin32"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(shrink_factors=(0.5, 1.5)), "shrink_factors"),
+        (dict(shrink_factors=(0.5, 0.5)), "repeats"),
+        (dict(epochs=0), "epochs"),
+        (dict(optimizer="rmsprop"), "optimizer"),
+        (dict(kd_weight=-1.0), "kd_weight"),
+        (dict(training_seed=-3), "training_seed"),
+        (dict(task="imagenet"), "task"),
+        (dict(render_mode="human"), "render"),
+    ],
+)
+def test_bad_kwargs_name_the_kwarg(tiny_n2n_kwargs, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gym.make("N2NCompress-v0", **{**tiny_n2n_kwargs, **kwargs})
+
+
+def test_conv_teacher_with_shapes_that_cannot_connect(kd_cache):
+    # A VGG-style teacher on 8-pixel digits rows would be odd; use a 1-D VGG on length-64 digits:
+    # 3 pooled stages take 64 -> 8, so every layer kept is valid, and the teacher spec matches.
+    from kd_envs.tasks import DatasetConfig, ModelConfig, TaskConfig, TrainConfig
+
+    task = TaskConfig(
+        dataset=DatasetConfig("digits", num_train=256, num_val=64, num_test=64),
+        teacher=ModelConfig("vgg", width=4, depth=3),
+        teacher_training=TrainConfig(epochs=1, batch_size=64),
+    )
+    env = gym.make("N2NCompress-v0", task=task, epochs=1, batch_size=64, cache_dir=str(kd_cache))
+    teacher = env.unwrapped.teacher_architecture
+    assert teacher == architecture_of(task.teacher, (64,), 10) and len(teacher.layers) == 6
+    steps = play(env, [0] * 6 + [0] * 6, seed=0)
+    assert steps[-1][4]["degenerate"] == "" and steps[-1][1] > -1.0
