@@ -25,12 +25,13 @@ from stable_baselines3.common.noise import NormalActionNoise
 import kd_envs  # noqa: F401  (registers the environments)
 from agents.compression import SEARCH_ENVS, RandomSearch, SearchRecordCallback
 from agents.instance_policy import InstancePolicy
+from agents.n2n import N2NAgent
 from kd_envs.tasks import atomic_write
 
 # SB3 / sb3-contrib algorithms, and ours with the same constructor, learn, save and load.
 ALGOS: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "maskable_ppo": MaskablePPO,
-    "random_search": RandomSearch,
+    "random_search": RandomSearch, "n2n": N2NAgent,
 }  # fmt: skip
 # Our policy classes, by the name a YAML file gives them (SB3's own names pass through).
 POLICIES: dict[str, type] = {"InstancePolicy": InstancePolicy}
@@ -81,9 +82,11 @@ def build_agent(
     hyperparams: dict[str, Any] | None = None,
     tensorboard_log: str | None = None,
     verbose: int = 0,
+    init_from: str | Path | None = None,
 ) -> tuple[BaseAlgorithm, dict[str, Any]]:
     """An untrained SB3 agent on a vectorised ``env_id``, with the YAML settings (``hyperparams``
-    overrides them key by key). Returns (model, the resolved settings)."""
+    overrides them key by key); or, with ``init_from`` (a saved ``model.zip``), that agent's weights
+    continuing on this env (N2N's policy transfer to another teacher). Returns (model, the settings)."""
     params = load_hyperparams(algo, env_id)
     params.update(hyperparams or {})
     n_envs = int(params.get("n_envs", 1))
@@ -98,6 +101,10 @@ def build_agent(
         n_actions = int(np.prod(env.action_space.shape))
         kwargs["action_noise"] = NormalActionNoise(np.zeros(n_actions), params["noise_std"] * np.ones(n_actions))
     policy = params.get("policy", "MlpPolicy")
+    if init_from is not None:
+        model = algo_class(algo).load(init_from, env=env, device="cpu", seed=seed, tensorboard_log=tensorboard_log,
+                                      verbose=verbose, **kwargs)  # fmt: skip
+        return model, params
     model = algo_class(algo)(
         POLICIES.get(policy, policy), env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
     )
@@ -134,15 +141,16 @@ def train_agent(
     hyperparams: dict[str, Any] | None = None,
     progress_bar: bool = True,
     tensorboard: bool = True,
+    init_from: str | Path | None = None,
 ) -> TrainedAgent:
     """Train one agent and save ``model.zip`` and ``config.json`` (everything needed to rebuild and
     evaluate it) in ``out_dir``; TensorBoard logs go to ``out_dir/tb``. On a search env
-    (N2NCompress-v0) every finished episode's student and the best one go to ``search.json``."""
+    (N2NCompress-v0) every finished episode's student and the best one go to ``search.json``.
+    ``init_from`` starts from a saved agent's weights (see :func:`build_agent`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model, params = build_agent(
-        algo, env_id, seed, env_kwargs, hyperparams, tensorboard_log=str(out_dir / "tb") if tensorboard else None
-    )
+    tensorboard_log = str(out_dir / "tb") if tensorboard else None
+    model, params = build_agent(algo, env_id, seed, env_kwargs, hyperparams, tensorboard_log, init_from=init_from)
     steps = int(total_timesteps if total_timesteps is not None else params["n_timesteps"])
     search = SearchRecordCallback() if env_id in SEARCH_ENVS else None
     callback = CallbackList([EpisodeInfoCallback()] + ([search] if search else []))
@@ -156,6 +164,7 @@ def train_agent(
         "algo": algo,
         "seed": seed,
         "total_timesteps": steps,
+        "init_from": None if init_from is None else str(init_from),
         "hyperparams": params,
         "packages": package_versions(),
     }

@@ -50,9 +50,11 @@ class SearchRecordCallback(BaseCallback):
         return True
 
     def record(self, reward: float, info: dict[str, Any]) -> None:
+        """Add one finished episode (its reward and last info); usable without an SB3 model too."""
+        attached = getattr(self, "model", None) is not None  # SB3 sets it in init_callback
         episode = {
             "episode": len(self.history),
-            "timesteps": int(self.num_timesteps) if self.model is not None else None,
+            "timesteps": int(self.num_timesteps) if attached else None,
             "reward": reward,
             **{k: info[k] for k in ("compression", "accuracy", "student_parameters", "architecture_summary",
                                     "degenerate", "cached", "train_seconds")},
@@ -64,7 +66,7 @@ class SearchRecordCallback(BaseCallback):
             self.best is None or reward > self.best["reward"]
         ):
             self.best = {**episode, "architecture": info["architecture"]}
-        if self.model is not None:
+        if attached:
             self.logger.record("search/best_reward", self.best["reward"] if self.best else -1.0)
             self.logger.record("search/unique_students", len(self._seen))
 

@@ -186,6 +186,41 @@ def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
         plt.close(fig)
         plots.append(plot)
         lines += ["", f"![{env_id}]({plot.name})", ""]
+        searches = [(p, e) for p, e in entries if e["agent"]["kind"] == "search"]
+        if searches:
+            students_lines, students_plot = _render_students(env_id, searches, directory, plt)
+            lines += students_lines
+            plots.append(students_plot)
     readme = directory / "README.md"
     readme.write_text("\n".join(lines) + "\n")
     return readme, plots
+
+
+def _render_students(env_id: str, searches: list[tuple[Path, dict[str, Any]]], directory: Path, plt):
+    """The best student of every search run: a table and a compression-accuracy scatter plot."""
+    lines = [f"### Best students found ({env_id})", "",
+             "Each search's best student (by its search reward), retrained with the full budget; C and the",
+             "test accuracies are means over the evaluation seeds.", "",
+             "| agent | tag | training seed | student | C | A_test | A_test / A_teacher |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for _, e in searches:
+        points = []
+        for run in e["runs"]:
+            c = float(np.mean([ep["compression"] for ep in run["episodes"]]))
+            a = float(np.mean([ep["student_test_accuracy"] for ep in run["episodes"]]))
+            a_t = float(np.mean([ep["teacher_test_accuracy"] for ep in run["episodes"]]))
+            points.append((c, a / a_t))
+            summary = run.get("search", {}).get("best", {}).get("architecture_summary", "")
+            lines.append(f"| {e['agent']['name']} | {e['tag']} | {run['training_seed']} | `{summary}` | {c:.3f} "
+                         f"| {a:.4f} | {a / a_t:.3f} |")  # fmt: skip
+        ax.scatter(*zip(*points), label=f"{e['agent']['name']} ({e['tag']})", alpha=0.7)
+    ax.set_xlabel("compression C = 1 - params(student) / params(teacher)")
+    ax.set_ylabel("test accuracy / teacher's")
+    ax.set_title(f"{env_id}: best student of each search")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plot = directory / f"{env_id}-students.png"
+    fig.savefig(plot, dpi=120)
+    plt.close(fig)
+    return lines + ["", f"![best students]({plot.name})", ""], plot

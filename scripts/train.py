@@ -1,7 +1,12 @@
-"""Train an SB3 / sb3-contrib agent on a KD-Gym env id; saves model.zip + config.json and TensorBoard logs.
+"""Train an agent (SB3 / sb3-contrib, or ours: n2n, random_search) on a KD-Gym env id; saves
+model.zip + config.json (and search.json on N2NCompress-v0) and TensorBoard logs.
 
     python scripts/train.py --algo ppo --env TemperatureKD-v0 --seed 0 --timesteps 18600 \
         --env-kwargs '{"epochs": 10}' --out runs/ppo/seed_0
+    python scripts/train.py --algo n2n --env N2NCompress-v0 --seed 0
+    # policy transfer: start the search on another teacher from a saved N2N policy
+    python scripts/train.py --algo n2n --env N2NCompress-v0 --env-kwargs '{"task": "mnist1d-vgg"}' \
+        --init-from runs/N2NCompress-v0/n2n/seed_0/model.zip
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env-kwargs", type=json.loads, default={}, help="JSON dict of gym.make kwargs")
     parser.add_argument("--hyperparams", type=json.loads, default={}, help="JSON dict overriding the YAML")
     parser.add_argument("--out", default=None, help="output folder; default runs/<env>/<algo>/seed_<seed>")
+    parser.add_argument("--init-from", default=None,
+                        help="a saved model.zip to start from (e.g. an N2N policy trained on another teacher)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (tiny models run fastest on 1)")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -34,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--seed {seed}: training seeds are {list(TRAINING_SEEDS)} (evaluation seeds are kept apart)")
         out = args.out if args.out and len(seeds) == 1 else f"{args.out or f'runs/{args.env}/{args.algo}'}/seed_{seed}"
         trained = train_agent(args.algo, args.env, seed, out, args.timesteps, args.env_kwargs, args.hyperparams,
-                              progress_bar=not args.no_progress)  # fmt: skip
+                              progress_bar=not args.no_progress, init_from=args.init_from)  # fmt: skip
         print(f"saved {args.algo} seed {seed} ({trained.config['total_timesteps']} steps) to {out}")
 
 

@@ -1,3 +1,7 @@
+import pickle
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
@@ -71,3 +75,49 @@ def fast_bootstrap(monkeypatch):
     import agents.leaderboard
 
     monkeypatch.setattr(agents.leaderboard, "BOOTSTRAP_REPS", 200)
+
+
+def _pickle(path: Path, obj) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f)
+
+
+def write_cifar(root: Path, name: str, train_per_file: int, num_test: int, seed: int = 0) -> dict:
+    """Write a tiny dataset in CIFAR's python format (as torchvision reads it) and return the raw
+    arrays: ``train``/``test`` as (uint8 (N, 3072), labels)."""
+    rng = np.random.default_rng(seed)
+    num_classes = 10 if name == "cifar10" else 100
+    label_key = "labels" if name == "cifar10" else "fine_labels"
+
+    def batch(n):
+        return {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            label_key: rng.integers(0, num_classes, n).tolist(),
+        }
+
+    if name == "cifar10":
+        folder = root / "cifar-10-batches-py"
+        folder.mkdir(parents=True)
+        train = [batch(train_per_file) for _ in range(5)]
+        for i, b in enumerate(train, start=1):
+            _pickle(folder / f"data_batch_{i}", b)
+        test = batch(num_test)
+        _pickle(folder / "test_batch", test)
+        _pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
+    else:
+        folder = root / "cifar-100-python"
+        folder.mkdir(parents=True)
+        train = [batch(train_per_file)]
+        _pickle(folder / "train", train[0])
+        test = batch(num_test)
+        _pickle(folder / "test", test)
+        _pickle(folder / "meta", {"fine_label_names": [f"class{i}" for i in range(100)]})
+    data = np.concatenate([b["data"] for b in train])
+    labels = np.concatenate([b[label_key] for b in train])
+    return {"train": (data, labels), "test": (test["data"], np.asarray(test[label_key]))}
+
+
+@pytest.fixture(name="write_cifar")
+def write_cifar_fixture():
+    """:func:`write_cifar`, for tests that need CIFAR-format files in a temporary folder."""
+    return write_cifar

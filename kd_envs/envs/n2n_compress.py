@@ -170,6 +170,11 @@ class N2NCompressEnv(gym.Env):
             )
         self.evaluator = StudentEvaluator(self.task, cache_dir=cache_dir, persist=cache_students)
         self.teacher_accuracy = self.evaluator.teacher_val_accuracy
+        if not self.teacher_accuracy > 0:
+            raise ValueError(
+                f"N2NCompress-v0: the teacher ({self.task.config.teacher}) scores 0 on the validation split, so the "
+                "reward's A / A_teacher is undefined; train the teacher longer or give the split more samples"
+            )
 
         self.num_layers = n = len(self.teacher_architecture.layers)
         self.descriptors = self.teacher_architecture.descriptors()

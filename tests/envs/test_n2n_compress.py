@@ -159,3 +159,25 @@ def test_conv_teacher_with_shapes_that_cannot_connect(kd_cache):
     assert teacher == architecture_of(task.teacher, (64,), 10) and len(teacher.layers) == 6
     steps = play(env, [0] * 6 + [0] * 6, seed=0)
     assert steps[-1][4]["degenerate"] == "" and steps[-1][1] > -1.0
+
+
+def test_resnet_teacher_on_cifar_format_files(tmp_path, kd_cache, write_cifar):
+    # ResNet8 (a stem conv + three two-conv residual blocks) on a tiny CIFAR-10-format folder.
+    from kd_envs.tasks import DatasetConfig, ModelConfig, TaskConfig, TrainConfig
+
+    write_cifar(tmp_path, "cifar10", train_per_file=32, num_test=16)
+    task = TaskConfig(
+        dataset=DatasetConfig("cifar10", num_train=96, num_val=64, num_test=16, root=str(tmp_path)),
+        teacher=ModelConfig("resnet", depth=8),
+        teacher_training=TrainConfig(epochs=1, batch_size=32),
+    )
+    env = gym.make("N2NCompress-v0", task=task, epochs=1, batch_size=32, cache_dir=str(kd_cache))
+    obs, info = env.reset(seed=0)
+    assert obs["layers"].shape == (7, 8)
+    np.testing.assert_array_equal(info["descriptors"][:, 5], [0, 1, 0, 1, 0, 1, 0])  # skip starts
+    # Remove the whole first block and the first conv of the last; halve everything left.
+    removal = [0, 1, 1, 0, 0, 1, 0]
+    steps = play(env, removal + [1] * 4)
+    final = steps[-1][4]
+    assert final["degenerate"] == "" and final["architecture_summary"] == "conv8 [conv16/2 conv16] [conv32]"
+    assert final["student_parameters"] < final["teacher_parameters"] and np.isfinite(steps[-1][1])

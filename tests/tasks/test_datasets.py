@@ -1,8 +1,6 @@
 """Datasets: mnist1d (generated), digits (scikit-learn), CIFAR (tiny files in CIFAR's own format)."""
 
-import pickle
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,53 +112,13 @@ def test_digits_rejects_more_samples_than_exist():
 # --- CIFAR --------------------------------------------------------------------------------------
 
 
-def _pickle(path: Path, obj) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f)
-
-
-def write_cifar(root: Path, name: str, train_per_file: int, num_test: int, seed: int = 0) -> dict:
-    """Write a tiny dataset in CIFAR's python format (as torchvision reads it) and return the raw
-    arrays: ``train``/``test`` as (uint8 (N, 3072), labels)."""
-    rng = np.random.default_rng(seed)
-    num_classes = 10 if name == "cifar10" else 100
-    label_key = "labels" if name == "cifar10" else "fine_labels"
-
-    def batch(n):
-        return {
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            label_key: rng.integers(0, num_classes, n).tolist(),
-        }
-
-    if name == "cifar10":
-        folder = root / "cifar-10-batches-py"
-        folder.mkdir(parents=True)
-        train = [batch(train_per_file) for _ in range(5)]
-        for i, b in enumerate(train, start=1):
-            _pickle(folder / f"data_batch_{i}", b)
-        test = batch(num_test)
-        _pickle(folder / "test_batch", test)
-        _pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
-    else:
-        folder = root / "cifar-100-python"
-        folder.mkdir(parents=True)
-        train = [batch(train_per_file)]
-        _pickle(folder / "train", train[0])
-        test = batch(num_test)
-        _pickle(folder / "test", test)
-        _pickle(folder / "meta", {"fine_label_names": [f"class{i}" for i in range(100)]})
-    data = np.concatenate([b["data"] for b in train])
-    labels = np.concatenate([b[label_key] for b in train])
-    return {"train": (data, labels), "test": (test["data"], np.asarray(test[label_key]))}
-
-
 def _denormalise(x: torch.Tensor, mean, std) -> np.ndarray:
     """(N, 3, 32, 32) normalised floats -> (N, 3072) uint8 in CIFAR's channel-major row layout."""
     pixels = (x.double() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]) * 255
     return pixels.round().to(torch.uint8).reshape(len(x), 3072).numpy()
 
 
-def test_cifar10_loads_a_local_folder(tmp_path):
+def test_cifar10_loads_a_local_folder(tmp_path, write_cifar):
     raw = write_cifar(tmp_path, "cifar10", train_per_file=4, num_test=6)
     data = load_dataset(DatasetConfig("cifar10", num_train=12, num_val=4, num_test=5, root=str(tmp_path)))
     assert data.x_train.shape == (12, 3, 32, 32) and data.x_val.shape == (4, 3, 32, 32)
@@ -188,7 +146,7 @@ def test_cifar10_loads_a_local_folder(tmp_path):
     assert len(set(seen)) == 16
 
 
-def test_cifar100_loads_fine_labels(tmp_path):
+def test_cifar100_loads_fine_labels(tmp_path, write_cifar):
     raw = write_cifar(tmp_path, "cifar100", train_per_file=10, num_test=3)
     data = load_dataset(DatasetConfig("cifar100", num_train=6, num_val=2, num_test=3, root=str(tmp_path)))
     assert data.num_classes == 100 and data.x_train.shape == (6, 3, 32, 32)
@@ -196,7 +154,7 @@ def test_cifar100_loads_fine_labels(tmp_path):
     assert np.array_equal(_denormalise(data.x_test, CIFAR100_MEAN, CIFAR100_STD), raw["test"][0])
 
 
-def test_cifar_is_seeded(tmp_path):
+def test_cifar_is_seeded(tmp_path, write_cifar):
     write_cifar(tmp_path, "cifar10", train_per_file=4, num_test=2)
     config = DatasetConfig("cifar10", num_train=8, num_val=4, num_test=2, root=str(tmp_path))
     _assert_splits_equal(load_dataset(config), load_dataset(config))
@@ -204,7 +162,7 @@ def test_cifar_is_seeded(tmp_path):
     assert not torch.equal(other.x_train, load_dataset(config).x_train)
 
 
-def test_cifar_root_from_the_environment(tmp_path, monkeypatch):
+def test_cifar_root_from_the_environment(tmp_path, monkeypatch, write_cifar):
     write_cifar(tmp_path, "cifar10", train_per_file=2, num_test=2)
     monkeypatch.setenv("KD_GYM_CIFAR_ROOT", str(tmp_path))
     assert load_dataset(DatasetConfig("cifar10", num_train=4, num_val=2, num_test=2)).x_train.shape[0] == 4
@@ -217,7 +175,7 @@ def test_cifar_missing_folder_names_it(tmp_path):
     assert "'cifar-10-batches-py'" in str(error.value)
 
 
-def test_cifar_missing_file_is_named(tmp_path):
+def test_cifar_missing_file_is_named(tmp_path, write_cifar):
     write_cifar(tmp_path, "cifar10", train_per_file=2, num_test=2)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
     with pytest.raises(FileNotFoundError, match="data_batch_3"):
@@ -231,7 +189,7 @@ def test_cifar_without_a_root_points_to_the_environment_variable(monkeypatch):
     assert "cifar-100-python" in str(error.value)
 
 
-def test_cifar_rejects_more_images_than_the_folder_holds(tmp_path):
+def test_cifar_rejects_more_images_than_the_folder_holds(tmp_path, write_cifar):
     write_cifar(tmp_path, "cifar10", train_per_file=2, num_test=2)
     with pytest.raises(ValueError, match="10 training and 2 test"):
         load_dataset(DatasetConfig("cifar10", num_train=8, num_val=4, num_test=2, root=str(tmp_path)))
