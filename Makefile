@@ -26,6 +26,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_temperature_kd.py
+	$(PY) scripts/bench_n2n.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -197,15 +197,17 @@ def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
 
 
 def _render_students(env_id: str, searches: list[tuple[Path, dict[str, Any]]], directory: Path, plt):
-    """The best student of every search run: a table and a compression-accuracy scatter plot."""
+    """The best student of every search run (a table, and a compression-accuracy scatter plot) and how
+    fast each agent's search improved (best search reward so far against episodes, mean over runs, read
+    from the ``search.json`` stored beside the entry's models)."""
     lines = [f"### Best students found ({env_id})", "",
              "Each search's best student (by its search reward), retrained with the full budget; C and the",
              "test accuracies are means over the evaluation seeds.", "",
              "| agent | tag | training seed | student | C | A_test | A_test / A_teacher |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, curve) = plt.subplots(1, 2, figsize=(11, 4))
     for _, e in searches:
-        points = []
+        points, histories = [], []
         for run in e["runs"]:
             c = float(np.mean([ep["compression"] for ep in run["episodes"]]))
             a = float(np.mean([ep["student_test_accuracy"] for ep in run["episodes"]]))
@@ -214,13 +216,26 @@ def _render_students(env_id: str, searches: list[tuple[Path, dict[str, Any]]], d
             summary = run.get("search", {}).get("best", {}).get("architecture_summary", "")
             lines.append(f"| {e['agent']['name']} | {e['tag']} | {run['training_seed']} | `{summary}` | {c:.3f} "
                          f"| {a:.4f} | {a / a_t:.3f} |")  # fmt: skip
-        ax.scatter(*zip(*points), label=f"{e['agent']['name']} ({e['tag']})", alpha=0.7)
+            record = directory / run["model"] / "search.json"
+            if record.is_file():
+                rewards = [h["reward"] for h in json.loads(record.read_text())["history"]]
+                histories.append(np.maximum.accumulate(rewards))
+        label = f"{e['agent']['name']} ({e['tag']})"
+        ax.scatter(*zip(*points), label=label, alpha=0.7)
+        if histories:
+            length = min(len(h) for h in histories)
+            curve.plot(np.arange(1, length + 1), np.mean([h[:length] for h in histories], axis=0), label=label)
     ax.set_xlabel("compression C = 1 - params(student) / params(teacher)")
     ax.set_ylabel("test accuracy / teacher's")
-    ax.set_title(f"{env_id}: best student of each search")
+    ax.set_title("best student of each search (full budget)")
     ax.legend(fontsize=8)
+    curve.set_xlabel("episodes (students proposed)")
+    curve.set_ylabel("best search reward so far (mean over runs)")
+    curve.set_title("search progress")
+    curve.legend(fontsize=8)
+    fig.suptitle(env_id)
     fig.tight_layout()
     plot = directory / f"{env_id}-students.png"
     fig.savefig(plot, dpi=120)
     plt.close(fig)
-    return lines + ["", f"![best students]({plot.name})", ""], plot
+    return lines + ["", f"![best students and search progress]({plot.name})", ""], plot

@@ -16,8 +16,6 @@ linear layers flatten their input, and after conv layers they see the globally p
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -178,10 +176,6 @@ class Architecture:
             layers=tuple(LayerSpec(**layer) for layer in d["layers"]),
             residual_blocks=tuple(tuple(b) for b in d.get("residual_blocks", ())),
         )
-
-    def key(self) -> str:
-        """A short stable hash of the architecture (equal architectures, equal keys)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
     def num_parameters(self) -> int:
         """Parameters of the compiled network (counted on the meta device: nothing is allocated)."""
