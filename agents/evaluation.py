@@ -74,6 +74,25 @@ def evaluate(
     return results
 
 
+def _shared_config(configs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first config, after checking that every run of an entry shares env id, kwargs and algorithm."""
+    first = configs[0]
+    for c in configs[1:]:
+        if (c["env_id"], c["env_kwargs"], c["algo"]) != (first["env_id"], first["env_kwargs"], first["algo"]):
+            raise ValueError("all model dirs of one entry must share env id, env kwargs and algorithm")
+    return first
+
+
+def _store_run(model_dir: Path, target: Path, files: Sequence[str], directory: Path) -> str:
+    """Copy a run's ``files`` beside the entry (so it can be verified); returns their folder, relative to
+    the leaderboard ``directory`` where it lies inside it."""
+    if target.resolve() != model_dir.resolve():
+        target.mkdir(parents=True, exist_ok=True)
+        for file in files:
+            shutil.copy2(model_dir / file, target / file)
+    return str(target.relative_to(directory)) if target.is_relative_to(directory) else str(target)
+
+
 def fixed_policy_entry(
     name: str,
     env_id: str = "TemperatureKD-v0",
@@ -103,10 +122,7 @@ def trained_agents_entry(
     kwargs and algorithm) and copy them under ``directory/models`` so the entry can be verified."""
     agents = [(Path(d), load_agent(d)) for d in model_dirs]
     configs = [a.config for _, a in agents]
-    first = configs[0]
-    for c in configs[1:]:
-        if (c["env_id"], c["env_kwargs"], c["algo"]) != (first["env_id"], first["env_kwargs"], first["algo"]):
-            raise ValueError("all model dirs of one entry must share env id, env kwargs and algorithm")
+    first = _shared_config(configs)
     training_seeds = [c["seed"] for c in configs]
     if set(training_seeds) & set(seeds):
         raise ValueError(f"training seeds {training_seeds} overlap the evaluation seeds {list(seeds)}")
@@ -117,12 +133,7 @@ def trained_agents_entry(
     for model_dir, agent in agents:
         episodes = evaluate(agent.model, env_id, first["env_kwargs"], seeds, progress,
                             description=f"{name} seed {agent.config['seed']}")  # fmt: skip
-        target = store / f"seed_{agent.config['seed']}"
-        if target.resolve() != model_dir.resolve():
-            target.mkdir(parents=True, exist_ok=True)
-            for file in ("model.zip", "config.json"):
-                shutil.copy2(model_dir / file, target / file)
-        model = str(target.relative_to(directory)) if target.is_relative_to(directory) else str(target)
+        model = _store_run(model_dir, store / f"seed_{agent.config['seed']}", ("model.zip", "config.json"), directory)
         runs.append({"training_seed": agent.config["seed"], "model": model, "episodes": episodes})
     spec = {
         "kind": "sb3",
@@ -148,10 +159,7 @@ def search_entry(
     training seed): each search's best student (``search.json``) is retrained with ``epochs`` epochs on
     every evaluation seed and scored on the test split (:func:`agents.compression.final_evaluation`)."""
     configs = [json.loads((Path(d) / "config.json").read_text()) for d in model_dirs]
-    first = configs[0]
-    for c in configs[1:]:
-        if (c["env_id"], c["env_kwargs"], c["algo"]) != (first["env_id"], first["env_kwargs"], first["algo"]):
-            raise ValueError("all model dirs of one entry must share env id, env kwargs and algorithm")
+    first = _shared_config(configs)
     name = name or first["algo"]
     env_id = first["env_id"]
     store = Path(directory) / "models" / entry_path(env_id, name, tag).stem
@@ -162,12 +170,8 @@ def search_entry(
             raise ValueError(f"{model_dir}/search.json found no valid student")
         episodes = final_evaluation(env_id, config["env_kwargs"], search["best"]["architecture"], seeds, epochs,
                                     progress=progress)  # fmt: skip
-        target = store / f"seed_{config['seed']}"
-        if target.resolve() != model_dir.resolve():
-            target.mkdir(parents=True, exist_ok=True)
-            for file in ("model.zip", "config.json", "search.json"):
-                shutil.copy2(model_dir / file, target / file)
-        model = str(target.relative_to(directory)) if target.is_relative_to(directory) else str(target)
+        files = ("model.zip", "config.json", "search.json")
+        model = _store_run(model_dir, store / f"seed_{config['seed']}", files, directory)
         best = {k: v for k, v in search["best"].items() if k != "architecture"}
         runs.append({"training_seed": config["seed"], "model": model, "architecture": search["best"]["architecture"],
                      "search": {"episodes": search["episodes"], "unique_students": search["unique_students"],
