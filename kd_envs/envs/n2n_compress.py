@@ -163,10 +163,11 @@ class N2NCompressEnv(gym.Env):
             self.task.config.teacher, data.input_shape, data.num_classes
         )
         self.teacher_parameters = count_parameters(self.task.teacher)
-        if self.teacher_architecture.num_parameters() != self.teacher_parameters:
+        spec_parameters = self.teacher_architecture.num_parameters()
+        if spec_parameters != self.teacher_parameters:
             raise ValueError(
-                f"the layer spec of teacher {self.task.config.teacher} has {self.teacher_architecture.num_parameters()}"
-                f" parameters, the trained teacher {self.teacher_parameters}: they describe different networks"
+                f"N2NCompress-v0: the layer spec of teacher {self.task.config.teacher} has {spec_parameters} "
+                f"parameters, the trained teacher {self.teacher_parameters}: they describe different networks"
             )
         self.evaluator = StudentEvaluator(self.task, cache_dir=cache_dir, persist=cache_students)
         self.teacher_accuracy = self.evaluator.teacher_val_accuracy
