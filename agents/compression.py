@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import zipfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,6 @@ from tqdm.auto import tqdm
 import kd_envs  # noqa: F401  (registers the environments)
 from kd_envs.envs.n2n_compress import compression_reward
 from kd_envs.tasks.architecture import Architecture
-from kd_envs.tasks.compression import DistillConfig
-from kd_envs.tasks.training import TrainConfig
 
 SEARCH_ENVS = ("N2NCompress-v0",)
 # The report's budget: each best student is retrained for this many epochs (the search proxy is 10).
@@ -145,18 +144,6 @@ class RandomSearch:
         return model
 
 
-def full_budget_config(env_kwargs: dict[str, Any], epochs: int = FULL_EPOCHS) -> DistillConfig:
-    """The search env's training options with ``epochs`` epochs: the report's budget."""
-    training = TrainConfig(
-        epochs=epochs,
-        batch_size=env_kwargs.get("batch_size", 256),
-        optimizer=env_kwargs.get("optimizer", "adam"),
-        lr=env_kwargs.get("lr", 1e-2),
-    )
-    return DistillConfig(training, kd_weight=env_kwargs.get("kd_weight", 1.0),
-                         ce_weight=env_kwargs.get("ce_weight", 1.0))  # fmt: skip
-
-
 def final_evaluation(
     env_id: str,
     env_kwargs: dict[str, Any],
@@ -173,7 +160,8 @@ def final_evaluation(
     env = gym.make(env_id, **env_kwargs)
     n2n = env.unwrapped
     arch = Architecture.from_dict(architecture)
-    config = full_budget_config(env_kwargs, epochs)
+    # The search's own training options (the env's defaults and kwargs), with the full budget.
+    config = replace(n2n.distill_config, training=replace(n2n.distill_config.training, epochs=epochs))
     teacher_test = n2n.task.teacher_test_accuracy
     results = []
     for seed in tqdm(seeds, desc=f"final training ({epochs} epochs)", unit="student", disable=not progress):
