@@ -16,7 +16,7 @@ from kd_envs.tasks.compression import DistillConfig, StudentEvaluator
 
 # The authors' shrink factors (Ashok et al., 2018, Sec. 3.2).
 DEFAULT_SHRINK_FACTORS = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-KEEP, REMOVE = 0, 1
+REMOVE = 1  # in the removal stage; every other action keeps the layer
 STAGES = ("removal", "shrink")
 DEGENERATE_REWARD = -1.0
 
@@ -239,7 +239,8 @@ class N2NCompressEnv(gym.Env):
                 return self._observation(), 0.0, False, False, {"stage": STAGES[0], "layer": layer}
             obs = self._observation()
             self._sequence = []
-            return obs, DEGENERATE_REWARD, True, False, self._degenerate_info(None, "nothing left: every layer removed")
+            info = self._degenerate_info(None, 0, "nothing left: every layer removed")
+            return obs, DEGENERATE_REWARD, True, False, info
         obs = self._observation()
         self._sequence = []
         reward, info = self._score()
@@ -261,22 +262,21 @@ class N2NCompressEnv(gym.Env):
 
     def _score(self) -> tuple[float, dict[str, Any]]:
         arch = self.student_architecture()
+        parameters = arch.num_parameters()
         try:
             arch.layer_shapes()
         except InvalidArchitecture as e:
-            return DEGENERATE_REWARD, self._degenerate_info(arch, f"shapes do not connect: {e}")
-        parameters = arch.num_parameters()
+            return DEGENERATE_REWARD, self._degenerate_info(arch, parameters, f"shapes do not connect: {e}")
         if parameters >= self.teacher_parameters:
             why = f"not smaller than the teacher ({parameters} >= {self.teacher_parameters} parameters)"
-            return DEGENERATE_REWARD, self._degenerate_info(arch, why)
+            return DEGENERATE_REWARD, self._degenerate_info(arch, parameters, why)
         result = self.evaluator.evaluate(arch, self.distill_config, self._episode_seed)
         compression = 1.0 - parameters / self.teacher_parameters
         reward = compression_reward(compression, result["val_accuracy"], self.teacher_accuracy)
         return reward, self._final_info(arch, parameters, result["val_accuracy"], result["train_seconds"],
                                         result["cached"], "")  # fmt: skip
 
-    def _degenerate_info(self, arch: Architecture | None, why: str) -> dict[str, Any]:
-        parameters = 0 if arch is None else arch.num_parameters()
+    def _degenerate_info(self, arch: Architecture | None, parameters: int, why: str) -> dict[str, Any]:
         return self._final_info(arch, parameters, 0.0, 0.0, False, why)
 
     def _final_info(self, arch, parameters, accuracy, seconds, cached, degenerate) -> dict[str, Any]:

@@ -178,9 +178,10 @@ class Architecture:
         )
 
     def num_parameters(self) -> int:
-        """Parameters of the compiled network (counted on the meta device: nothing is allocated)."""
+        """Parameters of the compiled network (counted on the meta device: nothing is allocated). The
+        count depends on widths and strides only, so it exists even where the shapes cannot connect."""
         with torch.device("meta"):
-            net = ArchitectureNet(self)
+            net = ArchitectureNet(self, check_shapes=False)
         return sum(p.numel() for p in net.parameters())
 
 
@@ -266,10 +267,11 @@ class ArchitectureNet(nn.Module):
     """The compiled :class:`Architecture`. ``forward(x, return_features=False)`` returns the logits,
     or ``(logits, features)`` with each unit's output (a layer, or a whole residual block)."""
 
-    def __init__(self, arch: Architecture):
+    def __init__(self, arch: Architecture, check_shapes: bool = True):
         super().__init__()
         self.arch = arch
-        arch.layer_shapes()  # fail early, with the reason, where the spatial extent runs out
+        if check_shapes:
+            arch.layer_shapes()  # fail early, with the reason, where the spatial extent runs out
         conv_dims = 1 if len(arch.input_shape) == 1 else 2
         self.conv_first = bool(arch.layers) and arch.layers[0].kind == "conv"
         if self.conv_first:

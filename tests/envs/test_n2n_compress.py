@@ -181,3 +181,17 @@ def test_resnet_teacher_on_cifar_format_files(tmp_path, kd_cache, write_cifar):
     final = steps[-1][4]
     assert final["degenerate"] == "" and final["architecture_summary"] == "conv8 [conv16/2 conv16] [conv32]"
     assert final["student_parameters"] < final["teacher_parameters"] and np.isfinite(steps[-1][1])
+
+
+def test_shapes_that_cannot_connect_give_minus_one(tiny_n2n_kwargs):
+    # A residual block over three convs whose paddings (1, 0, 2) keep the length: removing the last
+    # conv leaves a block that shortens the signal by 2, which its shortcut cannot meet.
+    from kd_envs.tasks.architecture import Architecture, LayerSpec
+
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs)
+    layers = tuple(LayerSpec("conv", 4, 3, 1, p) for p in (1, 0, 2))
+    env.unwrapped.teacher_architecture = Architecture((64,), 10, layers, ((0, 2),))
+    steps = play(env, [0, 0, 1, 0, 0], seed=0)
+    reward, info = steps[-1][1], steps[-1][4]
+    assert reward == -1.0 and info["degenerate"].startswith("shapes do not connect")
+    assert info["student_parameters"] > 0 and info["train_seconds"] == 0.0
