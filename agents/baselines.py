@@ -26,18 +26,20 @@ import kd_envs  # noqa: F401  (registers the environments)
 from agents.compression import SEARCH_ENVS, RandomSearch, SearchRecordCallback
 from agents.instance_policy import InstancePolicy
 from agents.n2n import N2NAgent
+from agents.rlkd import RLKD
 from kd_envs.tasks import atomic_write
 
 # SB3 / sb3-contrib algorithms, and ours with the same constructor, learn, save and load.
 ALGOS: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "maskable_ppo": MaskablePPO,
-    "random_search": RandomSearch, "n2n": N2NAgent,
+    "random_search": RandomSearch, "n2n": N2NAgent, "rlkd": RLKD,
 }  # fmt: skip
 # Our policy classes, by the name a YAML file gives them (SB3's own names pass through).
 POLICIES: dict[str, type] = {"InstancePolicy": InstancePolicy}
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
-# rl-zoo3 keys handled here rather than passed to the algorithm.
-_ZOO_KEYS = {"n_timesteps", "policy", "n_envs", "noise_type", "noise_std"}
+# rl-zoo3 keys handled here rather than passed to the algorithm. ``env_kwargs`` in a YAML file apply to
+# the *training* env only (RLKD's efficient exploration); entries evaluate on the env kwargs of the run.
+_ZOO_KEYS = {"n_timesteps", "policy", "n_envs", "noise_type", "noise_std", "env_kwargs"}
 _UNSUPPORTED_ZOO_KEYS = {"normalize", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper"}
 
 
@@ -91,7 +93,8 @@ def build_agent(
     params.update(hyperparams or {})
     n_envs = int(params.get("n_envs", 1))
     # A callable rather than the id: make_vec_env would add render_mode="rgb_array", which our envs do not render.
-    env = make_vec_env(functools.partial(gym.make, env_id, **(env_kwargs or {})), n_envs=n_envs, seed=seed)
+    train_env_kwargs = {**(env_kwargs or {}), **params.get("env_kwargs", {})}
+    env = make_vec_env(functools.partial(gym.make, env_id, **train_env_kwargs), n_envs=n_envs, seed=seed)
     # A copy: SB3 writes into policy_kwargs (A2C its optimizer class, SAC use_sde), which must not leak
     # into the settings recorded in config.json.
     kwargs = copy.deepcopy({k: v for k, v in params.items() if k not in _ZOO_KEYS})

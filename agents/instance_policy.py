@@ -44,10 +44,19 @@ def _instance_mlp(in_dim: int, sizes: list[int], activation_fn: type[nn.Module])
 
 
 class InstanceMlpExtractor(nn.Module):
-    """Per-instance actor and critic trunks (``nn.Linear`` acts on the last dim, so on each row)."""
+    """Per-instance actor and critic trunks (``nn.Linear`` acts on the last dim, so on each row). The
+    critic's features are averaged over the batch (one value per batch) unless ``pool_critic=False``
+    (one value per instance, as RLKD's critic)."""
 
-    def __init__(self, feature_dim: int, net_arch: list[int] | dict[str, list[int]], activation_fn: type[nn.Module]):
+    def __init__(
+        self,
+        feature_dim: int,
+        net_arch: list[int] | dict[str, list[int]],
+        activation_fn: type[nn.Module],
+        pool_critic: bool = True,
+    ):
         super().__init__()
+        self.pool_critic = pool_critic
         if isinstance(net_arch, dict):
             pi, vf = net_arch.get("pi", []), net_arch.get("vf", [])
         else:
@@ -62,7 +71,8 @@ class InstanceMlpExtractor(nn.Module):
         return self.policy_net(features)  # (N, B, latent_dim_pi)
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
-        return self.value_net(features).mean(dim=1)  # pooled over the batch: (N, latent_dim_vf)
+        latent = self.value_net(features)  # (N, B, latent_dim_vf)
+        return latent.mean(dim=1) if self.pool_critic else latent
 
 
 class InstanceActionHead(nn.Module):

@@ -18,7 +18,10 @@ from kd_envs.tasks import Task, TaskConfig, make_task, predict_logits, steps_per
 from kd_envs.tasks.datasets import augment_batch
 
 REWARD_MEASURES = ("heldout", "batch")
-EXPLORATION_MODES = ("none", "entropy_mixup")
+EXPLORATION_MODES = ("none", "entropy_mixup", "entropy_mixup_authors")
+# The authors' code's variant mixes its bands with a weight on the easy instance that falls linearly
+# over the run from 1.0 to 0.7.
+AUTHORS_MIX_WEIGHTS = (1.0, 0.7)
 MAX_TEMPERATURE = 10.0
 
 
@@ -163,7 +166,7 @@ class TemperatureKDEnv(gym.Env):
     | `reward_epoch_scale` | 10.0        | n in the reward's sigmoid(epoch / n)                              |
     | `warmup_epochs`      | 0           | epochs at ``warmup_temperature`` inside ``reset``                 |
     | `warmup_temperature` | 4.0         | the warm-up's fixed temperature                                   |
-    | `exploration`        | `"none"`    | `"entropy_mixup"`: the paper's efficient exploration (below)      |
+    | `exploration`        | `"none"`    | `"entropy_mixup"` (the paper's) or `"entropy_mixup_authors"` (below) |
     | `action_scale`       | 6.0         | slope of the action-to-temperature map                            |
     | `cache_dir`          | None        | where teachers are cached (default ``$KD_GYM_CACHE`` or ~/.cache)  |
     | `data_root`          | None        | folder with CIFAR's files, for the CIFAR tasks                    |
@@ -174,6 +177,12 @@ class TemperatureKDEnv(gym.Env):
     x = λ·x_top + (1 − λ)·x_band with λ ~ U(0.7, 1) and the top instance's label, and with the
     teacher's predictions on the mixed inputs. Epochs are five times shorter, so an agent sees more
     episodes for the same compute.
+
+    ``exploration="entropy_mixup_authors"``: the variant in the authors' public code. Every epoch keeps
+    the whole training set; the instances are ranked by the entropy of the student's prediction and each
+    instance of the 80–90% band (confident, low value) is mixed with a random instance of the 10–20%
+    band, x = w·x_band80 + (1 − w)·x_band10, keeping its own label; w falls linearly from 1.0 in the
+    first epoch to 0.7 in the last. The teacher predicts on the mixed inputs.
 
     ## Version History
     * v0: initial version.
@@ -229,6 +238,12 @@ class TemperatureKDEnv(gym.Env):
         n = len(self.task.data.y_train)
         return n // 5 if self.options.exploration == "entropy_mixup" else n
 
+    def _entropy_ranking(self) -> torch.Tensor:
+        """Training instances by the entropy of the student's prediction, most uncertain first."""
+        probs = F.softmax(predict_logits(self._student, self.task.data.x_train), dim=1)
+        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(dim=1)
+        return entropy.argsort(descending=True, stable=True)
+
     def _start_epoch(self) -> None:
         """Order (and for exploration, select and mix) the instances of the next epoch."""
         data, gen = self.task.data, self._torch_gen
@@ -238,16 +253,23 @@ class TemperatureKDEnv(gym.Env):
             self._epoch_order = torch.randperm(len(data.y_train), generator=gen)
             return
         n = len(data.y_train)
-        probs = F.softmax(predict_logits(self._student, data.x_train), dim=1)
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(dim=1)
-        ranked = entropy.argsort(descending=True, stable=True)
-        top = ranked[: self._epoch_size()]
-        band = ranked[int(0.4 * n) : int(0.5 * n)]
-        partner = band[torch.randint(0, len(band), (len(top),), generator=gen)]
-        lam = 0.7 + 0.3 * torch.rand(len(top), generator=gen)
-        lam_x = lam.view(-1, *([1] * (data.x_train.dim() - 1)))
-        self._epoch_x = lam_x * data.x_train[top] + (1 - lam_x) * data.x_train[partner]
-        self._epoch_y = data.y_train[top]
+        ranked = self._entropy_ranking()
+        if self.options.exploration == "entropy_mixup_authors":
+            easy, hard = ranked[int(0.8 * n) : int(0.9 * n)], ranked[int(0.1 * n) : int(0.2 * n)]
+            partner = hard[torch.randint(0, len(hard), (len(easy),), generator=gen)]
+            first, last = AUTHORS_MIX_WEIGHTS
+            w = first + (last - first) * self._epoch / max(self.options.epochs - 1, 1)
+            self._epoch_x = data.x_train.clone()
+            self._epoch_x[easy] = w * data.x_train[easy] + (1 - w) * data.x_train[partner]
+            self._epoch_y = data.y_train
+            top = ranked  # every instance trains, in a fresh order
+        else:
+            top = ranked[: self._epoch_size()]
+            band = ranked[int(0.4 * n) : int(0.5 * n)]
+            partner = band[torch.randint(0, len(band), (len(top),), generator=gen)]
+            lam = (0.7 + 0.3 * torch.rand(len(top), generator=gen)).view(-1, *([1] * (data.x_train.dim() - 1)))
+            self._epoch_x = lam * data.x_train[top] + (1 - lam) * data.x_train[partner]
+            self._epoch_y = data.y_train[top]
         self._epoch_teacher = None if data.augment else predict_logits(self.task.teacher, self._epoch_x)
         self._epoch_teacher_confidence = None if data.augment else teacher_confidence(self._epoch_teacher)
         self._epoch_order = torch.randperm(len(top), generator=gen)

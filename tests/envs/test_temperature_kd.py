@@ -122,14 +122,32 @@ def test_heldout_reward_is_scaled_accuracy_gain(tiny_kwargs):
 
 
 @pytest.mark.parametrize("measure", ["batch", "heldout"])
-@pytest.mark.parametrize("exploration", ["none", "entropy_mixup"])
+@pytest.mark.parametrize("exploration", ["none", "entropy_mixup", "entropy_mixup_authors"])
 def test_options_run_and_stay_deterministic(tiny_kwargs, measure, exploration):
     kwargs = dict(tiny_kwargs, reward_measure=measure, exploration=exploration, warmup_epochs=1, epochs=3)
     a = rollout(gym.make("TemperatureKD-v0", **kwargs), seed=1)
     b = rollout(gym.make("TemperatureKD-v0", **kwargs), seed=1)
     assert_same_trace(a, b)
-    per_epoch = (256 // 5) // 32 if exploration == "entropy_mixup" else 256 // 32
+    per_epoch = (256 // 5) // 32 if exploration == "entropy_mixup" else 256 // 32  # the authors' keeps all
     assert len(a) - 1 == 2 * per_epoch  # warm-up epoch runs inside reset
+
+
+def test_authors_mixup_mixes_the_easy_band_with_the_hard_band(tiny_kwargs):
+    env = gym.make("TemperatureKD-v0", **dict(tiny_kwargs, exploration="entropy_mixup_authors", epochs=3)).unwrapped
+    env.reset(seed=3)
+    x, y = env.task.data.x_train, env.task.data.y_train
+    torch.testing.assert_close(env._epoch_x, x)  # first epoch: weight 1.0, nothing mixed
+    env._epoch = 2  # last epoch: weight 0.7
+    ranked = env._entropy_ranking()
+    env._start_epoch()
+    n = len(y)
+    easy, hard = ranked[int(0.8 * n) : int(0.9 * n)], ranked[int(0.1 * n) : int(0.2 * n)]
+    changed = (env._epoch_x != x).flatten(1).any(dim=1).nonzero().flatten()
+    assert set(changed.tolist()) <= set(easy.tolist()) and len(changed) > 0.9 * len(easy)
+    partners = (env._epoch_x[easy] - 0.7 * x[easy]) / 0.3
+    distance = torch.cdist(partners.flatten(1), x[hard].flatten(1))
+    assert distance.min(dim=1).values.max() < 0.02  # (float32 round-off) every mixed instance's partner is a hard-band instance
+    assert torch.equal(env._epoch_y, y) and len(env._epoch_order) == n  # labels kept, whole set trains
 
 
 @pytest.mark.parametrize(
