@@ -10,12 +10,15 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from agents.baselines import info_numbers, load_agent, package_versions
 from agents.compression import FULL_EPOCHS, final_evaluation
 from agents.fixed_policies import fixed_policy
 from agents.leaderboard import LEADERBOARD_DIR, aggregate, entry_path, make_entry, run_score, write_entry
+from kd_envs.envs.temperature_kd import action_to_temperature
+from kd_envs.tasks import accuracy
 
 # Seeds kept apart: agents train on TRAINING_SEEDS, every entry is scored on EVALUATION_SEEDS.
 TRAINING_SEEDS: tuple[int, ...] = tuple(range(10))
@@ -55,6 +58,29 @@ def run_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
         if terminated or truncated:
             break
     return {"seed": seed, "return": total, "steps": steps, **info_numbers(info)}
+
+
+def trace_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
+    """One deterministic TemperatureKD-v0 episode from ``seed`` that also records, after every epoch,
+    the student's test accuracy and the temperatures the policy gave in that epoch (for plots: the
+    test split never enters a reward)."""
+    base = env.unwrapped
+    data, scale = base.task.data, base.options.action_scale
+    if callable(getattr(policy, "seed", None)):
+        policy.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    test_accuracy, temperatures, epoch_temperatures = [], [], []
+    while True:
+        action, _ = policy.predict(obs, deterministic=True)
+        epoch_temperatures.append(action_to_temperature(torch.as_tensor(action).flatten(), scale).numpy())
+        obs, _, terminated, truncated, info = env.step(action)
+        if info["batch"] == 0:  # the step closed an epoch (the last one too)
+            test_accuracy.append(accuracy(base.student, data.x_test, data.y_test))
+            temperatures.append(np.concatenate(epoch_temperatures))
+            epoch_temperatures = []
+        if terminated or truncated:
+            return {"seed": seed, "test_accuracy": test_accuracy, "temperatures": temperatures,
+                    **info_numbers(info)}  # fmt: skip
 
 
 def evaluate(

@@ -99,7 +99,9 @@ def instance_advantages(
         last_gae = delta + gamma * gae_lambda * not_done * last_gae
         batch_advantages[t] = last_gae
     advantages = (
-        batch_advantages[..., None] + (n * instance_rewards - batch_rewards[..., None]) - (values - mean_values[..., None])
+        batch_advantages[..., None]
+        + (n * instance_rewards - batch_rewards[..., None])
+        - (values - mean_values[..., None])
     )
     return advantages.astype(np.float32), (advantages + values).astype(np.float32)
 
@@ -220,7 +222,9 @@ class RLKDPolicy(InstancePolicy):
         return data
 
     def _build_mlp_extractor(self) -> None:
-        self.mlp_extractor = InstanceMlpExtractor(self.features_dim, self.net_arch, self.activation_fn, pool_critic=False)
+        self.mlp_extractor = InstanceMlpExtractor(
+            self.features_dim, self.net_arch, self.activation_fn, pool_critic=False
+        )
 
     def _build(self, lr_schedule) -> None:
         n_features = self.observation_space.shape[-1]
@@ -310,11 +314,15 @@ class RLKD(PPO):
         self.calibration_alpha, self.calibration_beta = float(calibration_alpha), float(calibration_beta)
         self.corrector_learning_rate, self.updater_learning_rate = corrector_learning_rate, updater_learning_rate
         self.calibration_epochs, self.updater_sparsity = int(calibration_epochs), float(updater_sparsity)
-        if self.reward_scale <= 0 or self.calibration_epochs < 1 or min(self.calibration_alpha, self.calibration_beta) < 0:
+        if (
+            self.reward_scale <= 0
+            or self.calibration_epochs < 1
+            or min(self.calibration_alpha, self.calibration_beta) < 0
+        ):
             raise ValueError(
                 f"RLKD: reward_scale={reward_scale}, calibration_epochs={calibration_epochs}, "
-                f"calibration_alpha={calibration_alpha}, calibration_beta={calibration_beta}; expected reward_scale > 0, "
-                "calibration_epochs >= 1 and weights >= 0"
+                f"calibration_alpha={calibration_alpha}, calibration_beta={calibration_beta}; expected "
+                "reward_scale > 0, calibration_epochs >= 1 and weights >= 0"
             )
         kwargs["rollout_buffer_class"] = InstanceRolloutBuffer
         kwargs["rollout_buffer_kwargs"] = {**(kwargs.get("rollout_buffer_kwargs") or {}), "reward_scale": reward_scale}
@@ -336,7 +344,9 @@ class RLKD(PPO):
             if self.reward_calibration else None
         )  # fmt: skip
         self.updater_optimizer = (
-            adam(self.policy.state_updater.parameters(), lr=self.updater_learning_rate) if self.use_state_updater else None
+            adam(self.policy.state_updater.parameters(), lr=self.updater_learning_rate)
+            if self.use_state_updater
+            else None
         )
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:

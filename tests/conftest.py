@@ -1,4 +1,3 @@
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -6,6 +5,7 @@ import pytest
 import torch
 
 from kd_envs.tasks import DatasetConfig, ModelConfig, TaskConfig, TrainConfig
+from kd_envs.tasks.datasets import write_cifar_files
 
 # Tiny models run fastest on one thread, and two test processes must not fight over the cores.
 torch.set_num_threads(1)
@@ -77,44 +77,19 @@ def fast_bootstrap(monkeypatch):
     monkeypatch.setattr(agents.leaderboard, "BOOTSTRAP_REPS", 200)
 
 
-def _pickle(path: Path, obj) -> None:
-    with open(path, "wb") as f:
-        pickle.dump(obj, f)
-
-
 def write_cifar(root: Path, name: str, train_per_file: int, num_test: int, seed: int = 0) -> dict:
-    """Write a tiny dataset in CIFAR's python format (as torchvision reads it) and return the raw
-    arrays: ``train``/``test`` as (uint8 (N, 3072), labels)."""
+    """Write a tiny random dataset in CIFAR's python format and return the raw arrays: ``train``/``test``
+    as (uint8 (N, 3072), labels). CIFAR-10 has five training files of ``train_per_file`` images each."""
     rng = np.random.default_rng(seed)
     num_classes = 10 if name == "cifar10" else 100
-    label_key = "labels" if name == "cifar10" else "fine_labels"
+    num_train = train_per_file * (5 if name == "cifar10" else 1)
 
-    def batch(n):
-        return {
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            label_key: rng.integers(0, num_classes, n).tolist(),
-        }
+    def split(n):
+        return rng.integers(0, 256, (n, 3072), dtype=np.uint8), rng.integers(0, num_classes, n)
 
-    if name == "cifar10":
-        folder = root / "cifar-10-batches-py"
-        folder.mkdir(parents=True)
-        train = [batch(train_per_file) for _ in range(5)]
-        for i, b in enumerate(train, start=1):
-            _pickle(folder / f"data_batch_{i}", b)
-        test = batch(num_test)
-        _pickle(folder / "test_batch", test)
-        _pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
-    else:
-        folder = root / "cifar-100-python"
-        folder.mkdir(parents=True)
-        train = [batch(train_per_file)]
-        _pickle(folder / "train", train[0])
-        test = batch(num_test)
-        _pickle(folder / "test", test)
-        _pickle(folder / "meta", {"fine_label_names": [f"class{i}" for i in range(100)]})
-    data = np.concatenate([b["data"] for b in train])
-    labels = np.concatenate([b[label_key] for b in train])
-    return {"train": (data, labels), "test": (test["data"], np.asarray(test[label_key]))}
+    train, test = split(num_train), split(num_test)
+    write_cifar_files(root, name, train, test)
+    return {"train": train, "test": test}
 
 
 @pytest.fixture(name="write_cifar")

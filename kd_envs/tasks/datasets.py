@@ -195,6 +195,41 @@ def _load_cifar(config: DatasetConfig) -> DatasetSplits:
     return _split(x, y, (num_train, num_val, num_test), num_classes=len(train.classes), augment=True)
 
 
+def write_cifar_files(
+    root: str | Path,
+    name: str,
+    train: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+) -> Path:
+    """Write images and labels in CIFAR's python format under ``root``, as torchvision reads them.
+
+    ``train`` and ``test`` are (uint8 images (N, 3072) in CIFAR's row layout: the red plane, then green,
+    then blue, each 32x32; int labels (N,)). CIFAR-10 gets five training batches (``train`` split
+    evenly), CIFAR-100 one training file. Returns the dataset's folder. For small local sets: tests, and
+    smoke runs of the CIFAR tasks."""
+    if name not in ("cifar10", "cifar100"):
+        raise ValueError(f"name={name!r}: expected 'cifar10' or 'cifar100'")
+    label_key = "labels" if name == "cifar10" else "fine_labels"
+    folder = Path(root) / _cifar_class(name).base_folder
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def dump(file: str, data: np.ndarray | None = None, labels: np.ndarray | None = None, **meta) -> None:
+        obj = meta or {"data": np.asarray(data, dtype=np.uint8), label_key: np.asarray(labels).tolist()}
+        with open(folder / file, "wb") as f:
+            pickle.dump(obj, f)
+
+    if name == "cifar10":
+        for i, (x, y) in enumerate(zip(np.array_split(train[0], 5), np.array_split(train[1], 5)), start=1):
+            dump(f"data_batch_{i}", x, y)
+        dump("test_batch", *test)
+        dump("batches.meta", label_names=[f"class{i}" for i in range(10)])
+    else:
+        dump("train", *train)
+        dump("test", *test)
+        dump("meta", fine_label_names=[f"class{i}" for i in range(100)])
+    return folder
+
+
 def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
     """CIFAR's standard training augmentation (random crop after zero padding, horizontal flip),
     batched, with every draw from ``generator`` so a seeded episode sees the same crops."""

@@ -18,6 +18,7 @@ YAML_ALGOS = sorted(
 TINY = {
     "ppo": {"n_steps": 16, "batch_size": 16, "n_epochs": 1},
     "a2c": {"n_steps": 16},
+    "rlkd": {"n_steps": 16, "batch_size": 16, "n_epochs": 1},
     **{algo: {"buffer_size": 64, "learning_starts": 8, "batch_size": 8} for algo in ("sac", "td3", "tqc")},
 }
 
@@ -29,7 +30,7 @@ def test_every_algorithm_has_hyperparameters():
 @pytest.mark.parametrize("algo", YAML_ALGOS)
 def test_yaml_builds_an_agent(algo, tiny_json_kwargs):
     params = load_hyperparams(algo, ENV_ID)
-    assert params["n_timesteps"] > 0 and params["policy"] == "MlpPolicy"
+    assert params["n_timesteps"] > 0 and params["policy"] == ("RLKDPolicy" if algo == "rlkd" else "MlpPolicy")
     model, resolved = build_agent(algo, ENV_ID, seed=0, env_kwargs=tiny_json_kwargs, hyperparams=TINY.get(algo))
     assert type(model) is ALGOS[algo]
     assert resolved == {**params, **TINY.get(algo, {})}

@@ -146,7 +146,9 @@ def test_authors_mixup_mixes_the_easy_band_with_the_hard_band(tiny_kwargs):
     assert set(changed.tolist()) <= set(easy.tolist()) and len(changed) > 0.9 * len(easy)
     partners = (env._epoch_x[easy] - 0.7 * x[easy]) / 0.3
     distance = torch.cdist(partners.flatten(1), x[hard].flatten(1))
-    assert distance.min(dim=1).values.max() < 0.02  # (float32 round-off) every mixed instance's partner is a hard-band instance
+    assert (
+        distance.min(dim=1).values.max() < 0.02
+    )  # (float32 round-off) every mixed instance's partner is a hard-band instance
     assert torch.equal(env._epoch_y, y) and len(env._epoch_order) == n  # labels kept, whole set trains
 
 
