@@ -10,7 +10,9 @@ from agents.evaluation import (
     TRAINING_SEEDS,
     evaluate,
     fixed_policy_entry,
+    run_episode,
     save_entry,
+    trace_episode,
     trained_agents_entry,
     verify_entry,
 )
@@ -131,3 +133,16 @@ def test_one_entry_holds_one_configuration(tmp_path, tiny_ppo_dirs):
     (other / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="share env id, env kwargs and algorithm"):
         trained_agents_entry([tiny_ppo_dirs[0], other], SEEDS, directory=tmp_path, progress=False)
+
+
+def test_trace_episode_records_each_epoch(tiny_kwargs):
+    env = gym.make("TemperatureKD-v0", **dict(tiny_kwargs, epochs=3))
+    trace = trace_episode(env, fixed_policy("constant_t4"), seed=1000)
+    base = env.unwrapped
+    assert len(trace["test_accuracy"]) == len(trace["temperatures"]) == 3
+    assert all(len(t) == base.steps_per_epoch * 32 for t in trace["temperatures"])
+    np.testing.assert_allclose(np.concatenate(trace["temperatures"]), 4.0, rtol=1e-5)
+    # The last epoch's accuracy is the episode's final test accuracy, and the episode is run_episode's.
+    assert trace["test_accuracy"][-1] == pytest.approx(trace["student_test_accuracy"])
+    plain = run_episode(gym.make("TemperatureKD-v0", **dict(tiny_kwargs, epochs=3)), fixed_policy("constant_t4"), 1000)
+    assert plain["student_test_accuracy"] == trace["student_test_accuracy"]
