@@ -42,6 +42,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"no entry {ENV_ID}__{args.entry}.json in {args.leaderboard_dir}/entries")
     rlkd = entries[args.entry]
 
+    def comparable(entry: dict) -> bool:
+        """Scored on the RLKD entry's env (a fixed policy's own overrides aside; quick entries are not)."""
+        kind, name = entry["agent"]["kind"], entry["agent"]["name"]
+        overrides = fixed_policy(name).env_overrides if kind == "fixed" else {}
+        return {k: v for k, v in entry["env_kwargs"].items() if k not in overrides} == rlkd["env_kwargs"]
+
+    entries = {key: e for key, e in entries.items() if comparable(e)}
+
     policies = {name: (fixed_policy(name), fixed_policy(name).env_overrides) for name in FIXED}
     for run in rlkd["runs"][: args.agents]:
         agent = load_agent(args.leaderboard_dir / run["model"])
@@ -62,9 +70,12 @@ def main(argv: list[str] | None = None) -> None:
                for key, e in sorted(entries.items(), key=lambda kv: kv[1]["summary"]["iqm"])}  # fmt: skip
     out_json = args.leaderboard_dir / f"{ENV_ID}-rlkd.json"
     curves = {name: np.mean([t["test_accuracy"] for t in ts], axis=0).round(4).tolist() for name, ts in traces.items()}
-    rlkd_traces = [t for name, ts in traces.items() if name.startswith("rlkd") for t in ts]
-    percentiles = [np.percentile(np.concatenate([t["temperatures"][epoch] for t in rlkd_traces]), [5, 25, 50, 75, 95])
-                   .round(3).tolist() for epoch in range(len(rlkd_traces[0]["temperatures"]))]  # fmt: skip
+    # Per RLKD agent, the percentiles of its temperatures in each epoch (over the traced seeds).
+    percentiles = {
+        name: [np.percentile(np.concatenate([t["temperatures"][epoch] for t in ts]), [5, 25, 50, 75, 95])
+               .round(3).tolist() for epoch in range(len(ts[0]["temperatures"]))]
+        for name, ts in traces.items() if name.startswith("rlkd")
+    }  # fmt: skip
     out_json.write_text(json.dumps({"entries": summary, "seeds": args.seeds, "test_accuracy_per_epoch": curves,
                                     "rlkd_temperature_percentiles_per_epoch": percentiles}, indent=1))  # fmt: skip
     out_png = args.leaderboard_dir / f"{ENV_ID}-rlkd.png"
@@ -75,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {out_png} and {out_json}")
 
 
-def plot(summary: dict, curves: dict, percentiles: list, path: Path) -> None:
+def plot(summary: dict, curves: dict, percentiles: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -95,19 +106,19 @@ def plot(summary: dict, curves: dict, percentiles: list, path: Path) -> None:
     ax_acc.set_ylabel("student test accuracy")
     ax_acc.set_title("accuracy vs epoch (mean over traced seeds)")
     ax_acc.legend(fontsize=7)
-    p = np.array(percentiles)
-    epochs = np.arange(1, len(p) + 1)
-    ax_t.fill_between(epochs, p[:, 0], p[:, 4], alpha=0.2, color="tab:red", label="5-95%")
-    ax_t.fill_between(epochs, p[:, 1], p[:, 3], alpha=0.4, color="tab:red", label="25-75%")
-    ax_t.plot(epochs, p[:, 2], color="tab:red", label="median")
+    for (name, agent), color in zip(percentiles.items(), plt.cm.tab10.colors):
+        p = np.array(agent)
+        epochs = np.arange(1, len(p) + 1)
+        ax_t.fill_between(epochs, p[:, 0], p[:, 4], alpha=0.15, color=color)
+        ax_t.plot(epochs, p[:, 2], color=color, label=f"{name} (median, 5-95%)")
     for t, label in ((1.0, "T=1"), (4.0, "T=4")):
         ax_t.axhline(t, ls="--", lw=1, color="gray")
-        ax_t.text(epochs[-1], t, label, va="bottom", ha="right", fontsize=8)
+        ax_t.text(1, t, label, va="bottom", ha="left", fontsize=8)
     ax_t.set_ylim(0, 10)
     ax_t.set_xlabel("epoch")
     ax_t.set_ylabel("instance temperature")
     ax_t.set_title("RLKD's temperatures over training")
-    ax_t.legend(fontsize=8)
+    ax_t.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
