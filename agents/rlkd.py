@@ -374,8 +374,7 @@ class RLKD(PPO):
         actions = torch.as_tensor(np.clip(buffer.actions.reshape(-1, n), low, high))  # what the env applied
         return states, actions, torch.as_tensor(buffer.batch_rewards.reshape(-1))
 
-    def _fit_reward_corrector(self) -> None:
-        states, actions, rewards = self._rollout_tensors()
+    def _fit_reward_corrector(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> None:
         corrector = self.policy.reward_corrector
         losses = []
         for _ in range(self.calibration_epochs):
@@ -412,10 +411,10 @@ class RLKD(PPO):
             self.logger.record(f"rlkd/gate_{name}", gate)
 
     def train(self) -> None:
+        # The rollout in its own order, before PPO's sampling flattens the buffer.
+        states, actions, rewards = self._rollout_tensors()
         if self.reward_calibration:
-            self._fit_reward_corrector()
-        # U's targets in the rollout's own order, before PPO's sampling flattens the buffer.
-        states, actions, _ = self._rollout_tensors()
+            self._fit_reward_corrector(states, actions, rewards)
         returns = torch.as_tensor(self.rollout_buffer.returns.mean(axis=-1).reshape(-1))
         self.logger.record("rlkd/action_mean", actions.mean().item())
         super().train()
