@@ -235,13 +235,11 @@ class RLKDPolicy(InstancePolicy):
         own = {id(p) for m in (self.state_updater, self.reward_corrector) if m is not None for p in m.parameters()}
         own |= {id(p) for p in critic}
         actor = [p for p in self.parameters() if id(p) not in own]
+        lr, scale = lr_schedule(1), self.critic_lr_scale
         self.optimizer = self.optimizer_class(
-            [{"params": actor, "lr_scale": 1.0}, {"params": critic, "lr_scale": self.critic_lr_scale}],
-            lr=lr_schedule(1),
+            [{"params": actor, "lr": lr, "lr_scale": 1.0}, {"params": critic, "lr": lr * scale, "lr_scale": scale}],
             **self.optimizer_kwargs,
         )
-        for group in self.optimizer.param_groups:
-            group["lr"] *= group["lr_scale"]
 
     def extract_features(self, obs, features_extractor=None) -> torch.Tensor:
         features = super().extract_features(obs, features_extractor)
@@ -338,16 +336,12 @@ class RLKD(PPO):
         self.policy_kwargs = {**self.policy_kwargs, "state_updater": self.use_state_updater,
                               "reward_corrector": self.reward_calibration}  # fmt: skip
         super()._setup_model()
-        adam = torch.optim.Adam
-        self.corrector_optimizer = (
-            adam(self.policy.reward_corrector.parameters(), lr=self.corrector_learning_rate)
-            if self.reward_calibration else None
-        )  # fmt: skip
-        self.updater_optimizer = (
-            adam(self.policy.state_updater.parameters(), lr=self.updater_learning_rate)
-            if self.use_state_updater
-            else None
-        )
+        corrector, updater = self.policy.reward_corrector, self.policy.state_updater
+        self.corrector_optimizer = self.updater_optimizer = None
+        if corrector is not None:
+            self.corrector_optimizer = torch.optim.Adam(corrector.parameters(), lr=self.corrector_learning_rate)
+        if updater is not None:
+            self.updater_optimizer = torch.optim.Adam(updater.parameters(), lr=self.updater_learning_rate)
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         state_dicts, tensors = super()._get_torch_save_params()
@@ -361,11 +355,20 @@ class RLKD(PPO):
             for group in optimizer.param_groups:
                 group["lr"] *= group.get("lr_scale", 1.0)
 
-    def _minibatches(self, n: int):
-        # SB3 seeds NumPy's global generator (set_random_seed), and its rollout buffer samples from it too.
-        order = np.random.permutation(n)
-        size = min(self.batch_size, n)
-        return [order[i : i + size] for i in range(0, n, size)]
+    def _fit(self, optimizer: torch.optim.Optimizer, n: int, loss_of) -> float:
+        """``calibration_epochs`` passes of minibatch steps on ``loss_of(indices)`` over ``n`` rollout steps;
+        returns the mean loss."""
+        losses, size = [], min(self.batch_size, n)
+        for _ in range(self.calibration_epochs):
+            # SB3 seeds NumPy's global generator (set_random_seed); its rollout buffer samples from it too.
+            order = np.random.permutation(n)
+            for i in range(0, n, size):
+                loss = loss_of(order[i : i + size])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+        return float(np.mean(losses))
 
     def _rollout_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         buffer, n = self.rollout_buffer, self.action_space.shape[0]
@@ -376,37 +379,31 @@ class RLKD(PPO):
 
     def _fit_reward_corrector(self, states: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor) -> None:
         corrector = self.policy.reward_corrector
-        losses = []
-        for _ in range(self.calibration_epochs):
-            for idx in self._minibatches(len(rewards)):
-                loss = reward_corrector_loss(corrector(states[idx], actions[idx]), rewards[idx],
-                                             self.calibration_alpha, self.calibration_beta)  # fmt: skip
-                self.corrector_optimizer.zero_grad()
-                loss.backward()
-                self.corrector_optimizer.step()
-                losses.append(loss.item())
+
+        def loss_of(idx: np.ndarray) -> torch.Tensor:
+            predicted = corrector(states[idx], actions[idx])
+            return reward_corrector_loss(predicted, rewards[idx], self.calibration_alpha, self.calibration_beta)
+
+        loss = self._fit(self.corrector_optimizer, len(rewards), loss_of)
         with torch.no_grad():
             calibrated = calibrate(corrector(states, actions), rewards)
         buffer = self.rollout_buffer
         buffer.set_instance_rewards(calibrated.numpy().reshape(buffer.buffer_size, buffer.n_envs, -1))
         deviation = calibrated.shape[-1] * calibrated - rewards[:, None]
-        self.logger.record("rlkd/corrector_loss", float(np.mean(losses)))
+        self.logger.record("rlkd/corrector_loss", loss)
         self.logger.record("rlkd/instance_reward_deviation", deviation.std().item())
 
     def _fit_state_updater(self, states: torch.Tensor, returns: torch.Tensor) -> None:
         updater = self.policy.state_updater
-        losses = []
-        for _ in range(self.calibration_epochs):
-            for idx in self._minibatches(len(returns)):
-                predicted, gates = updater.predict_return(states[idx])
-                loss = state_updater_loss(predicted, returns[idx], gates, self.updater_sparsity)
-                self.updater_optimizer.zero_grad()
-                loss.backward()
-                self.updater_optimizer.step()
-                losses.append(loss.item())
+
+        def loss_of(idx: np.ndarray) -> torch.Tensor:
+            predicted, gates = updater.predict_return(states[idx])
+            return state_updater_loss(predicted, returns[idx], gates, self.updater_sparsity)
+
+        loss = self._fit(self.updater_optimizer, len(returns), loss_of)
         with torch.no_grad():
             gates = updater.gates(states).mean(dim=(0, 1))
-        self.logger.record("rlkd/updater_loss", float(np.mean(losses)))
+        self.logger.record("rlkd/updater_loss", loss)
         for name, gate in zip(("teacher_confidence", "student_confidence", "student_uncertainty"), gates.tolist()):
             self.logger.record(f"rlkd/gate_{name}", gate)
 
