@@ -27,6 +27,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench_temperature_kd.py
 	$(PY) scripts/bench_n2n.py
+	$(PY) scripts/bench_iq.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -7,6 +7,7 @@ import copy
 import functools
 import json
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -15,8 +16,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import yaml
-from sb3_contrib import TQC, MaskablePPO
-from stable_baselines3 import A2C, DDPG, PPO, SAC, TD3
+from sb3_contrib import QRDQN, TQC, MaskablePPO
+from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
@@ -25,6 +26,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 import kd_envs  # noqa: F401  (registers the environments)
 from agents.compression import SEARCH_ENVS, RandomSearch, SearchRecordCallback
 from agents.instance_policy import InstancePolicy
+from agents.iq import IQ, IQRE
 from agents.n2n import N2NAgent
 from agents.rlkd import RLKD
 from kd_envs.tasks import atomic_write
@@ -32,7 +34,7 @@ from kd_envs.tasks import atomic_write
 # SB3 / sb3-contrib algorithms, and ours with the same constructor, learn, save and load.
 ALGOS: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "maskable_ppo": MaskablePPO,
-    "random_search": RandomSearch, "n2n": N2NAgent, "rlkd": RLKD,
+    "dqn": DQN, "qrdqn": QRDQN, "random_search": RandomSearch, "n2n": N2NAgent, "rlkd": RLKD, "iq": IQ, "iq_re": IQRE,
 }  # fmt: skip
 # Our policy classes, by the name a YAML file gives them (SB3's own names pass through).
 POLICIES: dict[str, type] = {"InstancePolicy": InstancePolicy}
@@ -145,18 +147,20 @@ def train_agent(
     progress_bar: bool = True,
     tensorboard: bool = True,
     init_from: str | Path | None = None,
+    callbacks: Sequence[BaseCallback] = (),
 ) -> TrainedAgent:
     """Train one agent and save ``model.zip`` and ``config.json`` (everything needed to rebuild and
     evaluate it) in ``out_dir``; TensorBoard logs go to ``out_dir/tb``. On a search env
     (N2NCompress-v0) every finished episode's student and the best one go to ``search.json``.
-    ``init_from`` starts from a saved agent's weights (see :func:`build_agent`)."""
+    ``init_from`` starts from a saved agent's weights (see :func:`build_agent`); ``callbacks`` run beside
+    the built-in ones (e.g. :class:`agents.interference.InterferenceCallback`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensorboard_log = str(out_dir / "tb") if tensorboard else None
     model, params = build_agent(algo, env_id, seed, env_kwargs, hyperparams, tensorboard_log, init_from=init_from)
     steps = int(total_timesteps if total_timesteps is not None else params["n_timesteps"])
     search = SearchRecordCallback() if env_id in SEARCH_ENVS else None
-    callback = CallbackList([EpisodeInfoCallback()] + ([search] if search else []))
+    callback = CallbackList([EpisodeInfoCallback(), *([search] if search else []), *callbacks])
     model.learn(total_timesteps=steps, callback=callback, progress_bar=progress_bar, tb_log_name=f"{algo}_seed{seed}")
     model.save(out_dir / "model.zip")
     if search is not None:

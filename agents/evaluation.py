@@ -143,9 +143,16 @@ def trained_agents_entry(
     name: str | None = None,
     directory: Path = LEADERBOARD_DIR,
     progress: bool = True,
+    evaluation_env_kwargs: Sequence[dict[str, Any]] | None = None,
+    extra_files: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate agents saved by :func:`agents.baselines.train_agent` (one per training seed, same env,
-    kwargs and algorithm) and copy them under ``directory/models`` so the entry can be verified."""
+    kwargs and algorithm) and copy them under ``directory/models`` so the entry can be verified.
+
+    By default the agents are evaluated on the env kwargs they trained with. ``evaluation_env_kwargs``
+    evaluates each of several settings instead, every seed on each, in that order (an interference env
+    trained under drift is scored on each of its contexts held fixed); the entry records them.
+    ``extra_files`` of each model dir are stored beside the model."""
     agents = [(Path(d), load_agent(d)) for d in model_dirs]
     configs = [a.config for _, a in agents]
     first = _shared_config(configs)
@@ -156,10 +163,13 @@ def trained_agents_entry(
     env_id = first["env_id"]
     store = Path(directory) / "models" / entry_path(env_id, name, tag).stem
     runs = []
+    settings = list(evaluation_env_kwargs) if evaluation_env_kwargs else [first["env_kwargs"]]
     for model_dir, agent in agents:
-        episodes = evaluate(agent.model, env_id, first["env_kwargs"], seeds, progress,
-                            description=f"{name} seed {agent.config['seed']}")  # fmt: skip
-        model = _store_run(model_dir, store / f"seed_{agent.config['seed']}", ("model.zip", "config.json"), directory)
+        episodes = [episode for kwargs in settings
+                    for episode in evaluate(agent.model, env_id, kwargs, seeds, progress,
+                                            description=f"{name} seed {agent.config['seed']}")]  # fmt: skip
+        files = ("model.zip", "config.json", *extra_files)
+        model = _store_run(model_dir, store / f"seed_{agent.config['seed']}", files, directory)
         runs.append({"training_seed": agent.config["seed"], "model": model, "episodes": episodes})
     spec = {
         "kind": "sb3",
@@ -168,8 +178,11 @@ def trained_agents_entry(
         "hyperparams": first["hyperparams"],
         "total_timesteps": first["total_timesteps"],
     }
-    return make_entry(env_id, first["env_kwargs"], spec, runs, list(seeds), score_metric(env_id),
-                      package_versions(), tag)  # fmt: skip
+    entry = make_entry(env_id, first["env_kwargs"], spec, runs, list(seeds), score_metric(env_id),
+                       package_versions(), tag)  # fmt: skip
+    if evaluation_env_kwargs:
+        entry["evaluation_env_kwargs"] = settings
+    return entry
 
 
 def search_entry(
@@ -244,7 +257,10 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
         pairs = []
         for run in entry["runs"]:
             agent = load_agent(Path(directory) / run["model"])
-            episodes = evaluate(agent.model, env_id, kwargs, seeds, progress, description="verifying")
+            settings = entry.get("evaluation_env_kwargs") or [kwargs]
+            episodes = []
+            for setting in settings:
+                episodes += evaluate(agent.model, env_id, setting, seeds, progress, description="verifying")
             pairs.append((f"training seed {run['training_seed']}", run["episodes"], episodes))
     for label, recorded, rerun in pairs:
         for old, new in zip(recorded, rerun, strict=True):

@@ -8,6 +8,7 @@ Importing this package registers its environments with Gymnasium, so both of the
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from gymnasium.envs.registration import register, registry
 
@@ -16,17 +17,27 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-# id -> entry point; the kwargs' defaults live in each env's signature and docstring.
-ENVIRONMENTS = {
+# id -> entry point, or a dict of `register` kwargs for an id that needs more (``max_episode_steps``);
+# the kwargs' defaults live in each env's signature and docstring.
+ENVIRONMENTS: dict[str, str | dict[str, Any]] = {
     "TemperatureKD-v0": "kd_envs.envs.temperature_kd:TemperatureKDEnv",
     "N2NCompress-v0": "kd_envs.envs.n2n_compress:N2NCompressEnv",
+    "InterferenceCartPole-v0": {
+        "entry_point": "kd_envs.envs.interference_cartpole:make_interference_cartpole",
+        "max_episode_steps": 500,
+    },
+    "InterferenceAtari-v0": {
+        "entry_point": "kd_envs.envs.interference_atari:make_interference_atari",
+        "max_episode_steps": 27_000,  # 108k frames at frame_skip=4
+    },
 }
 
 
 def _register_all() -> None:
-    for env_id, entry_point in ENVIRONMENTS.items():
+    for env_id, entry in ENVIRONMENTS.items():
+        kwargs = {"entry_point": entry} if isinstance(entry, str) else entry
         if env_id not in registry:  # importing twice (e.g. a reload) must stay quiet
-            register(id=env_id, entry_point=entry_point, disable_env_checker=False)
+            register(id=env_id, disable_env_checker=False, **kwargs)
 
 
 _register_all()

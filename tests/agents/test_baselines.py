@@ -52,8 +52,8 @@ def test_tiny_learn(algo, tiny_json_kwargs):
 
 
 def test_unknown_algo_and_env_id(tiny_json_kwargs):
-    with pytest.raises(ValueError, match="algo='dqn'.*ppo"):
-        build_agent("dqn", ENV_ID, seed=0, env_kwargs=tiny_json_kwargs)
+    with pytest.raises(ValueError, match="algo='c51'.*ppo"):
+        build_agent("c51", ENV_ID, seed=0, env_kwargs=tiny_json_kwargs)
     with pytest.raises(KeyError, match=f"CartPole-v1.*{ENV_ID}"):
         build_agent("ppo", "CartPole-v1", seed=0)
     # DDPG is an algorithm SB3 has but no hyperparameter file does.

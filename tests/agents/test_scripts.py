@@ -62,7 +62,7 @@ def test_train_writes_a_single_seed_to_out(tmp_path, tiny_json_kwargs, tiny_ppo_
     ("script", "argv", "message"),
     [
         ("train", ["--algo", "ppo", "--seed", "1000"], "evaluation seeds are kept apart"),
-        ("train", ["--algo", "dqn"], "invalid choice"),
+        ("train", ["--algo", "c51"], "invalid choice"),
         ("evaluate", ["--fixed", "constant_t4", "--episodes", "0"], "--episodes"),
         ("evaluate", ["--fixed", "constant_t4", "--models", "somewhere"], "not allowed with"),
     ],

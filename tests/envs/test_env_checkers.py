@@ -13,7 +13,9 @@ import kd_envs
 def small_kwargs(tiny_kwargs, tiny_n2n_kwargs):
     # Every registered id needs small kwargs here; a new env without them fails this test module.
     # N2N keeps student results in memory only, so that both rollouts below really train.
-    return {"TemperatureKD-v0": tiny_kwargs, "N2NCompress-v0": dict(tiny_n2n_kwargs, cache_students=False)}
+    return {"TemperatureKD-v0": tiny_kwargs, "N2NCompress-v0": dict(tiny_n2n_kwargs, cache_students=False),
+            "InterferenceCartPole-v0": {"drift": "smooth", "phase_length": 50, "phase_unit": "steps"},
+            "InterferenceAtari-v0": {"drift": "cyclic", "phase_length": 1}}
 
 
 # Wall-clock measurements and cache bookkeeping may differ between two runs of the same episode.

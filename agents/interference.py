@@ -1,0 +1,303 @@
+"""Measuring catastrophic interference while a value-based agent learns on a drifting task.
+
+- :class:`InterferenceCallback`: the approximate expected interference (AEI) of every update, logged
+  to TensorBoard with each context's training returns; works with DQN, QR-DQN, IQ and IQ-RE.
+- :class:`ContextEvaluationCallback`: greedy evaluation episodes on every context, every
+  ``eval_freq`` steps (return curves) and at the end of every drift phase (the context × phase
+  matrix from which :func:`forgetting` is computed).
+- :func:`td_errors`: the one-step TD error of a batch under an agent's online and target networks.
+
+AEI (Liu et al., "Towards a practical measure of interference for reinforcement learning", 2023):
+with the transitions the current policy produced most recently as a sample of its state distribution
+d_π, and the target network fixed,
+
+    AEI = E_{(s, a, r, s') ~ d_π} [ δ_θ'(s, a)² − δ_θ(s, a)² ],
+
+where θ are the online weights before one call of ``train()`` (a block of gradient steps) and θ'
+after it. A positive AEI means the update raised the TD error on the states the agent is visiting:
+it interfered with what was already learned there.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from sb3_contrib import QRDQN
+from stable_baselines3 import DQN
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+from agents.evaluation import run_episode
+
+# gym.make kwargs of the interference envs that belong to the drift schedule, not to one context.
+DRIFT_KWARGS = ("drift", "phase_length", "phase_unit")
+# Seeds of the evaluation episodes run during training; apart from the training (0-9) and the
+# leaderboard's evaluation seeds (1000-1009).
+CURVE_EVALUATION_SEEDS: tuple[int, ...] = tuple(range(2000, 2005))
+
+
+def context_env_kwargs(env_kwargs: Mapping[str, Any], context: int) -> dict[str, Any]:
+    """The gym.make kwargs of the same env held at one ``context`` (no drift)."""
+    kwargs = {k: v for k, v in env_kwargs.items() if k not in DRIFT_KWARGS}
+    return {**kwargs, "drift": "none", "context": int(context)}
+
+
+def n_contexts(env_id: str, env_kwargs: Mapping[str, Any]) -> int:
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        return int(env.get_wrapper_attr("n_contexts"))
+    finally:
+        env.close()
+
+
+def _greedy_q_values(model: BaseAlgorithm, observations: th.Tensor, target: bool) -> th.Tensor:
+    """Q(s, ·) of a DQN or QR-DQN (the mean of its quantiles), online or target network."""
+    if isinstance(model, QRDQN):
+        net = model.quantile_net_target if target else model.quantile_net
+        return net(observations).mean(dim=1)
+    if isinstance(model, DQN):
+        return (model.q_net_target if target else model.q_net)(observations)
+    raise TypeError(f"td_errors: {type(model).__name__} is neither a DQN nor a QR-DQN and has no td_errors()")
+
+
+def td_errors(model: BaseAlgorithm, samples) -> th.Tensor:
+    """δ = r + (1 − done)·γ·max_a' Q_target(s', a') − Q(s, a) per transition of ``samples`` (a replay
+    buffer sample), without gradients. An algorithm with its own ``td_errors(samples)`` (IQ: each
+    transition's context head) is asked for it."""
+    if callable(getattr(model, "td_errors", None)):
+        return model.td_errors(samples)
+    discounts = samples.discounts if samples.discounts is not None else model.gamma
+    with th.no_grad():
+        next_q = _greedy_q_values(model, samples.next_observations, target=True).max(dim=1).values.reshape(-1, 1)
+        target = samples.rewards + (1 - samples.dones) * discounts * next_q
+        q = th.gather(_greedy_q_values(model, samples.observations, target=False), 1, samples.actions.long())
+    return (target - q).flatten()
+
+
+def recent_samples(model: BaseAlgorithm, n: int):
+    """The ``n`` transitions added to the replay buffer last (all envs), as a replay sample; ``None``
+    while the buffer holds fewer. Leaves NumPy's global generator, which the replay sampling draws
+    from, as it found it, so measuring does not change training."""
+    buffer = model.replay_buffer
+    stored = buffer.buffer_size if buffer.full else buffer.pos
+    per_env = -(-n // buffer.n_envs)
+    if stored < per_env:
+        return None
+    indices = (buffer.pos - 1 - np.arange(per_env)) % buffer.buffer_size
+    state = np.random.get_state()
+    try:
+        # SB3's _get_samples draws one env per index; with several envs, repeat the indices per env.
+        if buffer.n_envs == 1:
+            return buffer._get_samples(indices, env=model.get_vec_normalize_env())
+        np.random.seed(0)
+        return buffer._get_samples(np.repeat(indices, buffer.n_envs), env=model.get_vec_normalize_env())
+    finally:
+        np.random.set_state(state)
+
+
+class InterferenceCallback(BaseCallback):
+    """Logs the AEI of every ``every``-th training call (``interference/aei``) and, per episode, the
+    training return of the context it was played in (``context_<c>/return``, from the env's
+    ``info["context"]``). Usable with DQN, QR-DQN, IQ and IQ-RE; it draws no random numbers, so a run
+    with it trains exactly as one without.
+
+    :param n_samples: how many of the latest transitions stand for the current policy's distribution
+    :param every: measure one training call in ``every`` (each costs two forward passes on the sample)
+    """
+
+    def __init__(self, n_samples: int = 256, every: int = 1, verbose: int = 0):
+        super().__init__(verbose)
+        if n_samples < 1 or every < 1:
+            raise ValueError(f"n_samples={n_samples}, every={every}: both must be >= 1")
+        self.n_samples, self.every = n_samples, every
+        self.aei: list[tuple[int, float]] = []  # (timesteps, AEI)
+        self.episodes: list[tuple[int, int, float]] = []  # (timesteps, context, training return)
+        self._rollouts = 0
+        self._pending = None  # (samples, δ² before the update)
+
+    def _on_rollout_end(self) -> None:
+        self._rollouts += 1
+        model = self.model
+        # OffPolicyAlgorithm.learn trains right after this call once past learning_starts.
+        if self._rollouts % self.every or model.num_timesteps <= model.learning_starts:
+            return
+        samples = recent_samples(model, self.n_samples)
+        if samples is not None:
+            self._pending = (samples, td_errors(model, samples).pow(2))
+
+    def _measure(self) -> None:
+        if self._pending is None:
+            return
+        samples, before = self._pending
+        self._pending = None
+        aei = float((td_errors(self.model, samples).pow(2) - before).mean())
+        self.aei.append((self.num_timesteps, aei))
+        self.logger.record("interference/aei", aei)
+
+    def _on_rollout_start(self) -> None:
+        self._measure()
+
+    def _on_training_end(self) -> None:
+        self._measure()
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if done and "episode" in info:
+                context = int(info.get("context", 0))
+                ret = float(info["episode"]["r"])
+                self.episodes.append((self.num_timesteps, context, ret))
+                self.logger.record_mean(f"context_{context}/return", ret)
+        return True
+
+    def record(self) -> dict[str, Any]:
+        return {"aei": [list(x) for x in self.aei], "training_episodes": [list(x) for x in self.episodes]}
+
+
+class ContextEvaluationCallback(BaseCallback):
+    """Greedy evaluation on every context of ``env_id``: every ``eval_freq`` steps (the return curve,
+    ``eval/context_<c>/return`` and ``eval/mean_return``) and whenever the training env's drift
+    schedule ends a phase, plus once at the end of training (the rows of the context × phase matrix).
+    Phases are read from the first training env's ``info["phase"]``.
+
+    :param contexts: which contexts to evaluate (all of the env's by default)
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        env_kwargs: Mapping[str, Any],
+        eval_freq: int,
+        seeds: Sequence[int] = CURVE_EVALUATION_SEEDS,
+        contexts: Sequence[int] | None = None,
+        verbose: int = 0,
+    ):
+        super().__init__(verbose)
+        if eval_freq < 1 or not seeds:
+            raise ValueError(f"eval_freq={eval_freq} must be >= 1 and seeds={list(seeds)} non-empty")
+        self.env_id, self.env_kwargs, self.eval_freq, self.seeds = env_id, dict(env_kwargs), eval_freq, list(seeds)
+        self.contexts = list(range(n_contexts(env_id, env_kwargs))) if contexts is None else list(contexts)
+        self.curve: list[dict[str, Any]] = []  # {"timesteps", "returns": per context}
+        self.phases: list[dict[str, Any]] = []  # {"phase", "context", "timesteps", "returns": per context}
+        self._envs: list[gym.Env] = []
+        self._phase, self._phase_context = 0, None
+
+    def _on_training_start(self) -> None:
+        self._envs = [gym.make(self.env_id, **context_env_kwargs(self.env_kwargs, c)) for c in self.contexts]
+
+    def evaluate(self) -> list[float]:
+        """The mean greedy return on each context over ``seeds``."""
+        returns = []
+        for env in self._envs:
+            returns.append(float(np.mean([run_episode(env, self.model, seed)["return"] for seed in self.seeds])))
+        return returns
+
+    def _end_phase(self) -> None:
+        returns = self.evaluate()
+        self.phases.append({"phase": self._phase, "context": self._phase_context, "timesteps": self.num_timesteps,
+                            "returns": returns})  # fmt: skip
+
+    def _on_step(self) -> bool:
+        info = self.locals["infos"][0]
+        phase = int(info.get("phase", 0))
+        if self._phase_context is None:
+            self._phase_context = int(info.get("context", 0))
+        if phase != self._phase:
+            # info of the step that reset into a new phase: the agent has not trained on it yet.
+            self._end_phase()
+            self._phase, self._phase_context = phase, int(info.get("context", 0))
+        if self.n_calls % self.eval_freq == 0:
+            returns = self.evaluate()
+            self.curve.append({"timesteps": self.num_timesteps, "returns": returns})
+            for context, ret in zip(self.contexts, returns):
+                self.logger.record(f"eval/context_{context}/return", ret)
+            self.logger.record("eval/mean_return", float(np.mean(returns)))
+        return True
+
+    def _on_training_end(self) -> None:
+        self._end_phase()
+        for env in self._envs:
+            env.close()
+
+    def record(self) -> dict[str, Any]:
+        return {"contexts": self.contexts, "curve": self.curve, "phases": self.phases}
+
+
+def forgetting(matrix: np.ndarray) -> np.ndarray:
+    """F[p, c] = max_{p' ≤ p} R[p', c] − R[p, c] for a phase × context return matrix R (rows: the
+    ends of the drift phases in order): how far each context has fallen from its best so far."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    if matrix.ndim != 2 or not matrix.size:
+        raise ValueError(f"forgetting: expected a non-empty phase x context matrix, got shape {matrix.shape}")
+    return np.maximum.accumulate(matrix, axis=0) - matrix
+
+
+# The study's two settings on InterferenceCartPole-v0: the plain task, and a cyclic drift through the
+# three contexts, each phase at least 10k steps (60k steps: two cycles, so every context returns).
+STUDY_SETTINGS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "cyclic": {"drift": "cyclic", "phase_length": 10_000, "phase_unit": "steps"},
+}
+
+
+def evaluation_contexts(env_id: str, env_kwargs: Mapping[str, Any]) -> list[int]:
+    """The contexts a run is scored on: all of them under drift, the one it trains on without."""
+    if env_kwargs.get("drift", "none") == "none":
+        return [int(env_kwargs.get("context", 0))]
+    return list(range(n_contexts(env_id, env_kwargs)))
+
+
+def train_interference_run(
+    algo: str,
+    env_id: str,
+    seed: int,
+    out_dir: str | Path,
+    env_kwargs: Mapping[str, Any],
+    total_timesteps: int | None = None,
+    hyperparams: dict[str, Any] | None = None,
+    eval_freq: int = 2500,
+    eval_seeds: Sequence[int] = CURVE_EVALUATION_SEEDS,
+    aei_samples: int = 256,
+    progress_bar: bool = False,
+) -> dict[str, Any]:
+    """Train one agent with :func:`agents.baselines.train_agent` while measuring AEI, per-context
+    training returns, greedy return curves and the context × phase matrix; writes them, with their
+    summary (:func:`summarise_run`), to ``out_dir/interference.json`` beside ``model.zip``."""
+    from agents.baselines import train_agent  # baselines imports this module's users, not the reverse
+
+    out_dir = Path(out_dir)
+    interference = InterferenceCallback(n_samples=aei_samples)
+    evaluation = ContextEvaluationCallback(env_id, env_kwargs, eval_freq, eval_seeds,
+                                           evaluation_contexts(env_id, env_kwargs))  # fmt: skip
+    train_agent(algo, env_id, seed, out_dir, total_timesteps, dict(env_kwargs), hyperparams,
+                progress_bar=progress_bar, callbacks=[interference, evaluation])  # fmt: skip
+    record = {**interference.record(), **evaluation.record()}
+    record["summary"] = summarise_run(record)
+    (out_dir / "interference.json").write_text(json.dumps(record, indent=1))
+    return record
+
+
+def summarise_run(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's interference numbers: mean AEI (whole run and its second half), the last greedy
+    evaluation's mean return, the std of the curve's second half (how steady it is), the context ×
+    phase matrix R and the forgetting at the end, mean over contexts of max_p R[p, c] − R[last, c]."""
+    aei = np.array([a for _, a in record["aei"]], dtype=np.float64)
+    curve = np.array([np.mean(point["returns"]) for point in record["curve"]], dtype=np.float64)
+    matrix = np.array([row["returns"] for row in record["phases"]], dtype=np.float64)
+    summary: dict[str, Any] = {
+        "aei_mean": float(aei.mean()) if aei.size else None,
+        "aei_mean_second_half": float(aei[aei.size // 2 :].mean()) if aei.size else None,
+        "final_eval_return": float(curve[-1]) if curve.size else None,
+        "curve_mean_second_half": float(curve[curve.size // 2 :].mean()) if curve.size else None,
+        "curve_std_second_half": float(curve[curve.size // 2 :].std()) if curve.size else None,
+    }
+    if matrix.size:
+        drops = forgetting(matrix)
+        summary.update(phase_matrix=matrix.tolist(), phase_contexts=[row["context"] for row in record["phases"]])
+        summary.update(final_forgetting=float(drops[-1].mean()), max_forgetting=float(drops.max(axis=0).mean()))
+    return summary

@@ -1,0 +1,689 @@
+"""IQ: interference-aware deep Q-learning, from *Catastrophic Interference in Reinforcement Learning: A
+Solution Based on Context Division and Knowledge Distillation* (Zhang et al.), on SB3's DQN.
+
+Catastrophic interference in DQN: a gradient step on the states of one part of the task changes the
+Q-values of states elsewhere. IQ splits the visited state space into k **contexts** and gives each its
+own Q head on a shared encoder:
+
+* **context division** (:class:`OnlineKMeans`): the states of a warm-up are buffered, normalised and
+  clustered by batch k-means at its end; afterwards each new state joins its nearest centre c, which
+  moves by sequential k-means, n_c += 1 and μ_c += (x − μ_c)/n_c. IQ clusters the observation itself;
+  IQ-RE (:class:`IQRE`, for pixels) clusters the output of a fixed random Nature-DQN trunk
+  (:class:`RandomNatureEncoder`, 50 units, never trained);
+* **multi-head Q-network** (:class:`MultiHeadQNetwork`): features → shared MLP → one linear head per
+  context. A transition's context is that of its state s_t, computed when it enters the replay buffer
+  (:class:`ContextReplayBuffer`) and stored with it; the agent acts with the head of the current
+  state's context;
+* **the loss** (:meth:`IQ.train`): L = L_TD + λ_t·L_KD. L_TD is DQN's Huber loss on the head c of each
+  sample's context, with the target r + γ(1 − d)·max_a' Q_target^c(s', a'). L_KD keeps the *other*
+  heads where the target network has them on the same (s, a) (:func:`head_distillation_loss`), so
+  training one context does not overwrite the others. As in the authors' code λ_t = 1 − ε_t, ε_t the
+  current exploration rate: no distillation while the agent explores at random.
+
+Two bugs of the authors' code are not reproduced: their heads all call the same layers (k identical
+heads), and their head stacking broadcasts wrongly for k = 2 (we stack on an explicit ``dim=1``).
+
+The context model (encoder and k-means) lives in the policy, beside the two Q-networks and outside
+the optimizer, so ``model.predict`` after save/load acts with the same contexts and needs no
+algorithm state. Contexts are computed on the observation as the policy sees it (``_last_obs``: the
+same array as ``_last_original_obs`` unless a ``VecNormalize`` wrapper is used), so the head that acts
+in a state is the head trained on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, TypeVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from sklearn.cluster import KMeans
+from stable_baselines3 import DQN
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_image_space, preprocess_obs
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, NatureCNN, create_mlp
+from stable_baselines3.common.type_aliases import MaybeCallback, PyTorchObs, Schedule
+from stable_baselines3.common.utils import obs_as_tensor
+from stable_baselines3.common.vec_env import VecNormalize
+from stable_baselines3.dqn.policies import DQNPolicy
+from torch import nn
+from torch.nn import functional as F
+
+SelfIQ = TypeVar("SelfIQ", bound="IQ")
+
+NORMALIZATIONS = ("standardize", "none")
+CONTEXT_ENCODERS = ("observation", "random_nature_cnn")
+RANDOM_ENCODER_DIM = 50  # the authors' random encoder's output units
+
+
+# -- the distillation term as a pure function -----------------------------------------------------
+def head_distillation_loss(online_q: th.Tensor, target_q: th.Tensor, contexts: th.Tensor) -> th.Tensor:
+    """L_KD: the batch mean of Σ_{h≠c} Huber(Q_online^h(s, a) − Q_target^h(s, a)).
+
+    :param online_q: (B, k) the online network's Q-value of each sample's action at every head
+    :param target_q: (B, k) the same from the target network (the heads' earlier outputs)
+    :param contexts: (B,) each sample's context c; its own head is left to the TD loss
+    """
+    per_head = F.smooth_l1_loss(online_q, target_q, reduction="none")
+    other_heads = 1.0 - F.one_hot(contexts, online_q.shape[1]).to(per_head.dtype)
+    return (per_head * other_heads).sum(dim=1).mean()
+
+
+# -- context division ------------------------------------------------------------------------------
+class OnlineKMeans(nn.Module):
+    """k-means on normalised states: batch k-means on a warm-up (:meth:`fit`), then one sequential update
+    per new state (:meth:`update`). Its state is registered buffers, saved in the policy's state_dict.
+
+    :param n_contexts: k, the number of centres
+    :param dim: d, the dimension of a state
+    :param normalization: ``"standardize"`` (each dimension by the warm-up's mean and std, frozen
+        after :meth:`fit`) or ``"none"``
+    """
+
+    centres: th.Tensor
+    counts: th.Tensor
+    mean: th.Tensor
+    std: th.Tensor
+    fitted: th.Tensor
+
+    def __init__(self, n_contexts: int, dim: int, normalization: str = "standardize"):
+        super().__init__()
+        if n_contexts < 1 or dim < 1:
+            raise ValueError(f"OnlineKMeans: n_contexts={n_contexts}, dim={dim}; expected both >= 1")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"OnlineKMeans: normalization={normalization!r}; expected one of {NORMALIZATIONS}")
+        self.n_contexts, self.dim, self.normalization = n_contexts, dim, normalization
+        self.register_buffer("centres", th.zeros(n_contexts, dim))
+        self.register_buffer("counts", th.zeros(n_contexts, dtype=th.long))
+        self.register_buffer("mean", th.zeros(dim))
+        self.register_buffer("std", th.ones(dim))
+        self.register_buffer("fitted", th.tensor(False))
+
+    def normalize(self, x: th.Tensor) -> th.Tensor:
+        return (x.float() - self.mean) / self.std
+
+    def _nearest(self, z: th.Tensor) -> th.Tensor:
+        # Squared distances written out rather than th.cdist, whose matmul form can flip near-ties.
+        return ((z[:, None, :] - self.centres[None]) ** 2).sum(dim=-1).argmin(dim=1)
+
+    @th.no_grad()
+    def fit(self, states: th.Tensor, seed: int | None = None) -> th.Tensor:
+        """Set the normalisation from ``states`` (N, d), run batch k-means (10 initialisations, seeded by
+        ``seed``) and set the counts to the cluster sizes. Returns the N labels."""
+        if states.ndim != 2 or states.shape[1] != self.dim:
+            raise ValueError(f"OnlineKMeans.fit: states of shape {tuple(states.shape)}; expected (N, {self.dim})")
+        if len(states) < self.n_contexts:
+            raise ValueError(f"OnlineKMeans.fit: {len(states)} states; k-means needs at least {self.n_contexts}")
+        states = states.float()
+        if self.normalization == "standardize":
+            self.mean.copy_(states.mean(dim=0))
+            self.std.copy_(states.std(dim=0, correction=0).clamp_min(1e-6))
+        z = self.normalize(states)
+        kmeans = KMeans(n_clusters=self.n_contexts, n_init=10, random_state=seed).fit(z.cpu().double().numpy())
+        self.centres.copy_(th.as_tensor(kmeans.cluster_centers_, dtype=th.float32))
+        labels = th.as_tensor(kmeans.labels_, dtype=th.long, device=self.centres.device)
+        self.counts.copy_(th.bincount(labels, minlength=self.n_contexts))
+        self.fitted.fill_(True)
+        return labels
+
+    @th.no_grad()
+    def assign(self, x: th.Tensor) -> th.Tensor:
+        """The nearest centre of each row of ``x`` (B, d); all zeros before :meth:`fit`."""
+        if not self.fitted:
+            return th.zeros(len(x), dtype=th.long, device=x.device)
+        return self._nearest(self.normalize(x))
+
+    @th.no_grad()
+    def update(self, x: th.Tensor) -> th.Tensor:
+        """Sequential k-means, row by row in order: c = nearest centre, n_c += 1, μ_c += (z − μ_c)/n_c.
+        Returns each row's c (chosen before its centre moved)."""
+        if not self.fitted:
+            raise RuntimeError("OnlineKMeans.update before fit: the centres are not initialised")
+        labels = []
+        for z in self.normalize(x):
+            c = int(self._nearest(z[None])[0])
+            self.counts[c] += 1
+            centre = self.centres[c]  # a view: the in-place update moves the stored centre
+            centre += (z - centre) / self.counts[c]
+            labels.append(c)
+        return th.tensor(labels, dtype=th.long, device=x.device)
+
+        return labels
+
+
+class ObservationEncoder(nn.Module):
+    """IQ's context features: the observation itself, flattened (one-hot for discrete spaces)."""
+
+    def __init__(self, observation_space: spaces.Space):
+        super().__init__()
+        self.observation_space = observation_space
+        self.features_dim = get_flattened_obs_dim(observation_space)
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        return preprocess_obs(obs, self.observation_space, normalize_images=False).flatten(1).float()
+
+
+class RandomNatureEncoder(nn.Module):
+    """IQ-RE's context features: SB3's :class:`NatureCNN` trunk with a 50-unit output, randomly
+    initialised from ``seed`` (the global generator is left untouched) and never trained.
+
+    :param observation_space: a channel-first image space
+    :param seed: seed of the initialisation (``None``: from the global generator)
+    :param normalize_images: divide uint8 images by 255, as the Q-network does
+    """
+
+    def __init__(self, observation_space: spaces.Space, seed: int | None = None, normalize_images: bool = True):
+        super().__init__()
+        if not is_image_space(observation_space, check_channels=False, normalized_image=not normalize_images):
+            raise ValueError(
+                f"RandomNatureEncoder: observation space {observation_space}; expected a channel-first image "
+                "Box (uint8 in [0, 255] unless normalize_images=False)"
+            )
+        self.observation_space, self.normalize_images = observation_space, normalize_images
+        self.features_dim = RANDOM_ENCODER_DIM
+        with th.random.fork_rng(devices=[]):
+            if seed is not None:
+                th.manual_seed(seed)
+            self.cnn = NatureCNN(observation_space, RANDOM_ENCODER_DIM, normalized_image=not normalize_images)
+        self.requires_grad_(False)
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        return self.cnn(preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images))
+
+
+class ContextModel(nn.Module):
+    """Context division: an encoder (:class:`ObservationEncoder` or :class:`RandomNatureEncoder`)
+    followed by :class:`OnlineKMeans`. ``assign`` gives an observation's context; the algorithm calls
+    ``encode`` and the k-means' ``fit``/``update`` while it collects transitions."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        n_contexts: int,
+        encoder: str = "observation",
+        normalization: str = "standardize",
+        seed: int | None = None,
+        normalize_images: bool = True,
+    ):
+        super().__init__()
+        if isinstance(observation_space, spaces.Dict):
+            raise ValueError("ContextModel: Dict observation spaces are not supported")
+        if encoder == "observation":
+            self.encoder: nn.Module = ObservationEncoder(observation_space)
+        elif encoder == "random_nature_cnn":
+            self.encoder = RandomNatureEncoder(observation_space, seed, normalize_images)
+        else:
+            raise ValueError(f"ContextModel: encoder={encoder!r}; expected one of {CONTEXT_ENCODERS}")
+        self.kmeans = OnlineKMeans(n_contexts, self.encoder.features_dim, normalization)
+
+    @th.no_grad()
+    def encode(self, obs: th.Tensor) -> th.Tensor:
+        return self.encoder(obs)
+
+    @th.no_grad()
+    def assign(self, obs: th.Tensor) -> th.Tensor:
+        return self.kmeans.assign(self.encode(obs))
+
+
+# -- networks --------------------------------------------------------------------------------------
+class MultiHeadQNetwork(BasePolicy):
+    """SB3's :class:`~stable_baselines3.dqn.policies.QNetwork` with one Q head per context: features
+    extractor → shared MLP (``net_arch``, may be empty) → ``n_contexts`` separate linear heads.
+
+    :param n_contexts: k, the number of heads
+    (the other parameters are QNetwork's)
+    """
+
+    action_space: spaces.Discrete
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        features_extractor: BaseFeaturesExtractor,
+        features_dim: int,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        normalize_images: bool = True,
+        n_contexts: int = 4,
+    ) -> None:
+        super().__init__(
+            observation_space, action_space, features_extractor=features_extractor, normalize_images=normalize_images
+        )
+        if net_arch is None:
+            net_arch = [64, 64]
+        self.net_arch, self.activation_fn, self.features_dim = net_arch, activation_fn, features_dim
+        self.n_contexts = n_contexts
+        self.shared = nn.Sequential(*create_mlp(features_dim, -1, net_arch, activation_fn))
+        last_dim = net_arch[-1] if net_arch else features_dim
+        self.heads = nn.ModuleList(nn.Linear(last_dim, int(action_space.n)) for _ in range(n_contexts))
+
+    def forward(self, obs: PyTorchObs) -> th.Tensor:
+        """The Q-values of every head, (B, k, A)."""
+        latent = self.shared(self.extract_features(obs, self.features_extractor))
+        return th.stack([head(latent) for head in self.heads], dim=1)
+
+    def q_values(self, obs: PyTorchObs, contexts: th.Tensor) -> th.Tensor:
+        """The Q-values (B, A) of each observation's own head, ``contexts`` (B,)."""
+        q = self(obs)
+        return q[th.arange(len(q), device=q.device), contexts]
+
+    def _predict(self, observation: PyTorchObs, deterministic: bool = True, contexts: th.Tensor | None = None):
+        if contexts is None:
+            raise ValueError("MultiHeadQNetwork needs each observation's context to act; use IQPolicy")
+        return self.q_values(observation, contexts).argmax(dim=1).reshape(-1)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(net_arch=self.net_arch, features_dim=self.features_dim, activation_fn=self.activation_fn,
+                    features_extractor=self.features_extractor, n_contexts=self.n_contexts)  # fmt: skip
+        return data
+
+
+class IQPolicy(DQNPolicy):
+    """DQN's policy with multi-head Q-networks and the context model, which the optimizer does not see
+    and the target network does not copy. It acts greedily with each observation's own head.
+
+    :param n_contexts: k, the number of contexts and Q heads
+    :param context_encoder: ``"observation"`` (IQ) or ``"random_nature_cnn"`` (IQ-RE)
+    :param cluster_normalization: ``"standardize"`` or ``"none"``, see :class:`OnlineKMeans`
+    :param context_seed: seed of the random encoder's initialisation
+    (the other parameters are :class:`~stable_baselines3.dqn.policies.DQNPolicy`'s)
+    """
+
+    q_net: MultiHeadQNetwork
+    q_net_target: MultiHeadQNetwork
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        n_contexts: int = 4,
+        context_encoder: str = "observation",
+        cluster_normalization: str = "standardize",
+        context_seed: int | None = None,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        features_extractor_class: type[BaseFeaturesExtractor] = FlattenExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.n_contexts, self.context_encoder = n_contexts, context_encoder
+        self.cluster_normalization, self.context_seed = cluster_normalization, context_seed
+        super().__init__(observation_space, action_space, lr_schedule, net_arch, activation_fn,
+                         features_extractor_class, features_extractor_kwargs, normalize_images, optimizer_class,
+                         optimizer_kwargs)  # fmt: skip
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        # DQNPolicy's: q_net, q_net_target (a copy) and an optimizer over q_net's parameters only.
+        super()._build(lr_schedule)
+        # Built after the optimizer and outside both Q-networks: never trained, never polyak-copied.
+        self.context_model = ContextModel(self.observation_space, self.n_contexts, self.context_encoder,
+                                          self.cluster_normalization, self.context_seed,
+                                          self.normalize_images).to(self.device)  # fmt: skip
+
+    def make_q_net(self) -> MultiHeadQNetwork:
+        # Separate features extractors for the online and target networks, as DQNPolicy makes them.
+        net_args = self._update_features_extractor(self.net_args, features_extractor=None)
+        return MultiHeadQNetwork(**net_args, n_contexts=self.n_contexts).to(self.device)
+
+    def contexts(self, obs: th.Tensor) -> th.Tensor:
+        """Each observation's context (B,), from the current centres (nothing is updated)."""
+        return self.context_model.assign(obs)
+
+    def _predict(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
+        return self.q_net._predict(obs, deterministic, contexts=self.contexts(obs))
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(n_contexts=self.n_contexts, context_encoder=self.context_encoder,
+                    cluster_normalization=self.cluster_normalization, context_seed=self.context_seed)  # fmt: skip
+        return data
+
+
+class IQCnnPolicy(IQPolicy):
+    """:class:`IQPolicy` for images: NatureCNN features and, by default, no shared layers
+    (``net_arch=[]``), so the heads sit directly on the 512 features as in DQN's CnnPolicy."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Discrete,
+        lr_schedule: Schedule,
+        n_contexts: int = 4,
+        context_encoder: str = "observation",
+        cluster_normalization: str = "standardize",
+        context_seed: int | None = None,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.ReLU,
+        features_extractor_class: type[BaseFeaturesExtractor] = NatureCNN,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(observation_space, action_space, lr_schedule, n_contexts, context_encoder,
+                         cluster_normalization, context_seed, net_arch, activation_fn, features_extractor_class,
+                         features_extractor_kwargs, normalize_images, optimizer_class, optimizer_kwargs)  # fmt: skip
+
+
+# -- replay buffer with contexts -------------------------------------------------------------------
+class ContextReplayBufferSamples(NamedTuple):
+    """SB3's ReplayBufferSamples and each sample's context (B,)."""
+
+    observations: th.Tensor
+    actions: th.Tensor
+    next_observations: th.Tensor
+    dones: th.Tensor
+    rewards: th.Tensor
+    discounts: th.Tensor | None = None
+    contexts: th.Tensor | None = None
+
+
+class ContextReplayBuffer(ReplayBuffer):
+    """SB3's replay buffer with the context of each transition, ``contexts`` (buffer_size, n_envs) int64,
+    stored when it is added: through ``add(..., contexts=...)`` or, for SB3's ``_store_transition``
+    (which calls ``add`` without it), set just before with :meth:`set_pending_contexts`. The
+    memory-optimised variant is not supported."""
+
+    def __init__(
+        self,
+        buffer_size: int,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        device: th.device | str = "auto",
+        n_envs: int = 1,
+        optimize_memory_usage: bool = False,
+        handle_timeout_termination: bool = True,
+    ):
+        if optimize_memory_usage:
+            raise ValueError("ContextReplayBuffer: optimize_memory_usage=True; expected False (not supported)")
+        super().__init__(
+            buffer_size, observation_space, action_space, device, n_envs, False, handle_timeout_termination
+        )
+        self.contexts = np.zeros((self.buffer_size, self.n_envs), dtype=np.int64)
+        self._pending_contexts: np.ndarray | None = None
+
+    def set_pending_contexts(self, contexts: np.ndarray) -> None:
+        """The contexts (n_envs,) of the transitions of the next :meth:`add`."""
+        self._pending_contexts = np.asarray(contexts, dtype=np.int64).reshape(self.n_envs)
+
+    def add(
+        self,
+        obs: np.ndarray,
+        next_obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        done: np.ndarray,
+        infos: list[dict[str, Any]],
+        contexts: np.ndarray | None = None,
+    ) -> None:
+        pending, self._pending_contexts = self._pending_contexts, None
+        contexts = pending if contexts is None else contexts
+        if contexts is None:
+            raise ValueError("ContextReplayBuffer.add: no contexts; pass contexts= or call set_pending_contexts")
+        self.contexts[self.pos] = np.asarray(contexts, dtype=np.int64).reshape(self.n_envs)
+        super().add(obs, next_obs, action, reward, done, infos)
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ContextReplayBufferSamples:
+        # ReplayBuffer's, with the contexts drawn at the same env indices.
+        env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        data = (
+            self._normalize_obs(self.observations[batch_inds, env_indices, :], env),
+            self.actions[batch_inds, env_indices, :],
+            self._normalize_obs(self.next_observations[batch_inds, env_indices, :], env),
+            (self.dones[batch_inds, env_indices] * (1 - self.timeouts[batch_inds, env_indices])).reshape(-1, 1),
+            self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env),
+        )
+        return ContextReplayBufferSamples(
+            *map(self.to_torch, data), contexts=self.to_torch(self.contexts[batch_inds, env_indices])
+        )
+
+
+# -- the algorithm ---------------------------------------------------------------------------------
+class IQ(DQN):
+    """DQN with context division, one Q head per context and distillation onto the other heads.
+
+    :param n_contexts: k, the number of contexts (the authors: 4); 1 with ``distillation_weight=0`` is DQN
+    :param distillation_weight: λ of L = L_TD + λ·L_KD: ``"1-eps"`` for λ_t = 1 − ε_t (the authors'), a
+        constant >= 0, or 0 to train without distillation
+    :param cluster_warmup: number of states buffered before batch k-means; at most ``learning_starts``
+        (so no gradient step samples a transition without its context) and it must fit in the buffer
+    :param cluster_normalization: ``"standardize"`` (by the warm-up's mean and std) or ``"none"``
+    :param context_encoder: ``"observation"`` (IQ: cluster the observations) or ``"random_nature_cnn"``
+        (IQ-RE: cluster a fixed random NatureCNN's 50 features, for images)
+    :param learning_starts: DQN's, defaulting to 1000 here to cover the default warm-up
+    :param kwargs: :class:`~stable_baselines3.DQN`'s arguments; ``n_steps`` > 1, ``optimize_memory_usage``
+        and replay buffers other than :class:`ContextReplayBuffer` are not supported
+
+    The k-means and the encoder are saved with the policy; the warm-up's buffered states are not, so a
+    model saved before its batch k-means starts a new warm-up when it resumes.
+    """
+
+    policy_aliases = {"MlpPolicy": IQPolicy, "CnnPolicy": IQCnnPolicy}
+    policy: IQPolicy
+    q_net: MultiHeadQNetwork
+    q_net_target: MultiHeadQNetwork
+    replay_buffer: ContextReplayBuffer
+
+    def __init__(
+        self,
+        policy: str | type[IQPolicy] = "MlpPolicy",
+        env=None,
+        n_contexts: int = 4,
+        distillation_weight: float | str = "1-eps",
+        cluster_warmup: int = 1000,
+        cluster_normalization: str = "standardize",
+        context_encoder: str = "observation",
+        learning_starts: int = 1000,
+        _init_setup_model: bool = True,
+        **kwargs: Any,
+    ):
+        self.n_contexts, self.distillation_weight = n_contexts, distillation_weight
+        self.cluster_warmup, self.cluster_normalization = cluster_warmup, cluster_normalization
+        self.context_encoder = context_encoder
+        owned = {"n_contexts", "context_encoder", "cluster_normalization", "context_seed"}
+        clash = sorted(owned & set(kwargs.get("policy_kwargs") or {}))
+        if clash:
+            raise ValueError(
+                f"{type(self).__name__}: policy_kwargs sets {clash}; set them as the algorithm's own arguments "
+                "(context_seed is its seed)"
+            )
+        if kwargs.get("replay_buffer_class") is None:
+            kwargs["replay_buffer_class"] = ContextReplayBuffer
+        super().__init__(policy, env, learning_starts=learning_starts, _init_setup_model=False, **kwargs)
+        if _init_setup_model:
+            self._setup_model()
+
+    def _validate(self) -> None:
+        """Check IQ's arguments and the DQN options it does not support; raise a ValueError naming the
+        argument, its value and what is allowed."""
+
+        def check(ok: bool, name: str, allowed: str) -> None:
+            if not ok:
+                raise ValueError(f"{type(self).__name__}: {name}={getattr(self, name)!r}; expected {allowed}")
+
+        def is_int(x: Any) -> bool:
+            return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+        check(is_int(self.n_contexts) and self.n_contexts >= 1, "n_contexts", "an int >= 1")
+        weight = self.distillation_weight
+        check(weight == "1-eps" or (isinstance(weight, (int, float, np.floating)) and not isinstance(weight, bool)
+                                    and weight >= 0), "distillation_weight", "'1-eps' or a number >= 0")  # fmt: skip
+        check(self.cluster_normalization in NORMALIZATIONS, "cluster_normalization", f"one of {NORMALIZATIONS}")
+        check(self.context_encoder in CONTEXT_ENCODERS, "context_encoder", f"one of {CONTEXT_ENCODERS}")
+        check(is_int(self.cluster_warmup) and self.cluster_warmup >= self.n_contexts, "cluster_warmup",
+              f"an int >= n_contexts ({self.n_contexts}): k-means needs a state per centre")  # fmt: skip
+        check(self.cluster_warmup <= self.learning_starts, "cluster_warmup",
+              f"<= learning_starts ({self.learning_starts}), so every sampled transition has its context")  # fmt: skip
+        n_envs = getattr(self, "n_envs", 1)
+        check(-(-self.cluster_warmup // n_envs) <= max(self.buffer_size // n_envs, 1), "cluster_warmup",
+              f"a warm-up that fits in the replay buffer (buffer_size={self.buffer_size}, n_envs={n_envs}), "
+              "so its transitions are still there to relabel")  # fmt: skip
+        check(not self.optimize_memory_usage, "optimize_memory_usage", "False (not supported)")
+        check(self.n_steps == 1, "n_steps", "1 (n-step returns are not supported)")
+        check(isinstance(self.replay_buffer_class, type) and issubclass(self.replay_buffer_class, ContextReplayBuffer),
+              "replay_buffer_class", "ContextReplayBuffer or a subclass")  # fmt: skip
+        check(isinstance(self.policy_class, type) and issubclass(self.policy_class, IQPolicy), "policy_class",
+              "IQPolicy or a subclass ('MlpPolicy', 'CnnPolicy')")  # fmt: skip
+
+    def _setup_model(self) -> None:
+        self._validate()
+        # The policy gets the context settings for its construction only: the stored policy_kwargs stay
+        # the user's, which SB3's load compares with the ones it is given.
+        user_policy_kwargs = self.policy_kwargs
+        self.policy_kwargs = {**user_policy_kwargs, "n_contexts": self.n_contexts, "context_seed": self.seed,
+                              "context_encoder": self.context_encoder,
+                              "cluster_normalization": self.cluster_normalization}  # fmt: skip
+        try:
+            super()._setup_model()
+        finally:
+            self.policy_kwargs = user_policy_kwargs
+        # The warm-up: encoded states and the buffer rows they were stored at, until batch k-means.
+        self._warmup_states: list[th.Tensor] = []
+        self._warmup_positions: list[int] = []
+
+    @property
+    def current_distillation_weight(self) -> float:
+        """λ_t: 1 − ε_t with ``"1-eps"``, else the constant."""
+        if self.distillation_weight == "1-eps":
+            return 1.0 - float(self.exploration_rate)
+        return float(self.distillation_weight)
+
+    # -- context division while collecting ---------------------------------------------------------
+    def _store_transition(
+        self,
+        replay_buffer: ReplayBuffer,
+        buffer_action: np.ndarray,
+        new_obs: np.ndarray | dict[str, np.ndarray],
+        reward: np.ndarray,
+        dones: np.ndarray,
+        infos: list[dict[str, Any]],
+    ) -> None:
+        context_model = self.policy.context_model
+        encoded = context_model.encode(obs_as_tensor(self._last_obs, self.device))
+        if context_model.kmeans.fitted:
+            contexts = context_model.kmeans.update(encoded)
+        else:
+            # A placeholder, relabelled by the batch k-means at the end of the warm-up.
+            contexts = th.zeros(len(encoded), dtype=th.long)
+            self._warmup_states.append(encoded)
+            self._warmup_positions.append(replay_buffer.pos)
+        replay_buffer.set_pending_contexts(contexts.cpu().numpy())
+        super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
+        if not context_model.kmeans.fitted and sum(map(len, self._warmup_states)) >= self.cluster_warmup:
+            self._fit_contexts(replay_buffer)
+
+    def _fit_contexts(self, replay_buffer: ContextReplayBuffer) -> None:
+        """Batch k-means on the warm-up's states; its labels replace the warm-up transitions' placeholders."""
+        labels = self.policy.context_model.kmeans.fit(th.cat(self._warmup_states), seed=self.seed)
+        rows = np.asarray(self._warmup_positions)
+        replay_buffer.contexts[rows] = labels.cpu().numpy().reshape(len(rows), replay_buffer.n_envs)
+        self._warmup_states, self._warmup_positions = [], []
+        if self.verbose >= 1:
+            print(
+                f"IQ: {self.n_contexts} contexts from {len(labels)} warm-up states, sizes {labels.bincount().tolist()}"
+            )
+
+    # -- training ----------------------------------------------------------------------------------
+    @th.no_grad()
+    def _td_targets(self, replay_data: ContextReplayBufferSamples) -> th.Tensor:
+        """r + γ(1 − d)·max_a' Q_target^c(s', a') with c each sample's context, (B, 1)."""
+        discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+        next_q = self.q_net_target.q_values(replay_data.next_observations, replay_data.contexts)
+        next_q = next_q.max(dim=1).values.reshape(-1, 1)
+        return replay_data.rewards + (1 - replay_data.dones) * discounts * next_q
+
+    @staticmethod
+    def _taken(q: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        """Q-values (B, k, A) at the taken actions (B, 1): (B, k)."""
+        return q.gather(2, actions.long()[:, None, :].expand(-1, q.shape[1], 1)).squeeze(2)
+
+    def losses(self, replay_data: ContextReplayBufferSamples, distillation_weight: float) -> dict[str, th.Tensor]:
+        """The terms of one gradient step: ``td`` (Huber on each sample's own head), ``distillation``
+        (L_KD on the other heads) and ``loss`` = td + λ·distillation."""
+        contexts = replay_data.contexts
+        target_q = self._td_targets(replay_data)
+        with th.no_grad():
+            earlier_q = self._taken(self.q_net_target(replay_data.observations), replay_data.actions)
+        online_q = self._taken(self.q_net(replay_data.observations), replay_data.actions)
+        td = F.smooth_l1_loss(online_q.gather(1, contexts[:, None]), target_q)
+        distillation = head_distillation_loss(online_q, earlier_q, contexts)
+        return {"td": td, "distillation": distillation, "loss": td + distillation_weight * distillation}
+
+    @th.no_grad()
+    def td_errors(self, samples: ContextReplayBufferSamples) -> th.Tensor:
+        """Each sample's TD error on its own head, target − Q^c(s, a), (B,)."""
+        current_q = self.q_net.q_values(samples.observations, samples.contexts).gather(1, samples.actions.long())
+        return (self._td_targets(samples) - current_q).flatten()
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        # DQN.train's structure with IQ's loss.
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        weight = self.current_distillation_weight
+
+        terms: dict[str, list[float]] = {"loss": [], "td": [], "distillation": []}
+        for _ in range(gradient_steps):
+            replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
+            step = self.losses(replay_data, weight)
+            for name, value in step.items():
+                terms[name].append(value.item())
+
+            self.policy.optimizer.zero_grad()
+            step["loss"].backward()
+            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+
+        self._n_updates += gradient_steps
+
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/loss", np.mean(terms["loss"]))
+        self.logger.record("train/td_loss", np.mean(terms["td"]))
+        self.logger.record("train/distillation_loss", np.mean(terms["distillation"]))
+        self.logger.record("train/distillation_weight", weight)
+        for c, count in enumerate(self.policy.context_model.kmeans.counts.tolist()):
+            self.logger.record(f"rollout/context_{c}_states", count)
+
+    # -- SB3 plumbing ------------------------------------------------------------------------------
+    def learn(
+        self: SelfIQ,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 4,
+        tb_log_name: str | None = None,
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfIQ:
+        return super().learn(total_timesteps, callback, log_interval, tb_log_name or type(self).__name__,
+                             reset_num_timesteps, progress_bar)  # fmt: skip
+
+    def load_replay_buffer(self, path, truncate_last_traj: bool = True) -> None:
+        super().load_replay_buffer(path, truncate_last_traj)
+        if not isinstance(self.replay_buffer, ContextReplayBuffer):
+            raise ValueError(f"{type(self).__name__}: a {type(self.replay_buffer).__name__} has no contexts; "
+                             "expected a ContextReplayBuffer")  # fmt: skip
+
+    def _excluded_save_params(self) -> list[str]:
+        # The warm-up's states are not saved: a model saved mid-warm-up starts a new one when it resumes.
+        return [*super()._excluded_save_params(), "_warmup_states", "_warmup_positions"]
+
+
+class IQRE(IQ):
+    """IQ-RE: :class:`IQ` whose contexts cluster the 50 features of a fixed random NatureCNN
+    (``context_encoder="random_nature_cnn"``), for image observations; its policy is ``"CnnPolicy"``.
+    The encoder is initialised from the algorithm's ``seed`` and saved with the policy."""
+
+    def __init__(
+        self,
+        policy: str | type[IQPolicy] = "CnnPolicy",
+        env=None,
+        context_encoder: str = "random_nature_cnn",
+        _init_setup_model: bool = True,
+        **kwargs: Any,
+    ):
+        super().__init__(policy, env, context_encoder=context_encoder, _init_setup_model=_init_setup_model, **kwargs)

@@ -1,0 +1,266 @@
+"""Context drift: the hidden parameters of an environment change over training, on a schedule.
+
+An agent trained on a drifting environment meets catastrophic interference inside one task: what it
+learns in one context can overwrite what it knew of another, and a schedule that brings an earlier
+context back (``cyclic``) shows whether it was forgotten.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+
+DRIFT_KINDS = ("none", "abrupt", "cyclic", "smooth")
+PHASE_UNITS = ("episodes", "steps")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class DriftSchedule:
+    """When and how the context of a :class:`ContextDrift` env changes.
+
+    Parameters
+    ----------
+    kind
+        ``"none"`` (the context stays ``context``), ``"abrupt"`` (at a phase end, a context drawn
+        uniformly among the others), ``"cyclic"`` (at a phase end, the next context in order, so earlier
+        ones return) or ``"smooth"`` (parameters move every step between consecutive contexts).
+    phase_length
+        How long a phase lasts, in ``phase_unit``; an integer >= 1.
+    phase_unit
+        ``"episodes"`` or ``"steps"`` (``"smooth"`` needs ``"steps"``).
+    context
+        Index of the context the schedule starts in.
+    """
+
+    kind: str = "none"
+    phase_length: int = 10
+    phase_unit: str = "episodes"
+    context: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in DRIFT_KINDS:
+            raise ValueError(
+                f"DriftSchedule: kind={self.kind!r} (the env's drift kwarg); expected one of {DRIFT_KINDS}"
+            )
+        if not _is_int(self.phase_length) or self.phase_length < 1:
+            raise ValueError(f"DriftSchedule: phase_length={self.phase_length!r}; expected an integer >= 1")
+        if self.phase_unit not in PHASE_UNITS:
+            raise ValueError(f"DriftSchedule: phase_unit={self.phase_unit!r}; expected one of {PHASE_UNITS}")
+        if self.kind == "smooth" and self.phase_unit != "steps":
+            raise ValueError(
+                f"DriftSchedule: phase_unit={self.phase_unit!r} with kind='smooth'; expected phase_unit='steps' "
+                "(a smooth drift moves the parameters every step)"
+            )
+        if not _is_int(self.context) or self.context < 0:
+            raise ValueError(f"DriftSchedule: context={self.context!r}; expected an integer >= 0 (a context index)")
+
+
+def _plain_context(index: int, params: Mapping[str, Any]) -> dict[str, int | float]:
+    """A context as a dict of plain Python numbers (ints stay ints), so infos and logs hold no NumPy types."""
+    if not isinstance(params, Mapping) or not params:
+        raise ValueError(f"ContextDrift: contexts[{index}]={params!r}; expected a non-empty mapping of name -> number")
+    out: dict[str, int | float] = {}
+    for name, value in params.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"ContextDrift: contexts[{index}][{name!r}]={value!r}; expected a number")
+        out[str(name)] = int(value) if isinstance(value, numbers.Integral) else float(value)
+    return out
+
+
+class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    r"""Changes the hidden context of the wrapped env on a :class:`DriftSchedule`.
+
+    The wrapped env's ``unwrapped`` env must have a public ``set_context(params: Mapping[str, float])``;
+    a ``"smooth"`` schedule also needs it to declare ``supports_smooth_drift = True`` (a class
+    attribute), as only some envs can change their parameters inside an episode. Every context is
+    applied once here, so a bad one fails when the env is made, not hours into training.
+
+    This wrapper owns the schedule: its counters and its random number generator (for ``"abrupt"``).
+    ``reset(seed=s)`` restarts the whole schedule (counters to zero, the starting context, the generator
+    re-seeded from ``s``), so one seed reproduces the whole sequence of contexts; a reset without a seed
+    continues it (the very first one seeds the generator randomly).
+
+    ## Schedules
+    K is the number of contexts, c0 = ``schedule.context``, L = ``schedule.phase_length``.
+
+    * ``"none"``: always context c0.
+    * ``"abrupt"``: a phase lasts L units (episodes begun, or steps taken). The context switches at the
+      first reset after the phase has lasted at least L units, to one drawn uniformly among the other
+      K - 1 contexts.
+    * ``"cyclic"``: the same timing; the next context is (current + 1) mod K, so earlier contexts
+      return and forgetting shows.
+    * ``"smooth"`` (L in steps): the parameters move every step, inside episodes too. With t the steps
+      taken since the seeded reset, p = t / L, i = floor(p), w = p - i, the step about to be taken uses
+      (1 - w) · contexts[(c0 + i) mod K] + w · contexts[(c0 + i + 1) mod K]; its phase is i and its
+      context (c0 + i) mod K. Every context must name the same parameters.
+
+    ## Info
+    ``reset`` and every ``step`` add, as plain Python types:
+
+    * ``"context"`` (int): index of the context in effect,
+    * ``"phase"`` (int): 0-based index of the phase since the schedule (re)started,
+    * ``"context_params"`` (dict name -> number): the parameters in effect; for a step, those that
+      governed it (for ``"smooth"`` they are set just before the step's dynamics).
+
+    Parameters
+    ----------
+    env
+        The env to wrap.
+    contexts
+        The K contexts, each a mapping of parameter name -> number passed to ``set_context``.
+    schedule
+        When the context changes.
+    """
+
+    def __init__(
+        self, env: gym.Env, contexts: Sequence[Mapping[str, float]], schedule: DriftSchedule = DriftSchedule()
+    ):
+        contexts = [dict(c) if isinstance(c, Mapping) else c for c in contexts]
+        gym.utils.RecordConstructorArgs.__init__(self, contexts=contexts, schedule=schedule)
+        gym.Wrapper.__init__(self, env)
+        base = env.unwrapped
+        if not callable(getattr(base, "set_context", None)):
+            raise TypeError(
+                f"ContextDrift: {type(base).__name__} has no set_context(params) method; the unwrapped env must "
+                "expose one to have its context changed"
+            )
+        if not isinstance(schedule, DriftSchedule):
+            raise TypeError(f"ContextDrift: schedule={schedule!r}; expected a DriftSchedule")
+        self.contexts = tuple(_plain_context(i, c) for i, c in enumerate(contexts))
+        self.schedule = schedule
+        n = len(self.contexts)
+        if n == 0:
+            raise ValueError("ContextDrift: contexts=[]; expected at least one context")
+        if schedule.context >= n:
+            raise ValueError(
+                f"DriftSchedule: context={schedule.context}; expected an index in [0, {n}), as there are {n} contexts"
+            )
+        if schedule.kind != "none" and n < 2:
+            raise ValueError(
+                f"DriftSchedule: kind={schedule.kind!r} with 1 context; expected at least 2 contexts to drift between"
+            )
+        if schedule.kind == "smooth":
+            if not getattr(base, "supports_smooth_drift", False):
+                raise ValueError(
+                    f"DriftSchedule: kind='smooth' on {type(base).__name__}, whose context only changes at reset "
+                    "(it does not declare supports_smooth_drift = True); expected one of ('none', 'abrupt', 'cyclic')"
+                )
+            for i, params in enumerate(self.contexts):
+                if set(params) != set(self.contexts[0]):
+                    raise ValueError(
+                        f"ContextDrift: contexts[{i}] names {sorted(params)} but contexts[0] names "
+                        f"{sorted(self.contexts[0])}; a smooth drift interpolates, so every context must name the same"
+                    )
+        for params in self.contexts:
+            base.set_context(params)
+        self._rng: np.random.Generator | None = None  # seeded at the first reset
+        self._restart()
+        base.set_context(self._params)
+
+    # -- read-only state ---------------------------------------------------------------------------
+    @property
+    def context(self) -> int:
+        """Index of the context in effect."""
+        return self._context
+
+    @property
+    def phase(self) -> int:
+        """0-based index of the phase since the schedule (re)started."""
+        return self._phase
+
+    @property
+    def context_params(self) -> dict[str, int | float]:
+        """The parameters in effect (a copy)."""
+        return dict(self._params)
+
+    @property
+    def n_contexts(self) -> int:
+        """K, the number of contexts."""
+        return len(self.contexts)
+
+    @property
+    def total_steps(self) -> int:
+        """Steps taken since the schedule (re)started."""
+        return self._total_steps
+
+    @property
+    def episodes(self) -> int:
+        """Episodes begun (resets) since the schedule (re)started, the current one included."""
+        return self._episodes
+
+    # -- schedule ----------------------------------------------------------------------------------
+    def _restart(self) -> None:
+        self._total_steps = self._episodes = 0
+        self._phase_steps = self._phase_episodes = 0
+        self._phase = 0
+        self._context = self.schedule.context
+        self._params = dict(self.contexts[self._context])
+        if self.schedule.kind == "smooth":
+            self._move_smoothly()
+
+    def _end_phase_if_due(self) -> None:
+        """At a reset: start the next phase of an abrupt or cyclic schedule once this one has lasted long enough."""
+        kind, n = self.schedule.kind, len(self.contexts)
+        units = self._phase_episodes if self.schedule.phase_unit == "episodes" else self._phase_steps
+        if kind not in ("abrupt", "cyclic") or units < self.schedule.phase_length:
+            return
+        if kind == "cyclic":
+            self._context = (self._context + 1) % n
+        else:
+            others = [k for k in range(n) if k != self._context]
+            self._context = others[int(self._rng.integers(len(others)))]
+        self._phase += 1
+        self._phase_steps = self._phase_episodes = 0
+        self._params = dict(self.contexts[self._context])
+
+    def _move_smoothly(self) -> None:
+        """Set the smooth schedule's parameters for the step about to be taken."""
+        n, c0 = len(self.contexts), self.schedule.context
+        position = self._total_steps / self.schedule.phase_length
+        i = math.floor(position)
+        w = position - i
+        here, there = self.contexts[(c0 + i) % n], self.contexts[(c0 + i + 1) % n]
+        self._phase, self._context = i, (c0 + i) % n
+        self._params = {name: (1.0 - w) * here[name] + w * there[name] for name in here}
+
+    def _with_context(self, info: dict[str, Any]) -> dict[str, Any]:
+        info = dict(info)
+        info.update(context=self._context, phase=self._phase, context_params=dict(self._params))
+        return info
+
+    # -- gymnasium API -----------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        if seed is not None or self._rng is None:
+            # A seed restarts the schedule; so does the first reset, with a random seed when none is given.
+            self._rng, _ = seeding.np_random(seed)
+            self._restart()
+        elif self.schedule.kind == "smooth":
+            self._move_smoothly()
+        else:
+            self._end_phase_if_due()
+        self._episodes += 1
+        self._phase_episodes += 1
+        # Before the inner reset: some envs (ALE) only take a new context in at reset.
+        self.env.unwrapped.set_context(self._params)
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, self._with_context(info)
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        if self.schedule.kind == "smooth":
+            self._move_smoothly()
+            self.env.unwrapped.set_context(self._params)
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._total_steps += 1
+        self._phase_steps += 1
+        return obs, reward, terminated, truncated, self._with_context(info)

@@ -1,0 +1,189 @@
+"""Interference measurement (AEI, per-context returns, phase-end evaluation), the entries scored on
+every context, and the study script at a tiny budget."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from sb3_contrib import QRDQN
+from stable_baselines3 import DQN
+
+import kd_envs  # noqa: F401
+from agents.evaluation import save_entry, trained_agents_entry, verify_entry
+from agents.interference import (
+    ContextEvaluationCallback,
+    InterferenceCallback,
+    context_env_kwargs,
+    forgetting,
+    recent_samples,
+    summarise_run,
+    td_errors,
+    train_interference_run,
+)
+
+ENV_ID = "InterferenceCartPole-v0"
+# Small DQN: trains every 16 steps from step 64, 4 gradient steps each.
+SMALL = dict(learning_starts=64, train_freq=16, gradient_steps=4, batch_size=16, buffer_size=1000,
+             target_update_interval=50, policy_kwargs={"net_arch": [16]})  # fmt: skip
+
+
+def small_dqn(seed=0, env_kwargs=None, algo=DQN, **overrides):
+    env = gym.make(ENV_ID, **(env_kwargs or {}))
+    return algo("MlpPolicy", env, seed=seed, **{**SMALL, **overrides})
+
+
+def test_td_errors_match_a_hand_computation_for_dqn_and_qrdqn():
+    for algo in (DQN, QRDQN):
+        model = small_dqn(algo=algo, learning_starts=1000)
+        model.learn(200)  # fills the buffer, no training
+        samples = recent_samples(model, 32)
+        with th.no_grad():
+            if algo is DQN:
+                q, q_next = model.q_net(samples.observations), model.q_net_target(samples.next_observations)
+            else:
+                q = model.quantile_net(samples.observations).mean(dim=1)
+                q_next = model.quantile_net_target(samples.next_observations).mean(dim=1)
+        expected = [
+            float(samples.rewards[i] + (1 - samples.dones[i]) * model.gamma * q_next[i].max()
+                  - q[i, int(samples.actions[i])])
+            for i in range(32)
+        ]  # fmt: skip
+        np.testing.assert_allclose(td_errors(model, samples).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_recent_samples_are_the_latest_transitions_and_leave_numpy_global_state_alone():
+    model = small_dqn(learning_starts=1000)
+    model.learn(100)
+    state = np.random.get_state()[1].copy()
+    samples = recent_samples(model, 10)
+    assert np.array_equal(np.random.get_state()[1], state)
+    pos = model.replay_buffer.pos
+    expected = model.replay_buffer.observations[(pos - 1 - np.arange(10)) % 1000, 0]
+    np.testing.assert_array_equal(samples.observations.numpy(), expected)
+    assert recent_samples(model, pos + 1) is None  # only pos transitions stored
+
+
+def test_aei_is_the_change_of_squared_td_error_over_one_training_call():
+    model = small_dqn()
+    model.learn(200)
+    callback = InterferenceCallback(n_samples=32)
+    callback.init_callback(model)
+    callback.on_rollout_end()
+    samples, before = callback._pending
+    model.train(gradient_steps=4, batch_size=16)
+    callback.on_rollout_start()
+    (_, aei), = callback.aei
+    expected = float((td_errors(model, samples).pow(2) - before).mean())
+    assert aei == pytest.approx(expected) and aei != 0.0
+
+
+def test_the_callbacks_do_not_change_training_and_record_aei_for_every_update():
+    plain = small_dqn(seed=3)  # SB3 seeds the global generators when a model is built: build, then learn
+    plain.learn(400)
+    measured = small_dqn(seed=3)
+    interference = InterferenceCallback(n_samples=32)
+    evaluation = ContextEvaluationCallback(ENV_ID, {}, eval_freq=200, seeds=(2000,), contexts=[0])
+    measured.learn(400, callback=[interference, evaluation])
+    for a, b in zip(plain.policy.parameters(), measured.policy.parameters()):
+        assert th.equal(a, b)
+    # Training calls after step 64, one per 16-step rollout: steps 80, 96, ..., 400.
+    assert [t for t, _ in interference.aei] == list(range(80, 401, 16))
+    assert all(np.isfinite(a) for _, a in interference.aei)
+    assert [p["timesteps"] for p in evaluation.curve] == [200, 400]
+
+
+def test_per_context_training_returns_follow_the_drift_schedule():
+    model = small_dqn(env_kwargs={"drift": "cyclic", "phase_length": 2}, learning_starts=10_000)
+    callback = InterferenceCallback()
+    model.learn(600, callback=callback)
+    contexts = [c for _, c, _ in callback.episodes]
+    assert len(contexts) >= 7
+    assert contexts[:7] == [0, 0, 1, 1, 2, 2, 0]
+    assert all(r > 0 for _, _, r in callback.episodes)
+
+
+def test_every_phase_end_evaluates_every_context():
+    kwargs = {"drift": "cyclic", "phase_length": 150, "phase_unit": "steps"}
+    model = small_dqn(env_kwargs=kwargs, learning_starts=10_000)
+    callback = ContextEvaluationCallback(ENV_ID, kwargs, eval_freq=10_000, seeds=(2000, 2001))
+    model.learn(700, callback=callback)
+    phases = callback.record()["phases"]
+    assert [row["phase"] for row in phases] == list(range(len(phases)))
+    assert len(phases) >= 4  # each phase lasts 150 steps and at most one episode more
+    assert [row["context"] for row in phases[:4]] == [0, 1, 2, 0]
+    assert all(len(row["returns"]) == 3 for row in phases)
+    assert phases[-1]["timesteps"] == model.num_timesteps  # the end of training (704: rollouts of 16)
+    # An untrained agent is scored by its greedy episodes: the same numbers as a separate evaluation.
+    env = gym.make(ENV_ID, **context_env_kwargs(kwargs, 1))
+    from agents.evaluation import run_episode
+
+    expected = np.mean([run_episode(env, model, s)["return"] for s in (2000, 2001)])
+    assert phases[-1]["returns"][1] == pytest.approx(expected)
+
+
+def test_forgetting_is_the_drop_from_each_contexts_best_so_far():
+    matrix = [[10, 50, 5], [40, 20, 5], [30, 60, 1]]
+    np.testing.assert_array_equal(forgetting(matrix), [[0, 0, 0], [0, 30, 0], [10, 0, 4]])
+    with pytest.raises(ValueError, match="phase x context"):
+        forgetting([])
+
+
+def test_summarise_run_by_hand():
+    record = {"aei": [[80, 1.0], [96, 3.0], [112, -1.0], [128, 1.0]],
+              "curve": [{"timesteps": 200, "returns": [10.0, 20.0]}, {"timesteps": 400, "returns": [30.0, 50.0]}],
+              "phases": [{"phase": 0, "context": 0, "timesteps": 250, "returns": [40.0, 10.0]},
+                         {"phase": 1, "context": 1, "timesteps": 400, "returns": [20.0, 30.0]}]}  # fmt: skip
+    summary = summarise_run(record)
+    assert summary["aei_mean"] == pytest.approx(1.0) and summary["aei_mean_second_half"] == pytest.approx(0.0)
+    assert summary["final_eval_return"] == 40.0 and summary["curve_std_second_half"] == 0.0
+    assert summary["final_forgetting"] == pytest.approx(10.0)  # (40 - 20 + 0) / 2
+    assert summary["phase_contexts"] == [0, 1]
+
+
+def test_drift_entries_are_scored_on_every_context_and_verify(tmp_path):
+    kwargs = {"drift": "cyclic", "phase_length": 150, "phase_unit": "steps"}
+    dirs = []
+    for seed in (0, 1):
+        out = tmp_path / "runs" / f"seed_{seed}"
+        hyperparams = {**SMALL, "learning_starts": 100}
+        train_interference_run("dqn", ENV_ID, seed, out, kwargs, 300, hyperparams, eval_freq=150, eval_seeds=(2000,))
+        dirs.append(out)
+        record = json.loads((out / "interference.json").read_text())
+        assert record["summary"]["aei_mean"] is not None and len(record["phases"]) >= 2
+    settings = [context_env_kwargs(kwargs, c) for c in range(3)]
+    board = tmp_path / "board"
+    entry = trained_agents_entry(dirs, (1000, 1001), "pytest", "dqn_cyclic", board, progress=False,
+                                 evaluation_env_kwargs=settings, extra_files=("interference.json",))  # fmt: skip
+    episodes = entry["runs"][0]["episodes"]
+    assert [e["context"] for e in episodes] == [0, 0, 1, 1, 2, 2]
+    assert entry["evaluation_env_kwargs"] == settings
+    assert (board / entry["runs"][0]["model"] / "interference.json").is_file()
+    path = save_entry(entry, board)
+    assert verify_entry(path, board, progress=False) == []
+    data = json.loads(path.read_text())
+    data["runs"][0]["episodes"][3]["return"] += 1
+    path.write_text(json.dumps(data))
+    assert any("evaluation seed 1001: return" in m for m in verify_entry(path, board, progress=False))
+
+
+def test_study_script_runs_end_to_end_at_a_tiny_budget(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "kd_gym_script_interference_study", Path(__file__).resolve().parents[2] / "scripts" / "interference_study.py"
+    )
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    board = tmp_path / "board"
+    argv = ["--seeds", "0", "--algos", "dqn", "iq", "--timesteps", "1200", "--no-atari", "--tag", "pytest",
+            "--hyperparams", json.dumps({"train_freq": 64, "gradient_steps": 4, "buffer_size": 2000}),
+            "--eval-freq", "600", "--jobs", "1", "--runs", str(tmp_path / "runs"),
+            "--leaderboard-dir", str(board)]  # fmt: skip
+    study.main(argv)
+    names = sorted(p.name for p in (board / "entries").glob("*.json"))
+    assert names == [f"{ENV_ID}__{n}__pytest.json" for n in ("dqn", "dqn_cyclic", "iq", "iq_cyclic")]
+    assert (board / f"{ENV_ID}-study.png").is_file()
+    numbers = json.loads((board / f"{ENV_ID}-study.json").read_text())
+    assert set(numbers) == {"plain", "cyclic"} and set(numbers["cyclic"]) == {"dqn", "iq"}

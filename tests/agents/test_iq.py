@@ -1,0 +1,448 @@
+"""IQ / IQ-RE: k-means by hand, separate heads, contexts in the replay buffer, the loss against DQN's and
+by hand, learning, reproducibility, save/load, the fixed random encoder and argument checks."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import yaml
+from gymnasium import spaces
+from sklearn.cluster import KMeans
+from stable_baselines3 import DQN
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import Logger, configure
+from stable_baselines3.dqn.policies import DQNPolicy
+
+import agents.iq
+from agents.iq import (
+    IQ,
+    IQRE,
+    ContextReplayBuffer,
+    ContextReplayBufferSamples,
+    IQPolicy,
+    OnlineKMeans,
+    RandomNatureEncoder,
+    head_distillation_loss,
+)
+
+CARTPOLE_OBS = spaces.Box(-np.inf, np.inf, (4,), np.float32)
+
+
+class FakeImageEnv(gym.Env):
+    """Stacked 84x84 uint8 frames of one grey level drawn per step, 3 actions, 20-step episodes, reward =
+    action == 1: a tiny stand-in for Atari that IQ-RE can run on without ale-py."""
+
+    observation_space = spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    action_space = spaces.Discrete(3)
+
+    def _frame(self):
+        return np.full(self.observation_space.shape, self.np_random.integers(0, 256), dtype=np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self._t = 0
+        return self._frame(), {}
+
+    def step(self, action):
+        self._t += 1
+        return self._frame(), float(action == 1), False, self._t == 20, {}
+
+
+def small_iq(env=None, seed=0, cls=IQ, policy="MlpPolicy", **kwargs):
+    params = dict(learning_starts=200, cluster_warmup=200, buffer_size=5000, batch_size=32, train_freq=16,
+                  gradient_steps=4, target_update_interval=100, learning_rate=2.3e-3, exploration_fraction=0.3,
+                  exploration_final_eps=0.05, policy_kwargs=dict(net_arch=[32]))  # fmt: skip
+    params.update(kwargs)
+    return cls(policy, env if env is not None else gym.make("CartPole-v1"), seed=seed, **params)
+
+
+def fill_buffer(model, n: int, seed: int = 0, contexts=None) -> None:
+    """``n`` random CartPole-shaped transitions in the model's replay buffer (context 0 unless given)."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        obs, next_obs = rng.normal(size=(2, 1, 4)).astype(np.float32)
+        args = (obs, next_obs, rng.integers(0, 2, (1, 1)), rng.normal(size=1), rng.random(1) < 0.1, [{}])
+        if isinstance(model.replay_buffer, ContextReplayBuffer):
+            model.replay_buffer.add(*args, contexts=np.array([0 if contexts is None else contexts[i]]))
+        else:
+            model.replay_buffer.add(*args)
+
+
+def silent_logger() -> Logger:
+    return Logger(folder=None, output_formats=[])
+
+
+# -- OnlineKMeans ----------------------------------------------------------------------------------
+def test_sequential_update_matches_hand_computation():
+    kmeans = OnlineKMeans(2, 2, normalization="none")
+    kmeans.centres.copy_(torch.tensor([[0.0, 0.0], [4.0, 0.0]]))
+    kmeans.counts.copy_(torch.tensor([1, 1]))
+    kmeans.fitted.fill_(True)
+    labels = kmeans.update(torch.tensor([[1.0, 0.0], [3.0, 0.0], [1.0, 1.0]]))
+    # (1,0) -> centre 0: n=2, μ0 = (0.5, 0); (3,0) -> centre 1: n=2, μ1 = (3.5, 0);
+    # (1,1) -> centre 0 (1.25 < 7.25): n=3, μ0 = (0.5, 0) + ((1,1) − (0.5,0))/3 = (2/3, 1/3).
+    assert labels.tolist() == [0, 1, 0]
+    assert kmeans.counts.tolist() == [3, 2]
+    torch.testing.assert_close(kmeans.centres, torch.tensor([[2 / 3, 1 / 3], [3.5, 0.0]]))
+
+
+def test_sequential_update_in_the_standardised_space():
+    kmeans = OnlineKMeans(2, 2)
+    kmeans.mean.copy_(torch.tensor([10.0, 0.0]))
+    kmeans.std.copy_(torch.tensor([2.0, 100.0]))
+    kmeans.centres.copy_(torch.tensor([[0.0, 0.0], [4.0, 0.0]]))
+    kmeans.counts.copy_(torch.tensor([1, 1]))
+    kmeans.fitted.fill_(True)
+    # x = (16, 100) is z = (3, 1): nearer centre 1 (2 < 10); μ1 = (4,0) + ((3,1) − (4,0))/2 = (3.5, 0.5).
+    assert kmeans.update(torch.tensor([[16.0, 100.0]])).tolist() == [1]
+    torch.testing.assert_close(kmeans.centres[1], torch.tensor([3.5, 0.5]))
+
+
+def test_fit_assign_and_frozen_standardisation():
+    gen = torch.Generator().manual_seed(0)
+    # Two blobs whose second coordinate is on a 100x larger scale: standardising keeps both in play.
+    scale = torch.tensor([0.1, 10.0])
+    states = torch.cat([torch.randn(30, 2, generator=gen) * scale,
+                        torch.tensor([1.0, 0.0]) + torch.randn(30, 2, generator=gen) * scale])  # fmt: skip
+    kmeans = OnlineKMeans(2, 2)
+    assert kmeans.assign(states).tolist() == [0] * 60  # before fit
+    with pytest.raises(RuntimeError, match="before fit"):
+        kmeans.update(states[:1])
+    labels = kmeans.fit(states, seed=0)
+    assert len(set(labels[:30].tolist())) == 1 and len(set(labels[30:].tolist())) == 1 and labels[0] != labels[30]
+    mean, std = states.mean(0), states.std(0, correction=0)
+    torch.testing.assert_close(kmeans.mean, mean)
+    torch.testing.assert_close(kmeans.std, std)
+    reference = KMeans(2, n_init=10, random_state=0).fit(((states - mean) / std).double().numpy())
+    torch.testing.assert_close(kmeans.centres, torch.as_tensor(reference.cluster_centers_, dtype=torch.float32))
+    assert kmeans.counts.tolist() == torch.bincount(labels, minlength=2).tolist()
+    assert torch.equal(kmeans.assign(states), labels)
+
+    kmeans.update(torch.tensor([[50.0, 5000.0], [-50.0, -5000.0]]))  # far outliers move centres, not the scale
+    torch.testing.assert_close(kmeans.mean, mean)
+    torch.testing.assert_close(kmeans.std, std)
+    assert kmeans.counts.sum().item() == 62
+
+    state = kmeans.state_dict()
+    assert set(state) == {"centres", "counts", "mean", "std", "fitted"}
+    restored = OnlineKMeans(2, 2)
+    restored.load_state_dict(state)
+    assert bool(restored.fitted) and torch.equal(restored.assign(states), kmeans.assign(states))
+    with pytest.raises(ValueError, match="at least 4"):
+        OnlineKMeans(4, 2).fit(states[:3])
+    with pytest.raises(ValueError, match="normalization='minmax'"):
+        OnlineKMeans(2, 2, normalization="minmax")
+
+
+def test_std_is_floored_for_constant_dimensions():
+    kmeans = OnlineKMeans(2, 2)
+    kmeans.fit(torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0], [3.0, 1.0]]), seed=0)
+    assert kmeans.std[1].item() == pytest.approx(1e-6)
+
+
+# -- the multi-head Q-network ----------------------------------------------------------------------
+@pytest.mark.parametrize("n_contexts", [2, 4])
+def test_heads_have_their_own_weights(n_contexts):
+    torch.manual_seed(0)
+    policy = IQPolicy(CARTPOLE_OBS, spaces.Discrete(3), lambda _: 1e-3, n_contexts=n_contexts, net_arch=[16])
+    q_net = policy.q_net
+    obs = torch.randn(5, 4)
+    q = q_net(obs)
+    assert q.shape == (5, n_contexts, 3)
+    for h in range(1, n_contexts):
+        assert not torch.allclose(q[:, 0], q[:, h])
+    pointers = {p.data_ptr() for head in q_net.heads for p in head.parameters()}
+    pointers |= {p.data_ptr() for head in policy.q_net_target.heads for p in head.parameters()}
+    assert len(pointers) == 2 * 2 * n_contexts  # weight and bias per head, online and target
+
+    with torch.no_grad():
+        q_net.heads[0].weight.add_(1.0)
+    perturbed = q_net(obs)
+    assert not torch.allclose(perturbed[:, 0], q[:, 0])
+    torch.testing.assert_close(perturbed[:, 1:], q[:, 1:])
+
+    contexts = torch.tensor([0, 1, 1, 0, n_contexts - 1])
+    chosen = q_net.q_values(obs, contexts)
+    for i, c in enumerate(contexts.tolist()):
+        torch.testing.assert_close(chosen[i], perturbed[i, c])
+
+
+def test_optimizer_and_target_leave_the_context_model_alone():
+    env = FakeImageEnv()
+    model = IQRE("CnnPolicy", env, seed=0, learning_starts=64, cluster_warmup=64, buffer_size=128)
+    policy = model.policy
+    optimized = {id(p) for group in policy.optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in policy.q_net.parameters()}
+    encoder = list(policy.context_model.parameters())
+    assert encoder and all(not p.requires_grad for p in encoder)
+    assert sum(type(m).__name__ == "ContextModel" for m in policy.modules()) == 1
+    assert not any(type(m).__name__ == "ContextModel" for m in policy.q_net_target.modules())
+
+
+# -- contexts in the replay buffer -----------------------------------------------------------------
+def test_replay_buffer_returns_the_context_stored_at_insertion():
+    buffer = ContextReplayBuffer(16, CARTPOLE_OBS, spaces.Discrete(2), device="cpu", n_envs=2)
+    for step in range(6):
+        contexts = np.array([step % 4, (step + 1) % 4])
+        obs = np.repeat(contexts[:, None], 4, axis=1).astype(np.float32)  # each obs carries its context
+        args = (obs, obs, np.zeros((2, 1)), np.zeros(2), np.zeros(2), [{}, {}])
+        if step % 2:
+            buffer.add(*args, contexts=contexts)
+        else:
+            buffer.set_pending_contexts(contexts)
+            buffer.add(*args)
+    np.random.seed(0)
+    samples = buffer.sample(64)
+    assert isinstance(samples, ContextReplayBufferSamples) and samples.contexts.dtype == torch.long
+    assert torch.equal(samples.contexts, samples.observations[:, 0].long())
+    assert len(set(samples.contexts.tolist())) == 4
+    with pytest.raises(ValueError, match="no contexts"):
+        buffer.add(*args)
+    with pytest.raises(ValueError, match="optimize_memory_usage"):
+        ContextReplayBuffer(16, CARTPOLE_OBS, spaces.Discrete(2), optimize_memory_usage=True,
+                            handle_timeout_termination=False)  # fmt: skip
+
+
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_warmup_transitions_are_relabelled_then_labelled_sequentially(n_envs):
+    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=0)
+    model = small_iq(env, cluster_warmup=60, learning_starts=140)
+    model.learn(140)  # no gradient step: only the contexts are under test
+    buffer = model.replay_buffer
+    rows, warmup_rows = buffer.pos, 60 // n_envs  # rollouts of train_freq steps: a few more than 140
+    states = torch.as_tensor(buffer.observations[:rows]).reshape(rows, n_envs, 4)
+
+    replay = OnlineKMeans(4, 4)
+    warmup_labels = replay.fit(states[:warmup_rows].reshape(-1, 4), seed=0)
+    assert np.array_equal(buffer.contexts[:warmup_rows].reshape(-1), warmup_labels.numpy())
+    sequential = replay.update(states[warmup_rows:].reshape(-1, 4))
+    assert np.array_equal(buffer.contexts[warmup_rows:rows].reshape(-1), sequential.numpy())
+    assert len(np.unique(buffer.contexts[:rows])) > 1
+    assert torch.equal(model.policy.context_model.kmeans.centres, replay.centres)
+    assert model.policy.context_model.kmeans.counts.sum().item() == model.num_timesteps == rows * n_envs
+
+
+# -- the loss --------------------------------------------------------------------------------------
+def test_distillation_term_by_hand():
+    online = torch.tensor([[1.0, 2.0, 0.0], [0.5, -1.0, 3.0]])
+    target = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.5, 0.0]])
+    # Huber of the differences: [0.5, 1.5, 0] and [0.125, 1.0, 2.5]; without heads 0 and 2: 1.5 and 1.125.
+    loss = head_distillation_loss(online, target, torch.tensor([0, 2]))
+    assert loss.item() == pytest.approx((1.5 + 1.125) / 2)
+
+
+def test_iq_loss_terms_by_hand():
+    model = small_iq(n_contexts=3, distillation_weight=2.0)
+    fill_buffer(model, 50, contexts=np.arange(50) % 3)
+    with torch.no_grad():  # online heads away from the target's, so the distillation term is not zero
+        for p in model.q_net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    data = model.replay_buffer.sample(6)
+    terms = model.losses(data, 2.0)
+
+    online, earlier = model.q_net(data.observations), model.q_net_target(data.observations)
+    next_target = model.q_net_target(data.next_observations)
+    td, distillation, errors = [], [], []
+    for i in range(6):
+        a, c = int(data.actions[i]), int(data.contexts[i])
+        y = data.rewards[i, 0] + (1 - data.dones[i, 0]) * model.gamma * next_target[i, c].max()
+        errors.append(y - online[i, c, a])
+        td.append(torch.nn.functional.smooth_l1_loss(online[i, c, a], y))
+        huber = [torch.nn.functional.smooth_l1_loss(online[i, h, a], earlier[i, h, a]) for h in range(3) if h != c]
+        distillation.append(sum(huber))
+    torch.testing.assert_close(terms["td"], torch.stack(td).mean())
+    torch.testing.assert_close(terms["distillation"], torch.stack(distillation).mean())
+    assert terms["distillation"].item() > 0
+    torch.testing.assert_close(terms["loss"], terms["td"] + 2.0 * terms["distillation"])
+    torch.testing.assert_close(model.td_errors(data), torch.stack(errors).detach())
+
+
+def test_one_context_without_distillation_is_dqn():
+    env = gym.make("CartPole-v1")
+    common = dict(learning_starts=10, batch_size=16, learning_rate=1e-2, policy_kwargs=dict(net_arch=[32]), seed=0)
+    dqn = DQN("MlpPolicy", env, **common)
+    iq = IQ("MlpPolicy", env, n_contexts=1, distillation_weight=0.0, cluster_warmup=1, **common)
+    with torch.no_grad():
+        for p in dqn.q_net_target.parameters():  # a target that differs from the online network
+            p.add_(0.1 * torch.randn_like(p))
+    for ours, theirs in ((iq.q_net, dqn.q_net), (iq.q_net_target, dqn.q_net_target)):
+        ours.shared[0].load_state_dict(theirs.q_net[0].state_dict())
+        ours.heads[0].load_state_dict(theirs.q_net[2].state_dict())
+    for model in (dqn, iq):
+        fill_buffer(model, 40)
+        model.set_logger(silent_logger())
+        np.random.seed(1)  # the same minibatches for both
+        model.train(gradient_steps=3, batch_size=16)
+    assert iq.logger.name_to_value["train/loss"] == dqn.logger.name_to_value["train/loss"]
+    assert iq.logger.name_to_value["train/distillation_loss"] == 0.0
+    for ours, theirs in ((iq.q_net.shared[0], dqn.q_net.q_net[0]), (iq.q_net.heads[0], dqn.q_net.q_net[2])):
+        for name, value in ours.state_dict().items():
+            torch.testing.assert_close(value, theirs.state_dict()[name], rtol=0, atol=1e-7)
+
+
+def test_distillation_weight_follows_the_exploration_schedule():
+    model = small_iq(exploration_fraction=0.5, exploration_final_eps=0.1)
+    fill_buffer(model, 40)
+    model.set_logger(silent_logger())
+    for progress_remaining in (1.0, 0.8, 0.6, 0.2):
+        model.exploration_rate = model.exploration_schedule(progress_remaining)
+        model.train(gradient_steps=1, batch_size=8)
+        expected = 1.0 - model.exploration_rate
+        assert model.current_distillation_weight == pytest.approx(expected)
+        assert model.logger.name_to_value["train/distillation_weight"] == pytest.approx(expected)
+    assert model.current_distillation_weight == pytest.approx(0.9)
+    assert small_iq(distillation_weight=0.3).current_distillation_weight == 0.3
+
+
+# -- learning, reproducibility, save/load ----------------------------------------------------------
+class WeightAtTrainTime(BaseCallback):
+    """(λ logged by the last train(), 1 − ε at that time) at each rollout start, when both are current."""
+
+    def __init__(self):
+        super().__init__()
+        self.pairs = []
+
+    def _on_rollout_start(self) -> None:
+        logged = self.logger.name_to_value.get("train/distillation_weight")
+        if logged is not None:
+            self.pairs.append((logged, 1.0 - self.model.exploration_rate))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+LEARN_STEPS = 1504  # a multiple of train_freq: learn stops exactly there
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("iq")
+    model = small_iq()
+    model.set_logger(configure(str(folder), ["csv"]))
+    callback = WeightAtTrainTime()
+    model.learn(LEARN_STEPS, callback=callback, log_interval=5, progress_bar=True)
+    return model, folder, callback
+
+
+@pytest.mark.filterwarnings("ignore:rich is experimental")  # the progress bar's
+def test_learn_logs_the_terms_and_uses_several_contexts(trained):
+    model, folder, callback = trained
+    assert model.num_timesteps == LEARN_STEPS
+    with open(folder / "progress.csv") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("train/td_loss")]
+    assert rows and all(np.isfinite(float(r["train/td_loss"])) for r in rows)
+    assert all(float(r["train/distillation_loss"]) >= 0 for r in rows)
+    assert any(float(r["train/distillation_loss"]) > 0 for r in rows)
+    contexts = model.replay_buffer.contexts[:LEARN_STEPS, 0]
+    assert len(np.unique(contexts)) > 1
+    assert (model.policy.context_model.kmeans.counts > 0).sum() > 1
+    assert len(callback.pairs) > 10
+    for logged, expected in callback.pairs:
+        assert logged == pytest.approx(expected)
+    assert callback.pairs[0][0] < callback.pairs[-1][0]  # λ grows as ε decays
+
+
+def test_same_seed_same_model(trained):
+    model, _, _ = trained
+    again = small_iq()
+    again.learn(LEARN_STEPS)
+    assert np.array_equal(model.replay_buffer.contexts, again.replay_buffer.contexts)
+    for (name, value), other in zip(model.policy.state_dict().items(), again.policy.state_dict().values()):
+        assert torch.equal(value, other), name
+
+
+def test_save_load_keeps_actions_and_contexts(trained, tmp_path):
+    model, _, _ = trained
+    model.save(tmp_path / "iq.zip")
+    model.save_replay_buffer(tmp_path / "buffer.pkl")
+    loaded = IQ.load(tmp_path / "iq.zip", device="cpu")
+    obs = model.replay_buffer.observations[:LEARN_STEPS, 0]
+    assert np.array_equal(loaded.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+    as_tensor = torch.as_tensor(obs)
+    assert torch.equal(loaded.policy.contexts(as_tensor), model.policy.contexts(as_tensor))
+    assert len(set(model.policy.contexts(as_tensor).tolist())) > 1
+    assert loaded.policy_kwargs == model.policy_kwargs == {"net_arch": [32]}
+
+    model.policy.save(tmp_path / "policy.pt")
+    policy = IQPolicy.load(tmp_path / "policy.pt")
+    assert np.array_equal(policy.predict(obs, deterministic=True)[0], model.predict(obs, deterministic=True)[0])
+
+    loaded.load_replay_buffer(tmp_path / "buffer.pkl")
+    assert np.array_equal(loaded.replay_buffer.contexts, model.replay_buffer.contexts)
+    loaded.set_env(gym.make("CartPole-v1"))
+    loaded.learn(64, reset_num_timesteps=False)  # the loaded k-means goes on: no new warm-up
+    assert loaded._warmup_states == [] and loaded.policy.context_model.kmeans.counts.sum() == LEARN_STEPS + 64
+
+
+# -- IQ-RE -----------------------------------------------------------------------------------------
+def test_random_encoder_is_seeded_and_never_trained():
+    def encoder_state(model):
+        return {k: v.clone() for k, v in model.policy.context_model.encoder.state_dict().items()}
+
+    model = small_iq(FakeImageEnv(), cls=IQRE, policy="CnnPolicy", learning_starts=64, cluster_warmup=64,
+                     buffer_size=256, batch_size=8, train_freq=4, gradient_steps=1, policy_kwargs=None)  # fmt: skip
+    before, q_before = encoder_state(model), model.q_net.features_extractor.cnn[0].weight.clone()
+    model.learn(120)
+    after = encoder_state(model)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not torch.equal(q_before, model.q_net.features_extractor.cnn[0].weight)  # the Q-network did learn
+    assert all(not p.requires_grad for p in model.policy.context_model.parameters())
+    assert bool(model.policy.context_model.kmeans.fitted)
+    assert len(np.unique(model.replay_buffer.contexts[:120])) > 1
+
+    torch.manual_seed(123)  # the global generator does not matter, only the seed
+    assert all(
+        torch.equal(before[k], v)
+        for k, v in RandomNatureEncoder(FakeImageEnv.observation_space, seed=0).state_dict().items()
+    )
+    same = IQRE("CnnPolicy", FakeImageEnv(), seed=0, learning_starts=64, cluster_warmup=64, buffer_size=256)
+    other = IQRE("CnnPolicy", FakeImageEnv(), seed=1, learning_starts=64, cluster_warmup=64, buffer_size=256)
+    assert all(torch.equal(before[k], v) for k, v in encoder_state(same).items())
+    assert not all(torch.equal(before[k], v) for k, v in encoder_state(other).items())
+
+
+# -- argument checks -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(n_contexts=0), r"n_contexts=0; expected an int >= 1"),
+        (dict(cluster_normalization="minmax"), r"cluster_normalization='minmax'; expected one of"),
+        (dict(context_encoder="resnet"), r"context_encoder='resnet'; expected one of"),
+        (dict(cluster_warmup=300, learning_starts=200), r"cluster_warmup=300; expected <= learning_starts \(200\)"),
+        (dict(cluster_warmup=3), r"cluster_warmup=3; expected an int >= n_contexts \(4\)"),
+        (dict(cluster_warmup=200, buffer_size=100), r"cluster_warmup=200; expected a warm-up that fits"),
+        (dict(distillation_weight="1-epsilon"), r"distillation_weight='1-epsilon'; expected '1-eps' or a number"),
+        (dict(distillation_weight=-0.5), r"distillation_weight=-0.5"),
+        (dict(optimize_memory_usage=True, replay_buffer_kwargs=dict(handle_timeout_termination=False)),
+         r"optimize_memory_usage=True"),
+        (dict(n_steps=3), r"n_steps=3"),
+        (dict(policy_kwargs=dict(n_contexts=2)), r"policy_kwargs sets \['n_contexts'\]"),
+        (dict(context_encoder="random_nature_cnn"), r"RandomNatureEncoder: observation space .* image"),
+    ],
+)  # fmt: skip
+def test_bad_arguments_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        small_iq(**kwargs)
+
+
+def test_dqn_policy_is_refused():
+    with pytest.raises(ValueError, match="policy_class=.*expected IQPolicy"):
+        IQ(DQNPolicy, gym.make("CartPole-v1"))
+
+
+@pytest.mark.parametrize(("algo", "make_env"), [("iq", lambda: gym.make("CartPole-v1")), ("iq_re", FakeImageEnv)])
+def test_hyperparameter_files_hold_valid_settings(algo, make_env):
+    table = yaml.safe_load((Path(agents.iq.__file__).parent / "hyperparams" / f"{algo}.yml").read_text())
+    assert table
+    for params in table.values():
+        kwargs = {k: v for k, v in params.items() if k not in ("n_timesteps", "policy")}
+        # Checked without allocating the replay buffer (10k Atari frames for iq_re).
+        model = {"iq": IQ, "iq_re": IQRE}[algo](params["policy"], make_env(), _init_setup_model=False, **kwargs)
+        model._validate()
+        assert model.distillation_weight == "1-eps" and model.n_contexts == 4

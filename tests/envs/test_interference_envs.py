@@ -1,0 +1,346 @@
+"""InterferenceCartPole-v0, InterferenceAtari-v0 and the ContextDrift schedules behind them."""
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import kd_envs  # noqa: F401  (registers the environments)
+from kd_envs.envs import CARTPOLE_CONTEXT_NAMES, CARTPOLE_CONTEXTS, InterferenceCartPoleEnv
+from kd_envs.wrappers import ContextDrift, DriftSchedule
+
+STANDARD = dict(CARTPOLE_CONTEXTS[0])
+# Gymnasium's checker warns when it is given a wrapper; checking the drift wrapper is the point here.
+pytestmark = pytest.mark.filterwarnings("ignore:.*is different from the unwrapped version")
+
+
+def drift_layer(env: gym.Env) -> ContextDrift:
+    """The ContextDrift inside the wrappers that gym.make adds."""
+    while not isinstance(env, ContextDrift):
+        env = env.env
+    return env
+
+
+def cartpole(**kwargs) -> gym.Env:
+    return gym.make("InterferenceCartPole-v0", **kwargs)
+
+
+def rollout(env: gym.Env, actions, seed: int = 0) -> np.ndarray:
+    """Observations of one episode from reset(seed) under a fixed action sequence, up to its end."""
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for action in actions:
+        obs, _, terminated, truncated, _ = env.step(int(action))
+        out.append(obs)
+        if terminated or truncated:
+            break
+    return np.array(out)
+
+
+def visit(env: gym.Env, episodes: int, steps: int = 3, seed: int = 0) -> list[dict]:
+    """The reset info of each of ``episodes`` episodes of ``steps`` steps; only the first reset is seeded."""
+    infos = []
+    for episode in range(episodes):
+        _, info = env.reset(seed=seed if episode == 0 else None)
+        infos.append(info)
+        for _ in range(steps):
+            _, _, terminated, truncated, step_info = env.step(0)
+            assert (step_info["context"], step_info["phase"]) == (info["context"], info["phase"])
+            if terminated or truncated:
+                break
+    return infos
+
+
+# -- checkers --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"drift": "cyclic", "phase_length": 1}, {"drift": "smooth", "phase_unit": "steps", "phase_length": 5}],
+)
+def test_cartpole_checkers_pass(kwargs):
+    env = cartpole(**kwargs)
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    gym_check_env(drift_layer(env), skip_render_check=True)
+    sb3_check_env(env, warn=True)
+
+
+def test_atari_checkers_pass():
+    env = gym.make("InterferenceAtari-v0", drift="cyclic", phase_length=1)
+    gym_check_env(drift_layer(env), skip_render_check=True)
+    sb3_check_env(env, warn=True)
+
+
+def test_registrations_carry_time_limits():
+    assert gym.spec("InterferenceCartPole-v0").max_episode_steps == 500
+    assert gym.spec("InterferenceAtari-v0").max_episode_steps == 27_000
+
+
+# -- CartPole physics ------------------------------------------------------------------------------
+ACTIONS = np.random.default_rng(0).integers(0, 2, size=60)
+
+
+def test_presets():
+    assert CARTPOLE_CONTEXT_NAMES == ("standard", "long_heavy_pole", "strong_gravity_weak_push")
+    assert [dict(c) for c in CARTPOLE_CONTEXTS] == [
+        {"gravity": 9.8, "masscart": 1.0, "masspole": 0.1, "length": 0.5, "force_mag": 10.0},
+        {"gravity": 9.8, "masscart": 1.0, "masspole": 0.5, "length": 1.0, "force_mag": 10.0},
+        {"gravity": 15.0, "masscart": 1.0, "masspole": 0.1, "length": 0.5, "force_mag": 7.0},
+    ]
+
+
+def test_standard_context_is_cartpole_v1():
+    expected = rollout(gym.make("CartPole-v1"), ACTIONS)
+    np.testing.assert_array_equal(rollout(cartpole(), ACTIONS), expected)
+
+
+@pytest.mark.parametrize("name", ["gravity", "masscart", "masspole", "length", "force_mag"])
+def test_each_parameter_changes_the_trajectory(name):
+    standard = rollout(cartpole(), ACTIONS)
+    changed = cartpole(contexts=[{name: STANDARD[name] * 1.5}])
+    assert changed.unwrapped.context_params == {**STANDARD, name: STANDARD[name] * 1.5}
+    other = rollout(changed, ACTIONS)
+    n = min(len(standard), len(other))
+    assert n > 10
+    assert np.abs(other[:n] - standard[:n]).max() > 1e-4, f"{name} does not reach the dynamics"
+
+
+def test_set_context_recomputes_cached_masses():
+    env = InterferenceCartPoleEnv()
+    env.set_context({"masspole": 0.3, "length": 0.8, "masscart": 2.0})
+    assert env.total_mass == pytest.approx(2.3)
+    assert env.polemass_length == pytest.approx(0.24)
+    env.set_context({"length": 2.0})  # a subset keeps the other parameters
+    assert env.polemass_length == pytest.approx(0.6)
+    assert env.context_params == {**STANDARD, "masspole": 0.3, "length": 2.0, "masscart": 2.0}
+
+
+def test_set_context_sets_nothing_unless_all_valid():
+    env = InterferenceCartPoleEnv()
+    with pytest.raises(ValueError, match=r"masscart=nan"):
+        env.set_context({"gravity": 20.0, "masscart": float("nan")})
+    assert env.context_params == STANDARD
+
+
+# -- schedules -------------------------------------------------------------------------------------
+def test_cyclic_visits_contexts_in_order():
+    env = cartpole(drift="cyclic", phase_length=2)
+    infos = visit(env, 8)
+    assert [i["context"] for i in infos] == [0, 0, 1, 1, 2, 2, 0, 0]
+    assert [i["phase"] for i in infos] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert [i["context_params"] for i in infos[::2]] == [dict(CARTPOLE_CONTEXTS[k]) for k in (0, 1, 2, 0)]
+    assert env.unwrapped.context_params == STANDARD  # the physics follow the schedule
+    drift = drift_layer(env)
+    assert (drift.context, drift.phase, drift.n_contexts, drift.context_params) == (0, 3, 3, STANDARD)
+
+
+def test_abrupt_switches_to_another_context_reproducibly():
+    def contexts(seed, phase_length=1, episodes=30):
+        return [i["context"] for i in visit(cartpole(drift="abrupt", phase_length=phase_length), episodes, seed=seed)]
+
+    first = contexts(seed=1)
+    assert all(a != b for a, b in zip(first, first[1:]))
+    assert set(first) == {0, 1, 2}
+    assert contexts(seed=1) == first
+    assert contexts(seed=2) != first  # 29 binary draws: equal with probability 2**-29
+
+    longer = contexts(seed=1, phase_length=3, episodes=15)
+    assert [longer[k] for k in (0, 1, 2)] == [0, 0, 0]
+    assert all(len(set(longer[k : k + 3])) == 1 for k in (0, 3, 6, 9, 12))
+    assert all(longer[k] != longer[k - 1] for k in (3, 6, 9, 12))
+
+
+def test_first_unseeded_reset_seeds_the_schedule_randomly():
+    def contexts():
+        env = cartpole(drift="abrupt", phase_length=1)
+        return [env.reset()[1]["context"] for _ in range(30)]
+
+    assert contexts() != contexts()
+
+
+def test_phase_in_steps_switches_at_the_first_reset_after_the_phase():
+    env = cartpole(drift="cyclic", phase_length=5, phase_unit="steps")
+    seen = []
+    for episode, steps in enumerate([3, 3, 7, 1, 4]):  # phase step counts: 3, 6 | 7 | 1, 5 |
+        _, info = env.reset(seed=0 if episode == 0 else None)
+        seen.append(info["context"])
+        for _ in range(steps):
+            env.step(episode % 2)
+    assert seen == [0, 0, 1, 2, 2]
+    assert env.reset()[1]["context"] == 0
+
+
+def smooth_expected(t: int, phase_length: int, c0: int = 0) -> dict:
+    p = t / phase_length
+    i = int(np.floor(p))
+    w = p - i
+    a, b = CARTPOLE_CONTEXTS[(c0 + i) % 3], CARTPOLE_CONTEXTS[(c0 + i + 1) % 3]
+    return {name: (1 - w) * a[name] + w * b[name] for name in a}
+
+
+@pytest.mark.parametrize("c0", [0, 1])
+def test_smooth_interpolates_every_step(c0):
+    env = cartpole(drift="smooth", phase_unit="steps", phase_length=10, context=c0)
+    reference = InterferenceCartPoleEnv()  # steps with the reported parameters by hand
+    _, info = env.reset(seed=3)
+    reference.reset(seed=3)
+    assert info["context_params"] == pytest.approx(smooth_expected(0, 10, c0))
+    masspoles, episodes = [], 1
+    for t in range(28):
+        obs, _, terminated, truncated, info = env.step(t % 2)
+        reference.set_context(info["context_params"])
+        expected_obs = reference.step(t % 2)[0]
+        np.testing.assert_array_equal(obs, expected_obs)  # the reported parameters governed this step
+        if episodes == 1:
+            masspoles.append(info["context_params"]["masspole"])
+        assert info["context_params"] == pytest.approx(smooth_expected(t, 10, c0))
+        assert (info["phase"], info["context"]) == (t // 10, (c0 + t // 10) % 3)
+        if terminated or truncated:
+            obs, info = env.reset()  # continues the drift
+            episodes += 1
+            assert info["context_params"] == pytest.approx(smooth_expected(t + 1, 10, c0))
+            reference.reset()
+            reference.state = env.unwrapped.state.copy()
+    assert len(set(masspoles)) > 5, "the parameters must move inside an episode"
+    assert env.reset(seed=3)[1]["context_params"] == pytest.approx(smooth_expected(0, 10, c0))
+
+
+def test_reset_with_seed_restarts_the_schedule():
+    env = cartpole(drift="abrupt", phase_length=1)
+    first = [i["context"] for i in visit(env, 10, seed=4)]
+    assert drift_layer(env).phase == 9
+    _, info = env.reset(seed=4)
+    assert (info["context"], info["phase"], drift_layer(env).episodes, drift_layer(env).total_steps) == (0, 0, 1, 0)
+    assert [i["context"] for i in visit(env, 10, seed=4)] == first
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"drift": "abrupt", "phase_length": 1},
+        {"drift": "cyclic", "phase_length": 15, "phase_unit": "steps"},
+        {"drift": "smooth", "phase_length": 7, "phase_unit": "steps"},
+    ],
+)
+def test_same_seed_same_episodes(kwargs):
+    def run():
+        env = cartpole(**kwargs)
+        env.action_space.seed(7)
+        out = []
+        for episode in range(5):
+            obs, info = env.reset(seed=7 if episode == 0 else None)
+            out.append((obs, info))
+            for _ in range(40):
+                step = env.step(env.action_space.sample())
+                out.append(step)
+                if step[2] or step[3]:
+                    break
+        return out
+
+    first, second = run(), run()
+    assert len(first) == len(second)
+    for u, v in zip(first, second):
+        assert gym.utils.env_checker.data_equivalence(u, v, exact=True), (u, v)
+    if kwargs:
+        assert len({str(item[-1]["context_params"]) for item in first}) > 1, "the context must drift in the run"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"drift": "sudden"}, r"kind='sudden'.*'none', 'abrupt', 'cyclic', 'smooth'"),
+        ({"drift": "cyclic", "phase_length": 0}, r"phase_length=0; expected an integer >= 1"),
+        ({"phase_unit": "hours"}, r"phase_unit='hours'"),
+        ({"drift": "smooth"}, r"phase_unit='episodes' with kind='smooth'; expected phase_unit='steps'"),
+        ({"context": 3}, r"context=3; expected an index in \[0, 3\), as there are 3 contexts"),
+        ({"contexts": []}, r"contexts=\[\]"),
+        ({"drift": "cyclic", "contexts": [{}]}, r"kind='cyclic' with 1 context; expected at least 2"),
+        ({"contexts": [{"gravty": 9.8}]}, r"unknown context parameter\(s\) \['gravty'\].*'gravity'"),
+        ({"contexts": [{}, {"masspole": -0.1}]}, r"masspole=-0.1; expected a finite number > 0"),
+    ],
+)
+def test_cartpole_bad_kwargs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        cartpole(**kwargs)
+
+
+def test_drift_needs_set_context():
+    with pytest.raises(TypeError, match=r"CartPoleEnv has no set_context"):
+        ContextDrift(gym.make("CartPole-v1"), [{}], DriftSchedule())
+
+
+# -- Atari -----------------------------------------------------------------------------------------
+def atari(**kwargs) -> gym.Env:
+    return gym.make("InterferenceAtari-v0", **kwargs)
+
+
+def atari_rollout(env: gym.Env, steps: int = 60) -> np.ndarray:
+    obs, _ = env.reset(seed=0)
+    actions = np.random.default_rng(0).integers(0, env.action_space.n, size=steps)
+    return np.array([obs] + [env.step(int(a))[0] for a in actions])
+
+
+def test_atari_observation_and_default_contexts():
+    env = atari()
+    obs, info = env.reset(seed=0)
+    assert env.observation_space == gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    assert drift_layer(env).contexts == (
+        {"mode": 0, "difficulty": 0},
+        {"mode": 4, "difficulty": 0},
+        {"mode": 0, "difficulty": 1},
+    )  # Breakout's modes are 0, 4, ..., 44 and its difficulties 0, 1
+    assert info["context_params"] == {"mode": 0, "difficulty": 0}
+
+
+def test_atari_context_reaches_the_game():
+    rams, observations = {}, {}
+    for k in (0, 1, 2):
+        env = atari(context=k)
+        observations[k] = atari_rollout(env)
+        env.reset(seed=0)
+        rams[k] = env.unwrapped.ale.getRAM().copy()
+        assert env.unwrapped.context_params == drift_layer(env).contexts[k]
+    assert (rams[1] != rams[0]).any()  # the mode is in the game's RAM
+    assert (observations[2] != observations[0]).any()  # difficulty 1 changes what is on screen
+
+    # Through the schedule, at resets without a seed: the RAM takes each context's signature.
+    env = atari(drift="cyclic", phase_length=1)
+    for episode, k in enumerate([0, 1, 2, 0, 1]):
+        _, info = env.reset(seed=0 if episode == 0 else None)
+        assert (info["context"], info["phase"], info["context_params"]) == (k, episode, drift_layer(env).contexts[k])
+        for _ in range(5):
+            env.step(1)
+        ram = env.unwrapped.ale.getRAM()
+        for other in {0, 1, 2} - {k}:
+            signature = rams[k] != rams[other]
+            np.testing.assert_array_equal(ram[signature], rams[k][signature])
+
+
+def test_atari_same_seed_same_episodes():
+    def run():
+        env = atari(drift="abrupt", phase_length=1)
+        out = []
+        for episode in range(3):
+            obs, info = env.reset(seed=5 if episode == 0 else None)
+            out.append((obs, info))
+            out += [env.step(int(a)) for a in np.random.default_rng(episode).integers(0, 4, size=20)]
+        return out
+
+    for u, v in zip(run(), run(), strict=True):
+        assert gym.utils.env_checker.data_equivalence(u, v, exact=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"contexts": [{"mode": 3}]}, r"mode=3; Breakout offers modes \[0, 4, 8"),
+        ({"contexts": [{"difficulty": 2}]}, r"difficulty=2; Breakout offers difficulties \[0, 1\]"),
+        ({"drift": "smooth", "phase_unit": "steps"}, r"kind='smooth'.*only changes at reset"),
+        ({"game": "Breakot"}, r"game='Breakot'; did you mean \['Breakout'\]"),
+        ({"game": "Tetris", "drift": "cyclic"}, r"drift='cyclic' with game='Tetris', which offers one mode"),
+    ],
+)
+def test_atari_bad_kwargs(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        atari(**kwargs)
