@@ -149,8 +149,6 @@ class OnlineKMeans(nn.Module):
             labels.append(c)
         return th.tensor(labels, dtype=th.long, device=x.device)
 
-        return labels
-
 
 class ObservationEncoder(nn.Module):
     """IQ's context features: the observation itself, flattened (one-hot for discrete spaces)."""
