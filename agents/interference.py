@@ -108,7 +108,7 @@ class InterferenceCallback(BaseCallback):
     with it trains exactly as one without.
 
     :param n_samples: how many of the latest transitions stand for the current policy's distribution
-    :param every: measure one training call in ``every`` (each costs two forward passes on the sample)
+    :param every: measure one training call in ``every`` (each costs four forward passes on the sample)
     """
 
     def __init__(self, n_samples: int = 256, every: int = 1, verbose: int = 0):
@@ -263,15 +263,17 @@ def train_interference_run(
     eval_freq: int = 2500,
     eval_seeds: Sequence[int] = CURVE_EVALUATION_SEEDS,
     aei_samples: int = 256,
+    aei_every: int = 1,
     progress_bar: bool = False,
 ) -> dict[str, Any]:
     """Train one agent with :func:`agents.baselines.train_agent` while measuring AEI, per-context
     training returns, greedy return curves and the context × phase matrix; writes them, with their
-    summary (:func:`summarise_run`), to ``out_dir/interference.json`` beside ``model.zip``."""
+    summary (:func:`summarise_run`), to ``out_dir/interference.json`` beside ``model.zip``. AEI is
+    measured on one training call in ``aei_every`` (each costs four forward passes on the sample)."""
     from agents.baselines import train_agent  # baselines imports this module's users, not the reverse
 
     out_dir = Path(out_dir)
-    interference = InterferenceCallback(n_samples=aei_samples)
+    interference = InterferenceCallback(n_samples=aei_samples, every=aei_every)
     evaluation = ContextEvaluationCallback(env_id, env_kwargs, eval_freq, eval_seeds,
                                            evaluation_contexts(env_id, env_kwargs))  # fmt: skip
     train_agent(algo, env_id, seed, out_dir, total_timesteps, dict(env_kwargs), hyperparams,

@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     jobs = [{"algo": algo, "env_id": env_id, "seed": int(d.name.split("_")[1]), "out_dir": str(d),
              "env_kwargs": kwargs, "total_timesteps": args.timesteps if env_id == CARTPOLE else None,
              "hyperparams": args.hyperparams if env_id == CARTPOLE else None,
+             # Atari trains every 4 steps, CartPole every 256: measure AEI every 100 steps on Atari.
+             "aei_every": 25 if env_id == ATARI else 1,
              "eval_freq": args.eval_freq, "eval_seeds": (2000, 2001) if env_id == ATARI else (2000, 2001, 2002)}
             for env_id, _, kwargs, algo, _, _, dirs in groups for d in dirs
             if not (d / "interference.json").is_file()]  # fmt: skip
@@ -176,16 +178,23 @@ def report(records: dict[str, dict[str, list[dict]]], stem: Path) -> None:
     for setting in drift:
         algos = list(records[setting])
         fig, axes = plt.subplots(1, len(algos), figsize=(4.2 * len(algos), 3.8), squeeze=False)
-        for ax, algo in zip(axes[0], algos):
+        means = {}
+        for algo in algos:
             matrices = [np.array(r["summary"]["phase_matrix"]) for r in records[setting][algo]]
             n = min(len(m) for m in matrices)
-            matrix = np.mean([m[:n] for m in matrices], axis=0)
+            means[algo] = np.mean([m[:n] for m in matrices], axis=0)
+        # One colour scale for every panel, so the algorithms compare by colour too.
+        low, high = min(m.min() for m in means.values()), max(m.max() for m in means.values())
+        for ax, algo in zip(axes[0], algos):
+            matrix = means[algo]
+            n = len(matrix)
             contexts = records[setting][algo][0]["summary"]["phase_contexts"][:n]
-            image = ax.imshow(matrix.T, aspect="auto", cmap="viridis")
+            image = ax.imshow(matrix.T, aspect="auto", cmap="viridis", vmin=low, vmax=high)
             for p in range(matrix.shape[0]):
                 for c in range(matrix.shape[1]):
                     ax.text(p, c, f"{matrix[p, c]:.0f}", ha="center", va="center", fontsize=7, color="white")
             ax.set_xticks(range(n), [f"{p}\n(ctx {c})" for p, c in enumerate(contexts)], fontsize=7)
+            ax.set_yticks(range(matrix.shape[1]))
             ax.set_xlabel("end of phase (context trained)")
             ax.set_ylabel("context evaluated")
             forgetting = np.mean([r["summary"]["final_forgetting"] for r in records[setting][algo]])
