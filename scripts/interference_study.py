@@ -10,7 +10,8 @@ Every run trains with agents.interference's callbacks (AEI, per-context returns,
 curves, the context x phase matrix at each phase end) and is saved under
 runs/interference/<env>/<setting>/<algo>/seed_<s>; finished runs are skipped, so the command resumes.
 Entries are scored by greedy episodes on the leaderboard's evaluation seeds: on the plain task, on
-context 0; under drift, on every context held fixed. Writes leaderboard/entries/*, the plots
+context 0; under drift, on every context held fixed. The Atari smoke's entries go to
+runs/interference/smoke_leaderboard (its plots to leaderboard/). Writes leaderboard/entries/*, the plots
 leaderboard/InterferenceCartPole-v0-study.png, -study-cyclic-forgetting.png and the numbers in
 -study.json (the Atari smoke's as InterferenceAtari-v0-smoke*).
 """
@@ -95,9 +96,11 @@ def main(argv: list[str] | None = None) -> None:
         if not all((d / "interference.json").is_file() for d in dirs):
             print(f"skipping {env_id} {setting} {algo}: not every run has finished")
             continue
+        # The Atari smoke proves the pipeline, not a result: its entries (and 28 MB models) stay in runs/.
+        board = args.runs / "smoke_leaderboard" if tag == "smoke" else args.leaderboard_dir
         contexts = evaluation_contexts(env_id, kwargs)
         settings = [context_env_kwargs(kwargs, c) for c in contexts] if kwargs.get("drift") else None
-        entry = trained_agents_entry(dirs, seeds, tag, entry_name(algo, setting), args.leaderboard_dir,
+        entry = trained_agents_entry(dirs, seeds, tag, entry_name(algo, setting), board,
                                      progress=False, evaluation_env_kwargs=settings,
                                      extra_files=("interference.json",))  # fmt: skip
         runs = [json.loads((d / "interference.json").read_text()) for d in dirs]
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
             run["interference"] = {k: v for k, v in record["summary"].items() if k != "phase_matrix"}
         entry["notes"] = ("greedy evaluation on every context held fixed" if settings else "greedy evaluation") + (
             f"; trained with {json.dumps(kwargs)}")
-        path = save_entry(entry, args.leaderboard_dir)
+        path = save_entry(entry, board)
         print(f"{path.name}: IQM {entry['summary']['iqm']:.1f} {entry['summary']['iqm_ci95']}")
         records.setdefault(f"{env_id}/{setting}", {})[algo] = runs
     render(args.leaderboard_dir)
