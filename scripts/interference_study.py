@@ -2,7 +2,7 @@
 and under a cyclic context drift, over 5 training seeds, plus an IQ-RE / DQN smoke run on
 InterferenceAtari-v0; then the leaderboard entries and the report.
 
-    python scripts/interference_study.py                 # everything (about 35 min on 2 cores)
+    python scripts/interference_study.py                 # everything (about 1 h 40 min on 2 cores)
     python scripts/interference_study.py --report-only   # entries + plots from finished runs
     python scripts/interference_study.py --seeds 0 --timesteps 6000 --no-atari --tag quick  # a quick look
 
