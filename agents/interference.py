@@ -92,9 +92,8 @@ def recent_samples(model: BaseAlgorithm, n: int):
     indices = (buffer.pos - 1 - np.arange(per_env)) % buffer.buffer_size
     state = np.random.get_state()
     try:
-        # SB3's _get_samples draws one env per index; with several envs, repeat the indices per env.
-        if buffer.n_envs == 1:
-            return buffer._get_samples(indices, env=model.get_vec_normalize_env())
+        # SB3's _get_samples draws one env per index (always env 0 with one env); with several envs,
+        # repeat the indices per env and make the draw a fixed one.
         np.random.seed(0)
         return buffer._get_samples(np.repeat(indices, buffer.n_envs), env=model.get_vec_normalize_env())
     finally:
