@@ -42,13 +42,21 @@ def score_metric(env_id: str) -> str:
     return SCORE_METRIC.get(env_id, "return")
 
 
-def run_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
-    """One deterministic episode from ``seed``: its return, length and the numbers in the last info."""
-    # Stochastic fixed policies draw from a generator seeded per episode (an SB3 model's ``seed`` is
-    # its training seed, an int, not a method).
+def _start_episode(env: gym.Env, policy: Policy, seed: int) -> np.ndarray:
+    """Reset ``env`` with ``seed`` and prepare a fixed policy for the episode: ``attach`` gives it the
+    unwrapped env (a schedule reads the episode's length; CTKD the batch logits) and ``seed`` seeds its
+    draws (an SB3 model's ``seed`` is its training seed, an int, not a method)."""
+    if callable(getattr(policy, "attach", None)):
+        policy.attach(env.unwrapped)
     if callable(getattr(policy, "seed", None)):
         policy.seed(seed)
     obs, _ = env.reset(seed=seed)
+    return obs
+
+
+def run_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
+    """One deterministic episode from ``seed``: its return, length and the numbers in the last info."""
+    obs = _start_episode(env, policy, seed)
     total, steps = 0.0, 0
     while True:
         action, _ = policy.predict(obs, deterministic=True)
@@ -66,9 +74,7 @@ def trace_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
     test split never enters a reward)."""
     base = env.unwrapped
     data, scale = base.task.data, base.options.action_scale
-    if callable(getattr(policy, "seed", None)):
-        policy.seed(seed)
-    obs, _ = env.reset(seed=seed)
+    obs = _start_episode(env, policy, seed)
     test_accuracy, temperatures, epoch_temperatures = [], [], []
     while True:
         action, _ = policy.predict(obs, deterministic=True)

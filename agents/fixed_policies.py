@@ -1,18 +1,35 @@
 """Fixed reference policies for TemperatureKD-v0, with SB3's ``predict`` signature.
 
-A fixed policy may also change the env's kwargs (``env_overrides``): "no distillation" is the same
-training run with cross-entropy alone, which no temperature can express.
+A fixed policy is not trained across episodes: a constant temperature, a global schedule over the run,
+a fixed map from the observation to a temperature, or (``agents.ctkd``) a temperature learned inside
+the episode. A policy may also change the env's kwargs (``env_overrides``): "no distillation" is the
+same training run with cross-entropy alone, which no temperature can express.
+
+Evaluation calls ``attach(env)`` (the unwrapped env) and ``seed(evaluation_seed)`` before each
+episode where a policy has them: a schedule reads the episode's length there.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from kd_envs.envs.temperature_kd import MAX_TEMPERATURE, temperature_to_action
+
+SCHEDULE_SHAPES = ("linear", "cosine")
+
+
+def temperatures_to_actions(temperature: np.ndarray, action_scale: float) -> np.ndarray:
+    """The env's raw actions for ``temperature`` (vectorised :func:`temperature_to_action`), float32,
+    clipped to the action space."""
+    p = np.asarray(temperature, dtype=np.float64) / MAX_TEMPERATURE
+    action = np.log(p / (1.0 - p)) / action_scale
+    return np.clip(action, -1.0, 1.0).astype(np.float32)
 
 
 @dataclass
@@ -39,28 +56,121 @@ class FixedTemperaturePolicy:
             temperature = self._rng.uniform(self.low, self.high, size=observation.shape[:-1])
         else:
             temperature = np.full(observation.shape[:-1], self.temperature)
-        p = temperature / MAX_TEMPERATURE
-        action = np.log(p / (1.0 - p)) / self.action_scale
-        return np.clip(action, -1.0, 1.0).astype(np.float32), state
+        return temperatures_to_actions(temperature, self.action_scale), state
 
 
-def fixed_policy(name: str, action_scale: float = 6.0) -> FixedTemperaturePolicy:
-    """One of :data:`FIXED_POLICIES` by name."""
-    if name not in FIXED_POLICIES:
-        raise ValueError(f"fixed policy {name!r}: expected one of {sorted(FIXED_POLICIES)}")
-    kwargs = FIXED_POLICIES[name]
-    # Validate the constant temperature through the env's own map.
-    if kwargs["temperature"] is not None:
-        temperature_to_action(kwargs["temperature"], action_scale)
-    # A deep copy: a policy's env_overrides must not alias the registry's dict.
-    return FixedTemperaturePolicy(name=name, action_scale=action_scale, **copy.deepcopy(kwargs))
+@dataclass
+class ScheduledTemperaturePolicy:
+    """One temperature for every instance, moving from ``start`` at the episode's first step to ``end``
+    at its last: linearly, or along half a cosine (slow at both ends), T = start + (end − start)·f(p)
+    with p = step / (steps − 1), f(p) = p or (1 − cos πp) / 2. The global annealing baselines of the
+    field (high → low, and low → high as a curriculum)."""
+
+    name: str
+    start: float
+    end: float
+    shape: str = "linear"
+    action_scale: float = 6.0
+    env_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.shape not in SCHEDULE_SHAPES:
+            raise ValueError(f"shape={self.shape!r}: expected one of {SCHEDULE_SHAPES}")
+        for name in ("start", "end"):
+            if not 0.0 < getattr(self, name) < MAX_TEMPERATURE:
+                raise ValueError(f"{name}={getattr(self, name)}: expected a temperature in (0, {MAX_TEMPERATURE})")
+        self._steps: int | None = None
+        self._step = 0
+
+    def attach(self, env) -> None:
+        self._steps = int(env.max_steps)
+
+    def seed(self, seed: int) -> None:
+        self._step = 0
+
+    def temperature_at(self, step: int, steps: int) -> float:
+        p = min(step / max(steps - 1, 1), 1.0)
+        f = p if self.shape == "linear" else (1.0 - math.cos(math.pi * p)) / 2.0
+        return self.start + (self.end - self.start) * f
+
+    def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
+        if self._steps is None:
+            raise RuntimeError(f"{self.name}: attach(env) first; a schedule needs the episode's length")
+        temperature = np.full(observation.shape[:-1], self.temperature_at(self._step, self._steps))
+        self._step += 1
+        return temperatures_to_actions(temperature, self.action_scale), state
 
 
+@dataclass
+class LinearMapPolicy:
+    """A fixed per-instance map T = clip(w₀ + w₁·teacher confidence + w₂·student confidence +
+    w₃·student uncertainty, ``low``, ``high``): the black-box baseline whose four weights are searched
+    on validation accuracy (``agents.temperature_search``)."""
+
+    name: str
+    weights: Sequence[float]
+    low: float = 0.5
+    high: float = 9.5
+    action_scale: float = 6.0
+    env_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.weights = [float(w) for w in self.weights]
+        if len(self.weights) != 4 or not all(math.isfinite(w) for w in self.weights):
+            raise ValueError(f"weights={self.weights}: expected 4 finite numbers (bias, then one per feature)")
+        if not 0.0 < self.low <= self.high < MAX_TEMPERATURE:
+            raise ValueError(f"low={self.low}, high={self.high}: expected 0 < low <= high < {MAX_TEMPERATURE}")
+
+    def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
+        w = np.asarray(self.weights)
+        temperature = np.clip(w[0] + observation.astype(np.float64) @ w[1:], self.low, self.high)
+        return temperatures_to_actions(temperature, self.action_scale), state
+
+
+# The registry: name -> (class, kwargs). Entries of policies with chosen parameters (best_constant,
+# blackbox_map) store those parameters and are rebuilt with :func:`policy_from_spec`.
 FIXED_POLICIES: dict[str, dict[str, Any]] = {
     # Cross-entropy only: the student trained without distillation (the temperature is then unused).
     "no_kd": {"temperature": 1.0, "env_overrides": {"ce_weight": 1.0, "kd_weight": 0.0}},
     "constant_t1": {"temperature": 1.0},
+    "constant_t2": {"temperature": 2.0},
     # Hinton et al.'s standard setting.
     "constant_t4": {"temperature": 4.0},
+    "constant_t8": {"temperature": 8.0},
     "random_t": {"temperature": None},
+    # Global schedules over the run, between T = 8 and T = 1.
+    "anneal_linear": {"class": "schedule", "start": 8.0, "end": 1.0, "shape": "linear"},
+    "anneal_cosine": {"class": "schedule", "start": 8.0, "end": 1.0, "shape": "cosine"},
+    "ramp_linear": {"class": "schedule", "start": 1.0, "end": 8.0, "shape": "linear"},
+    "ramp_cosine": {"class": "schedule", "start": 1.0, "end": 8.0, "shape": "cosine"},
+    # CTKD (Li et al., AAAI 2023): a temperature learned adversarially inside the episode.
+    "ctkd_global": {"class": "ctkd", "instance_wise": False},
+    "ctkd_instance": {"class": "ctkd", "instance_wise": True},
 }
+
+
+def policy_from_spec(spec: dict[str, Any], action_scale: float = 6.0):
+    """Build a policy from its spec: ``{"name", "class", ...kwargs}`` (the class one of "constant",
+    "schedule", "map", "ctkd")."""
+    kwargs = copy.deepcopy({k: v for k, v in spec.items() if k != "class"})
+    kind = spec.get("class", "constant")
+    if kind == "constant":
+        if kwargs.get("temperature") is not None:
+            temperature_to_action(kwargs["temperature"], action_scale)  # validated through the env's own map
+        return FixedTemperaturePolicy(action_scale=action_scale, **kwargs)
+    if kind == "schedule":
+        return ScheduledTemperaturePolicy(action_scale=action_scale, **kwargs)
+    if kind == "map":
+        return LinearMapPolicy(action_scale=action_scale, **kwargs)
+    if kind == "ctkd":
+        from agents.ctkd import CTKDPolicy
+
+        return CTKDPolicy(action_scale=action_scale, **kwargs)
+    raise ValueError(f"policy class {kind!r}: expected 'constant', 'schedule', 'map' or 'ctkd'")
+
+
+def fixed_policy(name: str, action_scale: float = 6.0):
+    """One of :data:`FIXED_POLICIES` by name."""
+    if name not in FIXED_POLICIES:
+        raise ValueError(f"fixed policy {name!r}: expected one of {sorted(FIXED_POLICIES)}")
+    return policy_from_spec({"name": name, **FIXED_POLICIES[name]}, action_scale)

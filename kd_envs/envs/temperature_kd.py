@@ -14,15 +14,34 @@ from gymnasium import spaces
 from torch.nn import functional as F
 
 from kd_envs.losses import kd_loss
-from kd_envs.tasks import Task, TaskConfig, make_task, predict_logits, steps_per_epoch
+from kd_envs.tasks import Task, TaskConfig, make_task, predict_logits, resolve_task, steps_per_epoch
 from kd_envs.tasks.datasets import augment_batch
 
 REWARD_MEASURES = ("heldout", "batch")
 EXPLORATION_MODES = ("none", "entropy_mixup", "entropy_mixup_authors")
-# The authors' code's variant mixes its bands with a weight on the easy instance that falls linearly
-# over the run from 1.0 to 0.7.
+# The authors' purification (ITKD's code, utils/dataloader.py): the hard image's weight goes from 1.0
+# to 0.7 by rank within the band.
 AUTHORS_MIX_WEIGHTS = (1.0, 0.7)
 MAX_TEMPERATURE = 10.0
+
+
+def authors_purification(x: torch.Tensor, entropy_score: torch.Tensor) -> torch.Tensor:
+    """The mixup of ITKD's public code (``utils/trainer.py`` ``on_train_epoch_end``,
+    ``utils/dataloader.py``): instances ranked by ``entropy_score``, highest first; the k-th instance of
+    the 80–90% band (confident) gets, in its own slot and with its own label,
+    w_k·x_hard + (1 − w_k)·x_own, where x_hard is the k-th instance of the 10–20% band (uncertain,
+    rank to rank) and w_k = 0.7 + 0.3·(M − k)/M over the band's M ranks. No instance is dropped; the
+    others are unchanged. Returns the mixed copy of ``x``."""
+    n = len(entropy_score)
+    ranked = entropy_score.argsort(descending=True, stable=True)
+    m = int(0.1 * n)
+    easy, hard = ranked[int(0.8 * n) : int(0.8 * n) + m], ranked[int(0.1 * n) : int(0.1 * n) + m]
+    first, last = AUTHORS_MIX_WEIGHTS
+    w = last + (first - last) * (m - torch.arange(m, dtype=x.dtype)) / max(m, 1)
+    w = w.view(-1, *([1] * (x.dim() - 1)))
+    mixed = x.clone()
+    mixed[easy] = w * x[hard] + (1 - w) * x[easy]
+    return mixed
 
 
 def action_to_temperature(action: torch.Tensor, action_scale: float) -> torch.Tensor:
@@ -73,12 +92,14 @@ class _Options:
     warmup_temperature: float
     exploration: str
     action_scale: float
+    mixup_interval: int
+    reward_interval: int
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str) -> ValueError:
             return ValueError(f"TemperatureKD-v0: {name}={getattr(self, name)!r}; expected {allowed}")
 
-        for name in ("batch_size", "epochs", "reward_set_size"):
+        for name in ("batch_size", "epochs", "reward_set_size", "mixup_interval", "reward_interval"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise bad(name, "a positive integer")
@@ -137,9 +158,18 @@ class TemperatureKDEnv(gym.Env):
     * ``reward_measure="heldout"`` (default): the change of the student's accuracy on a fixed reward set
       of ``reward_set_size`` instances held out from training (the first instances of the validation
       split; the test split is never used for rewards).
-    * ``reward_measure="batch"``: the authors' code's measure, the change of the student's accuracy
-      between consecutive training batches (the next batch's, before its update, minus this batch's,
-      before this update). It costs nothing but is noisy.
+    * ``reward_measure="batch"``: close to the authors' code's measure, the change of the student's
+      accuracy between consecutive training batches: the next batch's accuracy before its update minus
+      this batch's before this update, credited to this step. Theirs credits acc_k − acc_{k−1} (the same
+      two forward passes) to batch k's actions one step late, and uses macro (per-class) accuracy where
+      ours is the plain fraction correct. It costs nothing but is noisy.
+
+    The held-out measure's eval-mode pass over the reward set costs about as much compute as the
+    training step itself (256 instances forward against 64 forward and backward on the default task).
+    ``reward_interval=k`` measures it only every k steps and at each epoch's end: the steps between get
+    reward 0 and a measuring step gets the gain since the last measurement. Every epoch's rewards still
+    sum to the same held-out gain times sigmoid(epoch / n); only the credit within an epoch is coarser.
+    The default, 1, measures every step.
 
     ## Starting State
     A student with fresh weights drawn from the episode's seed, trained for ``warmup_epochs`` at the
@@ -164,10 +194,12 @@ class TemperatureKDEnv(gym.Env):
     | `reward_measure`     | `"heldout"` | `"heldout"` or `"batch"` (see Rewards)                            |
     | `reward_set_size`    | 256         | instances in the held-out reward set                              |
     | `reward_epoch_scale` | 10.0        | n in the reward's sigmoid(epoch / n)                              |
+    | `reward_interval`    | 1           | held-out measure only: measure the reward set every k steps (below) |
     | `warmup_epochs`      | 0           | epochs at ``warmup_temperature`` inside ``reset``                 |
     | `warmup_temperature` | 4.0         | the warm-up's fixed temperature                                   |
     | `exploration`        | `"none"`    | `"entropy_mixup"` (the paper's) or `"entropy_mixup_authors"` (below) |
     | `action_scale`       | 6.0         | slope of the action-to-temperature map                            |
+    | `mixup_interval`     | None        | epochs between the authors' mixup epochs (None: epochs // 12, ≥ 1) |
     | `cache_dir`          | None        | where teachers are cached (default ``$KD_GYM_CACHE`` or ~/.cache)  |
     | `data_root`          | None        | folder with CIFAR's files, for the CIFAR tasks                    |
 
@@ -178,11 +210,16 @@ class TemperatureKDEnv(gym.Env):
     teacher's predictions on the mixed inputs. Epochs are five times shorter, so an agent sees more
     episodes for the same compute.
 
-    ``exploration="entropy_mixup_authors"``: the variant in the authors' public code. Every epoch keeps
-    the whole training set; the instances are ranked by the entropy of the student's prediction and each
-    instance of the 80–90% band (confident, low value) is mixed with a random instance of the 10–20%
-    band, x = w·x_band80 + (1 − w)·x_band10, keeping its own label; w falls linearly from 1.0 in the
-    first epoch to 0.7 in the last. The teacher predicts on the mixed inputs.
+    ``exploration="entropy_mixup_authors"``: the purification of the authors' public code
+    (:func:`authors_purification`). Every instance's student entropy is summed over the training passes
+    of the run so far (their ``entropy_record``). Every ``mixup_interval`` epochs, from epoch
+    2·``mixup_interval`` on (epochs counted from 1; theirs: every 20 of 240 from epoch 40, and the
+    default interval keeps that proportion, epochs // 12), one epoch trains on the whole set with the
+    80–90% entropy band (confident) replaced in place by w·x_hard + (1 − w)·x_own, x_hard taken rank to
+    rank from the 10–20% band, w from 1.0 to 0.7 by rank, labels kept; every other epoch trains on the
+    plain set. The teacher predicts on the mixed inputs. Differences that remain: they mix uint8 pixels
+    before augmentation, we mix the (normalised) inputs; their score has a typo'd normaliser that is a
+    constant, which does not change the ranking.
 
     ## Version History
     * v0: initial version.
@@ -192,12 +229,12 @@ class TemperatureKDEnv(gym.Env):
 
     def __init__(
         self,
-        task: str | TaskConfig | dict[str, Any] = "mnist1d",
-        batch_size: int = 128,
-        epochs: int = 30,
+        task: str | TaskConfig | dict[str, Any] = "mnist1d-cloud-edge",
+        batch_size: int | None = None,
+        epochs: int | None = None,
         ce_weight: float = 0.1,
         kd_weight: float = 0.9,
-        student_lr: float = 3e-3,
+        student_lr: float | None = None,
         reward_measure: str = "heldout",
         reward_set_size: int = 256,
         reward_epoch_scale: float = 10.0,
@@ -205,13 +242,21 @@ class TemperatureKDEnv(gym.Env):
         warmup_temperature: float = 4.0,
         exploration: str = "none",
         action_scale: float = 6.0,
+        mixup_interval: int | None = None,
+        reward_interval: int = 1,
         cache_dir: str | Path | None = None,
         data_root: str | None = None,
     ):
+        schedule = resolve_task(task).student_training  # the task's schedule fills what is not given
+        batch_size = schedule.batch_size if batch_size is None else batch_size
+        epochs = schedule.epochs if epochs is None else epochs
+        student_lr = schedule.lr if student_lr is None else student_lr
+        if mixup_interval is None:
+            mixup_interval = max(1, epochs // 12) if isinstance(epochs, (int, np.integer)) else 1
         self.options = _Options(
             batch_size, epochs, float(ce_weight), float(kd_weight), float(student_lr), reward_measure,
             reward_set_size, float(reward_epoch_scale), warmup_epochs, float(warmup_temperature), exploration,
-            float(action_scale),
+            float(action_scale), mixup_interval, reward_interval,
         )  # fmt: skip
         self.task: Task = make_task(task, cache_dir=cache_dir, data_root=data_root)
         data = self.task.data
@@ -253,26 +298,33 @@ class TemperatureKDEnv(gym.Env):
             self._epoch_order = torch.randperm(len(data.y_train), generator=gen)
             return
         n = len(data.y_train)
-        ranked = self._entropy_ranking()
         if self.options.exploration == "entropy_mixup_authors":
-            easy, hard = ranked[int(0.8 * n) : int(0.9 * n)], ranked[int(0.1 * n) : int(0.2 * n)]
-            partner = hard[torch.randint(0, len(hard), (len(easy),), generator=gen)]
-            first, last = AUTHORS_MIX_WEIGHTS
-            w = first + (last - first) * self._epoch / max(self.options.epochs - 1, 1)
-            self._epoch_x = data.x_train.clone()
-            self._epoch_x[easy] = w * data.x_train[easy] + (1 - w) * data.x_train[partner]
             self._epoch_y = data.y_train
-            top = ranked  # every instance trains, in a fresh order
-        else:
-            top = ranked[: self._epoch_size()]
-            band = ranked[int(0.4 * n) : int(0.5 * n)]
-            partner = band[torch.randint(0, len(band), (len(top),), generator=gen)]
-            lam = (0.7 + 0.3 * torch.rand(len(top), generator=gen)).view(-1, *([1] * (data.x_train.dim() - 1)))
-            self._epoch_x = lam * data.x_train[top] + (1 - lam) * data.x_train[partner]
-            self._epoch_y = data.y_train[top]
+            self._epoch_order = torch.randperm(n, generator=gen)  # every instance trains, in a fresh order
+            if not self.is_mixup_epoch(self._epoch):
+                self._epoch_x, self._epoch_teacher = data.x_train, self._teacher_logits
+                self._epoch_teacher_confidence = self._teacher_confidence
+                return
+            self._epoch_x = authors_purification(data.x_train, self._entropy_sum)
+            self._epoch_teacher = None if data.augment else predict_logits(self.task.teacher, self._epoch_x)
+            self._epoch_teacher_confidence = None if data.augment else teacher_confidence(self._epoch_teacher)
+            return
+        ranked = self._entropy_ranking()
+        top = ranked[: self._epoch_size()]
+        band = ranked[int(0.4 * n) : int(0.5 * n)]
+        partner = band[torch.randint(0, len(band), (len(top),), generator=gen)]
+        lam = (0.7 + 0.3 * torch.rand(len(top), generator=gen)).view(-1, *([1] * (data.x_train.dim() - 1)))
+        self._epoch_x = lam * data.x_train[top] + (1 - lam) * data.x_train[partner]
+        self._epoch_y = data.y_train[top]
         self._epoch_teacher = None if data.augment else predict_logits(self.task.teacher, self._epoch_x)
         self._epoch_teacher_confidence = None if data.augment else teacher_confidence(self._epoch_teacher)
         self._epoch_order = torch.randperm(len(top), generator=gen)
+
+    def is_mixup_epoch(self, epoch: int) -> bool:
+        """Whether ``epoch`` (counted from 0) trains on the authors' mixed set: every ``mixup_interval``
+        epochs counted from 1, from 2·``mixup_interval`` on."""
+        e, k = epoch + 1, self.options.mixup_interval
+        return e >= 2 * k and e % k == 0
 
     def _forward_batch(self) -> None:
         """Forward the coming batch through the student (train mode, with grad: the same pass the
@@ -291,6 +343,9 @@ class TemperatureKDEnv(gym.Env):
         self._teacher_batch, self._teacher_batch_confidence = teacher_logits, confidence
         self._student_logits = self._student(x)
         self._obs = batch_observation(self._student_logits, confidence)
+        if self.options.exploration == "entropy_mixup_authors":  # their entropy_record, from the training pass
+            log_p = F.log_softmax(self._student_logits.detach(), dim=1)
+            self._entropy_sum[idx] += -(log_p.exp() * log_p).sum(dim=1)
 
     def _train_on_batch(self, temperature: torch.Tensor) -> dict[str, torch.Tensor]:
         losses = {
@@ -333,6 +388,7 @@ class TemperatureKDEnv(gym.Env):
         self._student.train()
         self._optimizer = torch.optim.Adam(self._student.parameters(), lr=self.options.student_lr)
         self._epoch, self._batch = 0, 0
+        self._entropy_sum = torch.zeros(len(self.task.data.y_train))
         self._temperature_sum = self._temperature_sq_sum = 0.0
         self._temperature_min, self._temperature_max, self._temperature_count = math.inf, -math.inf, 0
         self._start_epoch()
@@ -400,10 +456,12 @@ class TemperatureKDEnv(gym.Env):
             # This batch's accuracy before its update was the previous step's next-batch accuracy.
             gain = next_batch_accuracy - self._last_measure
             self._last_measure = next_batch_accuracy
-        else:
+        elif terminated or self._batch % self.options.reward_interval == 0:  # batch 0: an epoch just closed
             measure = self._reward_set_accuracy()
             gain = measure - self._last_measure
             self._last_measure = measure
+        else:
+            gain = 0.0
         # The paper scales the gain by sigmoid(epoch / n): late improvements are worth more.
         reward = gain / (1.0 + math.exp(-epoch / self.options.reward_epoch_scale))
         if terminated:
@@ -423,8 +481,10 @@ class TemperatureKDEnv(gym.Env):
         mean = self._temperature_sum / n
         data = self.task.data
         test_accuracy = (predict_logits(self._student, data.x_test).argmax(1) == data.y_test).float().mean()
+        val_accuracy = (predict_logits(self._student, data.x_val).argmax(1) == data.y_val).float().mean()
         return {
             "student_test_accuracy": test_accuracy.item(),
+            "student_val_accuracy": val_accuracy.item(),
             "teacher_test_accuracy": self.task.teacher_test_accuracy,
             "student_reward_set_accuracy": self._reward_set_accuracy(),
             "temperature_mean": mean,
@@ -432,6 +492,14 @@ class TemperatureKDEnv(gym.Env):
             "temperature_min": self._temperature_min,
             "temperature_max": self._temperature_max,
         }
+
+    def batch_logits(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The coming batch's student logits (detached, from the very pass its update will use) and the
+        teacher's logits, each (batch_size, classes). Not part of the observation: for baselines that
+        read the distillation loss itself, such as CTKD's learnable temperature (``agents.ctkd``)."""
+        if self._student is None:
+            raise RuntimeError("TemperatureKD-v0: call reset() before batch_logits()")
+        return self._student_logits.detach(), self._teacher_batch
 
     @property
     def student(self) -> torch.nn.Module | None:

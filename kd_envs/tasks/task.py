@@ -2,6 +2,14 @@
 
 Teachers are trained by our own code on first use and cached on disk, keyed by a hash of their
 config and seed, together with their test accuracy. The generated dataset is cached the same way.
+Some teachers ship with the package as fixed artifacts (``kd_envs/tasks/teachers/<key>.pt``, with a
+record holding their weights' sha256): a task whose teacher key has a shipped artifact loads it, checks
+the hash, and never retrains, so its results replay on any machine.
+
+A *cloud–edge* task (``transfer_size``) gives the student a labelled transfer set smaller than the
+teacher's training data: the teacher (the cloud) learned from the whole training split, the student
+(the edge) sees only its first ``transfer_size`` instances, and learns the rest of what the teacher
+knows through distillation.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ from kd_envs.tasks.training import TrainConfig, accuracy, train_classifier
 CACHE_ENV = "KD_GYM_CACHE"
 # Bump when a change to the code would change what a cached teacher or dataset holds.
 CACHE_VERSION = 1
+# Teachers shipped with the package, by teacher key (see :func:`teacher_key`).
+SHIPPED_TEACHERS_DIR = Path(__file__).parent / "teachers"
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,24 @@ class TaskConfig:
     student: ModelConfig = field(default_factory=lambda: ModelConfig("cnn1d", width=8, depth=2))
     teacher_training: TrainConfig = field(default_factory=TrainConfig)
     teacher_seed: int = 0
+    # The student's labelled transfer set: the first ``transfer_size`` instances of the training split
+    # (None: all of it). A subset, not a separate draw, so the teacher, its validation and test splits
+    # and its shipped artifact are shared with the full-data task; the edge's data is part of the cloud's.
+    transfer_size: int | None = None
+    # The student's default schedule in TemperatureKD-v0 (epochs, batch size, Adam's rate), which its
+    # kwargs override one by one.
+    student_training: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.transfer_size is not None and (
+            not isinstance(self.transfer_size, int) or isinstance(self.transfer_size, bool) or self.transfer_size < 1
+        ):
+            raise ValueError(f"TaskConfig.transfer_size={self.transfer_size!r}: expected a positive integer or None")
+        num_train = self.dataset.sizes()[0]
+        if self.transfer_size is not None and self.transfer_size > num_train:
+            raise ValueError(
+                f"TaskConfig.transfer_size={self.transfer_size}: the dataset's training split has only {num_train}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -49,13 +77,22 @@ class TaskConfig:
         if unknown:
             raise ValueError(f"TaskConfig got unknown fields {sorted(unknown)}; expected {sorted(known)}")
         parts = {"dataset": DatasetConfig, "teacher": ModelConfig, "student": ModelConfig,
-                 "teacher_training": TrainConfig}  # fmt: skip
+                 "teacher_training": TrainConfig, "student_training": TrainConfig}  # fmt: skip
         kwargs = {k: (parts[k](**v) if k in parts and isinstance(v, dict) else v) for k, v in d.items()}
         return cls(**kwargs)
 
 
 TASKS: dict[str, TaskConfig] = {
-    # The default: nothing to download, a teacher in about half a minute on a laptop CPU.
+    # TemperatureKD-v0's default (cloud–edge): the shipped 1-D CNN 64x3 teacher learned from 8,000
+    # instances; the student, a 1-D CNN 32x3, has the first 1,000 of them with labels, 40 epochs of
+    # batches of 64. Chosen by the sweep in scripts/temperature_kd_sweep.py (README): there KD pays
+    # and the temperature moves the result.
+    "mnist1d-cloud-edge": TaskConfig(
+        student=ModelConfig("cnn1d", width=32, depth=3),
+        transfer_size=1000,
+        student_training=TrainConfig(epochs=40, batch_size=64),
+    ),
+    # The first default (every instance labelled, a 1-D CNN 8x2 student): cross-entropy alone wins.
     "mnist1d": TaskConfig(),
     # A deeper teacher for layer removal (N2NCompress-v0): VGG-style, 6 convs in 3 pooled stages.
     "mnist1d-vgg": TaskConfig(teacher=ModelConfig("vgg", width=16, depth=3)),
@@ -100,6 +137,17 @@ def config_hash(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of named tensors' names, dtypes, shapes and bytes, in name order: the same weights give the
+    same hash whatever file format or torch version wrote them."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.view(torch.int16).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def atomic_write(path: Path, write, mode: str = "wb") -> None:
     """Write ``path`` through ``write(file)`` (a file opened with ``mode``) into a temporary file, then
     rename it: a reader, or an interrupt, never leaves half a file."""
@@ -116,16 +164,39 @@ def atomic_write(path: Path, write, mode: str = "wb") -> None:
 
 @dataclass
 class Task:
-    """A ready task: the data, the trained teacher (frozen, eval mode) and what is known of it."""
+    """A ready task: the data, the trained teacher (frozen, eval mode) and what is known of it.
+
+    ``data`` is what the student sees: its training split is the transfer set (the first
+    ``config.transfer_size`` instances); ``teacher_data`` is the dataset the teacher learned from
+    (the same object when the task has no transfer size). Validation and test splits are shared.
+    """
 
     config: TaskConfig
     data: DatasetSplits
     teacher: nn.Module
     teacher_record: dict[str, Any]
+    teacher_data: DatasetSplits | None = None
+
+    def __post_init__(self) -> None:
+        if self.teacher_data is None:
+            self.teacher_data = self.data
 
     @property
     def teacher_test_accuracy(self) -> float:
         return float(self.teacher_record["test_accuracy"])
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a result depends on beyond the env's kwargs: the teacher's weights and the data, by hash
+        (leaderboard entries record it, and ``--verify`` checks it before replaying)."""
+        splits = {k: v for k, v in dataclasses.asdict(self.teacher_data).items() if isinstance(v, torch.Tensor)}
+        return {
+            "teacher_key": self.teacher_record.get("key"),
+            "teacher_sha256": tensors_sha256(self.teacher.state_dict()),
+            "teacher_test_accuracy": self.teacher_test_accuracy,
+            "teacher_source": self.teacher_record.get("source", "cache"),
+            "dataset_sha256": tensors_sha256(splits),
+            "transfer_size": len(self.data.y_train),
+        }
 
     def build_student(self, generator: torch.Generator | None = None) -> nn.Module:
         return build_model(self.config.student, self.data.input_shape, self.data.num_classes, generator)
@@ -147,23 +218,52 @@ def load_task_data(config: DatasetConfig, cache_dir: Path | None = None) -> Data
     return data
 
 
-def load_or_train_teacher(
-    config: TaskConfig, data: DatasetSplits, cache_dir: Path | None = None, progress: bool = False
-) -> tuple[nn.Module, dict[str, Any]]:
-    """The task's teacher from the cache, or trained now and cached. Returns (model, record)."""
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    key_parts = {
+def teacher_key(config: TaskConfig) -> str:
+    """The teacher's cache key: its dataset, architecture, training and seed. The student's side of the
+    task (student, transfer size, schedule) is no part of it: one teacher serves every student."""
+    return config_hash(_teacher_key_parts(config))
+
+
+def _teacher_key_parts(config: TaskConfig) -> dict[str, Any]:
+    return {
         "dataset": dataclasses.asdict(config.dataset) | {"root": None},  # where CIFAR lies is no part of it
         "teacher": dataclasses.asdict(config.teacher),
         "training": dataclasses.asdict(config.teacher_training),
         "seed": config.teacher_seed,
     }
+
+
+def _load_shipped_teacher(model: nn.Module, key: str) -> dict[str, Any] | None:
+    """Load the shipped artifact for ``key`` into ``model`` after checking its sha256; None if none ships."""
+    weights_path, record_path = SHIPPED_TEACHERS_DIR / f"{key}.pt", SHIPPED_TEACHERS_DIR / f"{key}.json"
+    if not weights_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    sha = tensors_sha256(state)
+    if sha != record["weights_sha256"]:
+        raise ValueError(f"shipped teacher {weights_path}: weights sha256 {sha} differs from its record's "
+                         f"{record['weights_sha256']} ({record_path}); the package's files are damaged")  # fmt: skip
+    model.load_state_dict(state)
+    return {**record, "source": "shipped"}
+
+
+def load_or_train_teacher(
+    config: TaskConfig, data: DatasetSplits, cache_dir: Path | None = None, progress: bool = False
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The task's teacher: the shipped artifact for its key if there is one, else from the cache, else
+    trained now and cached. Returns (model, record)."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    key_parts = _teacher_key_parts(config)
     key = config_hash(key_parts)
     weights_path = cache_dir / "teachers" / f"{key}.pt"
     record_path = cache_dir / "teachers" / f"{key}.json"
     generator = torch.Generator().manual_seed(config.teacher_seed)
     model = build_model(config.teacher, data.input_shape, data.num_classes, generator)
-    if weights_path.is_file() and record_path.is_file():
+    shipped = _load_shipped_teacher(model, key)
+    if shipped is not None:
+        record = shipped
+    elif weights_path.is_file() and record_path.is_file():
         model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
         record = json.loads(record_path.read_text())
     else:
@@ -178,6 +278,7 @@ def load_or_train_teacher(
             "val_accuracy": history[-1],
             "test_accuracy": accuracy(model, data.x_test, data.y_test),
             "train_seconds": round(time.perf_counter() - start, 1),
+            "weights_sha256": tensors_sha256(model.state_dict()),
         }
         atomic_write(weights_path, lambda f: torch.save(model.state_dict(), f))
         atomic_write(record_path, lambda f: f.write(json.dumps(record, indent=2).encode()))
@@ -188,7 +289,7 @@ def load_or_train_teacher(
 
 
 def make_task(
-    task: str | TaskConfig | dict[str, Any] = "mnist1d",
+    task: str | TaskConfig | dict[str, Any] = "mnist1d-cloud-edge",
     cache_dir: str | Path | None = None,
     data_root: str | None = None,
     progress: bool = False,
@@ -201,4 +302,8 @@ def make_task(
     cache = Path(cache_dir) if cache_dir else None
     data = load_task_data(config.dataset, cache)
     teacher, record = load_or_train_teacher(config, data, cache, progress=progress)
-    return Task(config, data, teacher, record)
+    student_data = data
+    if config.transfer_size is not None:
+        n = config.transfer_size
+        student_data = dataclasses.replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
+    return Task(config, student_data, teacher, record, teacher_data=data)

@@ -58,8 +58,8 @@ def test_env_overrides():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="constant_t2") as error:
-        fixed_policy("constant_t2")
+    with pytest.raises(ValueError, match="constant_t3") as error:
+        fixed_policy("constant_t3")
     for name in FIXED_POLICIES:
         assert name in str(error.value)
 

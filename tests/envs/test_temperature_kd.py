@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 import kd_envs
 from kd_envs.envs.temperature_kd import (
+    authors_purification,
     action_to_temperature,
     batch_observation,
     teacher_confidence,
@@ -132,24 +133,42 @@ def test_options_run_and_stay_deterministic(tiny_kwargs, measure, exploration):
     assert len(a) - 1 == 2 * per_epoch  # warm-up epoch runs inside reset
 
 
-def test_authors_mixup_mixes_the_easy_band_with_the_hard_band(tiny_kwargs):
-    env = gym.make("TemperatureKD-v0", **dict(tiny_kwargs, exploration="entropy_mixup_authors", epochs=3)).unwrapped
-    env.reset(seed=3)
+def test_authors_purification_matches_a_hand_computation():
+    # 20 instances, entropy score i -> ranked 19, 18, ..., 0. Bands of M = 2: the 10-20% band is ranks
+    # 2, 3 (instances 17, 16), the 80-90% band ranks 16, 17 (instances 3, 2). w_k = 0.7 + 0.3 (2 - k) / 2.
+    x = torch.arange(20, dtype=torch.float32).view(20, 1, 1) * torch.ones(20, 1, 4)
+    mixed = authors_purification(x, torch.arange(20, dtype=torch.float32))
+    expected = x.clone()
+    expected[3] = 1.0 * x[17] + 0.0 * x[3]  # rank 0 of the band: the hard image alone
+    expected[2] = 0.85 * x[16] + 0.15 * x[2]
+    torch.testing.assert_close(mixed, expected)
+    assert torch.equal(x, torch.arange(20, dtype=torch.float32).view(20, 1, 1) * torch.ones(20, 1, 4))  # not in place
+
+
+def test_authors_mixup_runs_on_its_epochs_only_and_keeps_labels(tiny_kwargs):
+    env = gym.make("TemperatureKD-v0", **dict(tiny_kwargs, exploration="entropy_mixup_authors", epochs=7,
+                                              mixup_interval=2)).unwrapped  # fmt: skip
+    assert [e for e in range(7) if env.is_mixup_epoch(e)] == [3, 5]  # epochs 4 and 6 counted from 1
+    obs, _ = env.reset(seed=3)
     x, y = env.task.data.x_train, env.task.data.y_train
-    torch.testing.assert_close(env._epoch_x, x)  # first epoch: weight 1.0, nothing mixed
-    env._epoch = 2  # last epoch: weight 0.7
-    ranked = env._entropy_ranking()
-    env._start_epoch()
-    n = len(y)
-    easy, hard = ranked[int(0.8 * n) : int(0.9 * n)], ranked[int(0.1 * n) : int(0.2 * n)]
-    changed = (env._epoch_x != x).flatten(1).any(dim=1).nonzero().flatten()
-    assert set(changed.tolist()) <= set(easy.tolist()) and len(changed) > 0.9 * len(easy)
-    partners = (env._epoch_x[easy] - 0.7 * x[easy]) / 0.3
-    distance = torch.cdist(partners.flatten(1), x[hard].flatten(1))
-    assert (
-        distance.min(dim=1).values.max() < 0.02
-    )  # (float32 round-off) every mixed instance's partner is a hard-band instance
-    assert torch.equal(env._epoch_y, y) and len(env._epoch_order) == n  # labels kept, whole set trains
+    seen = []
+    action = np.zeros(env.action_space.shape, np.float32)
+    for _ in range(env.max_steps):
+        _, _, terminated, _, info = env.step(action)
+        seen.append(info["epoch"])
+        if terminated:
+            break
+    assert sorted(set(seen)) == list(range(7))
+    # Replay the same episode, stopping at the start of epoch 4 (index 3) to read the mixed set.
+    env.reset(seed=3)
+    for _ in range(3 * env.steps_per_epoch):
+        env.step(action)
+    mixed = (env._epoch_x != x).flatten(1).any(dim=1)
+    assert 0 < mixed.sum() <= int(0.1 * len(y))
+    assert torch.equal(env._epoch_y, y) and len(env._epoch_order) == len(y)  # labels kept, whole set trains
+    for _ in range(env.steps_per_epoch):  # epoch 5: the plain set again
+        env.step(action)
+    assert torch.equal(env._epoch_x, x)
 
 
 @pytest.mark.parametrize(

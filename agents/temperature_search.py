@@ -1,0 +1,101 @@
+"""Temperature baselines that are *chosen* rather than learned by an RL agent, on TemperatureKD-v0:
+
+* :func:`select_best_constant`: the constant temperature with the best validation accuracy over a grid;
+* :func:`search_linear_map`: a black-box search (Optuna's TPE) of the four weights of a per-instance
+  map T = clip(w₀ + w·observation) (:class:`agents.fixed_policies.LinearMapPolicy`), on validation
+  accuracy within a stated budget of episodes. It measures how much room per-instance temperatures
+  have on a task: whatever a learned policy gains over the best constant, a 4-parameter map may too.
+
+Both score a candidate by the student's accuracy on the *validation* split at the end of its episodes
+(``student_val_accuracy``), on episodes seeded from the training seeds; the test split and the
+evaluation seeds never choose anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from agents.evaluation import TRAINING_SEEDS, run_episode
+from agents.fixed_policies import FixedTemperaturePolicy, LinearMapPolicy
+
+SELECTION_METRIC = "student_val_accuracy"
+CONSTANT_GRID: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
+SELECTION_SEEDS: tuple[int, ...] = TRAINING_SEEDS[:5]
+# The map's search space: bias in the temperature range, one slope per feature (features lie in [0, 1]).
+MAP_BIAS_RANGE = (0.5, 9.5)
+MAP_SLOPE_RANGE = (-9.0, 9.0)
+
+
+def _mean_validation_accuracy(env: gym.Env, policy, seeds: Sequence[int]) -> float:
+    return float(np.mean([run_episode(env, policy, seed)[SELECTION_METRIC] for seed in seeds]))
+
+
+def select_best_constant(
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    grid: Sequence[float] = CONSTANT_GRID,
+    seeds: Sequence[int] = SELECTION_SEEDS,
+    action_scale: float = 6.0,
+    progress: bool = True,
+) -> tuple[float, dict[str, float]]:
+    """The temperature of ``grid`` whose episodes on ``seeds`` reach the best mean validation accuracy
+    (ties: the first). Returns (temperature, {temperature: mean validation accuracy})."""
+    env = gym.make(env_id, **env_kwargs)
+    table = {}
+    for t in tqdm(grid, desc="best constant T (validation)", unit="T", disable=not progress):
+        table[float(t)] = _mean_validation_accuracy(env, FixedTemperaturePolicy(f"t{t:g}", float(t), action_scale),
+                                                    seeds)  # fmt: skip
+    env.close()
+    best = max(table, key=lambda t: (table[t], -grid.index(t)))
+    return best, table
+
+
+def search_linear_map(
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    search_seed: int,
+    n_trials: int,
+    episode_seeds: Sequence[int],
+    start_temperature: float | None = None,
+    action_scale: float = 6.0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Search the weights of a :class:`LinearMapPolicy` with Optuna's TPE sampler (seeded by
+    ``search_seed``) for ``n_trials`` trials of ``len(episode_seeds)`` episodes each; a trial's score is
+    the mean validation accuracy. ``start_temperature`` enqueues the constant map T = start as the first
+    trial (the search then starts from the best constant). Returns {"weights", "value", "history"}."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    env = gym.make(env_id, **env_kwargs)
+    sampler = optuna.samplers.TPESampler(seed=search_seed)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    if start_temperature is not None:
+        study.enqueue_trial({"w0": start_temperature, "w1": 0.0, "w2": 0.0, "w3": 0.0})
+    bar = tqdm(total=n_trials, desc=f"map search {search_seed}", unit="trial", disable=not progress)
+    values: list[float] = []
+
+    def objective(trial) -> float:
+        weights = [trial.suggest_float("w0", *MAP_BIAS_RANGE)]
+        weights += [trial.suggest_float(f"w{i}", *MAP_SLOPE_RANGE) for i in (1, 2, 3)]
+        value = _mean_validation_accuracy(env, LinearMapPolicy("trial", weights, action_scale=action_scale),
+                                          episode_seeds)  # fmt: skip
+        values.append(value)
+        bar.update()
+        bar.set_postfix(best=f"{max(values):.4f}")
+        return value
+
+    study.optimize(objective, n_trials=n_trials)
+    bar.close()
+    env.close()
+    best = study.best_trial
+    return {
+        "weights": [best.params[f"w{i}"] for i in range(4)],
+        "value": best.value,
+        "history": values,
+    }
