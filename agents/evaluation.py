@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from agents.baselines import info_numbers, load_agent, package_versions
 from agents.compression import FULL_EPOCHS, final_evaluation
-from agents.fixed_policies import fixed_policy
+from agents.fixed_policies import fixed_policy, policy_from_spec
 from agents.leaderboard import LEADERBOARD_DIR, aggregate, entry_path, make_entry, run_score, write_entry
 from kd_envs.envs.temperature_kd import action_to_temperature
 from kd_envs.tasks import accuracy
@@ -106,6 +106,23 @@ def evaluate(
     return results
 
 
+def task_fingerprint(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any] | None:
+    """The hashes of the teacher's weights and of the data an env's task uses (``Task.fingerprint``),
+    or None for envs without a distillation task. Entries record it; verification checks it first."""
+    env = gym.make(env_id, **env_kwargs)
+    task = getattr(env.unwrapped, "task", None)
+    fingerprint = task.fingerprint() if task is not None and hasattr(task, "fingerprint") else None
+    env.close()
+    return fingerprint
+
+
+def _with_fingerprint(entry: dict[str, Any], env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    fingerprint = task_fingerprint(entry["env_id"], env_kwargs)
+    if fingerprint is not None:
+        entry["task_fingerprint"] = fingerprint
+    return entry
+
+
 def _shared_config(configs: list[dict[str, Any]]) -> dict[str, Any]:
     """The first config, after checking that every run of an entry shares env id, kwargs and algorithm."""
     first = configs[0]
@@ -132,14 +149,51 @@ def fixed_policy_entry(
     seeds: Sequence[int] = EVALUATION_SEEDS,
     tag: str = "official",
     progress: bool = True,
+    policy_spec: dict[str, Any] | None = None,
+    selection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a fixed policy; each evaluation episode is a run."""
-    policy = fixed_policy(name, action_scale=(env_kwargs or {}).get("action_scale", 6.0))
+    """Evaluate a fixed policy; each evaluation episode is a run. ``name`` is one of
+    :data:`agents.fixed_policies.FIXED_POLICIES`, or, with ``policy_spec``, the name of a policy whose
+    parameters were chosen beforehand (``best_constant``): the entry stores the spec, and ``selection``
+    (how it was chosen, on what) beside it."""
+    scale = (env_kwargs or {}).get("action_scale", 6.0)
+    policy = policy_from_spec({"name": name, **policy_spec}, scale) if policy_spec else fixed_policy(name, scale)
     kwargs = {**(env_kwargs or {}), **policy.env_overrides}
     episodes = evaluate(policy, env_id, kwargs, seeds, progress, description=name)
     runs = [{"training_seed": None, "model": None, "episodes": [episode]} for episode in episodes]
-    agent = {"kind": "fixed", "name": name}
-    return make_entry(env_id, kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag)
+    agent: dict[str, Any] = {"kind": "fixed", "name": name}
+    if policy_spec:
+        agent["policy"] = policy_spec
+    if selection:
+        agent["selection"] = selection
+    entry = make_entry(env_id, kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag)
+    return _with_fingerprint(entry, kwargs)
+
+
+def searched_policies_entry(
+    name: str,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    searches: Sequence[dict[str, Any]],
+    search: dict[str, Any],
+    seeds: Sequence[int] = EVALUATION_SEEDS,
+    tag: str = "official",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """An entry for policies found by independent searches (the black-box temperature map): each
+    search is a run, ``{"training_seed": search seed, "policy": spec, ...its record}``, scored by its
+    policy's mean over the evaluation seeds. ``search`` says how (budget, objective, space)."""
+    runs = []
+    scale = env_kwargs.get("action_scale", 6.0)
+    for found in searches:
+        policy = policy_from_spec({"name": name, **found["policy"]}, scale)
+        episodes = evaluate(policy, env_id, env_kwargs, seeds, progress, description=f"{name} {found['training_seed']}")
+        runs.append({**found, "model": None, "episodes": episodes})
+    if set(r["training_seed"] for r in runs) & set(seeds):
+        raise ValueError("search seeds overlap the evaluation seeds")
+    agent = {"kind": "searched", "name": name, "search": search}
+    entry = make_entry(env_id, env_kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag)
+    return _with_fingerprint(entry, env_kwargs)
 
 
 def trained_agents_entry(
@@ -188,7 +242,7 @@ def trained_agents_entry(
                        package_versions(), tag)  # fmt: skip
     if evaluation_env_kwargs:
         entry["evaluation_env_kwargs"] = settings
-    return entry
+    return _with_fingerprint(entry, first["env_kwargs"])
 
 
 def search_entry(
@@ -230,8 +284,9 @@ def search_entry(
         "total_timesteps": first["total_timesteps"],
         "final_epochs": epochs,
     }
-    return make_entry(env_id, first["env_kwargs"], spec, runs, list(seeds), score_metric(env_id),
-                      package_versions(), tag)  # fmt: skip
+    entry = make_entry(env_id, first["env_kwargs"], spec, runs, list(seeds), score_metric(env_id),
+                       package_versions(), tag)  # fmt: skip
+    return _with_fingerprint(entry, first["env_kwargs"])
 
 
 def save_entry(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> Path:
@@ -244,11 +299,29 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
     entry = json.loads(Path(path).read_text())
     env_id, kwargs, seeds = entry["env_id"], entry["env_kwargs"], entry["evaluation_seeds"]
     mismatches = []
-    if entry["agent"]["kind"] == "fixed":
-        policy = fixed_policy(entry["agent"]["name"], action_scale=kwargs.get("action_scale", 6.0))
+    recorded_fingerprint = entry.get("task_fingerprint")
+    if recorded_fingerprint is not None:
+        here = task_fingerprint(env_id, kwargs) or {}
+        differ = [k for k in ("teacher_sha256", "dataset_sha256") if here.get(k) != recorded_fingerprint.get(k)]
+        if differ:  # the same policy on another teacher or other data: replaying would compare nothing
+            return [f"task {k}: the entry's {recorded_fingerprint.get(k)} differs from this machine's {here.get(k)}"
+                    for k in differ]  # fmt: skip
+    scale = kwargs.get("action_scale", 6.0)
+    agent_spec = entry["agent"]
+    if agent_spec["kind"] == "fixed":
+        if "policy" in agent_spec:
+            policy = policy_from_spec({"name": agent_spec["name"], **agent_spec["policy"]}, scale)
+        else:
+            policy = fixed_policy(agent_spec["name"], action_scale=scale)
         episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying")
         recorded = [e for run in entry["runs"] for e in run["episodes"]]
         pairs = [("fixed", recorded, episodes)]
+    elif agent_spec["kind"] == "searched":
+        pairs = []
+        for run in entry["runs"]:
+            policy = policy_from_spec({"name": agent_spec["name"], **run["policy"]}, scale)
+            episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying")
+            pairs.append((f"search seed {run['training_seed']}", run["episodes"], episodes))
     elif entry["agent"]["kind"] == "search":
         pairs = []
         for run in entry["runs"]:
