@@ -186,6 +186,10 @@ def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
         plt.close(fig)
         plots.append(plot)
         lines += ["", f"![{env_id}]({plot.name})", ""]
+        response = _render_temperature_response(env_id, entries, directory, plt)
+        if response is not None:
+            lines += response[0]
+            plots.append(response[1])
         searches = [(p, e) for p, e in entries if e["agent"]["kind"] == "search"]
         if searches:
             students_lines, students_plot = _render_students(env_id, searches, directory, plt)
@@ -194,6 +198,67 @@ def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
     readme = directory / "README.md"
     readme.write_text("\n".join(lines) + "\n")
     return readme, plots
+
+
+def _constant_temperature(entry: dict[str, Any]) -> float | None:
+    """The temperature of a constant-temperature entry (``constant_t<T>``, or a chosen constant), else None."""
+    agent = entry["agent"]
+    if agent["kind"] != "fixed" or entry["env_kwargs"].get("kd_weight") == 0.0:
+        return None
+    if agent.get("policy", {}).get("class", "constant") == "constant" and agent.get("policy", {}).get("temperature"):
+        return float(agent["policy"]["temperature"])
+    name = agent["name"]
+    if name.startswith("constant_t"):
+        try:
+            return float(name[len("constant_t") :])
+        except ValueError:
+            return None
+    return None
+
+
+def _render_temperature_response(env_id: str, entries: list[tuple[Path, dict[str, Any]]], directory: Path, plt):
+    """For a distillation env with constant-temperature entries: the student's score against the constant
+    T (IQM and 95% CI of the official entries), cross-entropy alone as a band, and the validation
+    accuracy that chose ``best_constant`` where that entry exists. None when there is nothing to draw."""
+    official = [e for _, e in entries if e["tag"] == "official" and e["official"]]
+    constants = sorted((t, e) for e in official if (t := _constant_temperature(e)) is not None
+                       and e["agent"]["name"].startswith("constant_t"))  # fmt: skip
+    if len(constants) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ts = np.array([t for t, _ in constants])
+    iqm = np.array([e["summary"]["iqm"] for _, e in constants])
+    ci = np.array([e["summary"]["iqm_ci95"] for _, e in constants])
+    ax.errorbar(ts, iqm, yerr=[iqm - ci[:, 0], ci[:, 1] - iqm], fmt="o-", capsize=4,
+                label="constant T (test, IQM, 95% CI)")
+    for e in official:
+        if e["agent"]["name"] == "no_kd":
+            s = e["summary"]
+            ax.axhspan(*s["iqm_ci95"], color="gray", alpha=0.25, label=f"cross-entropy alone ({s['iqm']:.3f})")
+            ax.axhline(s["iqm"], color="gray", lw=1)
+        if e["agent"]["name"] == "best_constant" and "selection" in e["agent"]:
+            table = e["agent"]["selection"]["validation_accuracy"]
+            vt = sorted(table, key=float)
+            ax.plot([float(t) for t in vt], [table[t] for t in vt], "s--", color="tab:orange", ms=4,
+                    label="validation accuracy that chose best_constant (training seeds)")  # fmt: skip
+            ax.axvline(e["agent"]["policy"]["temperature"], color="tab:orange", lw=1, ls=":")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ts, [f"{t:g}" for t in ts])
+    ax.set_xlabel("temperature T (constant over the run)")
+    ax.set_ylabel(entries[0][1]["metric"])
+    ax.set_title(f"{env_id}: temperature response")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    plot = directory / f"{env_id}-temperature-response.png"
+    fig.savefig(plot, dpi=120)
+    plt.close(fig)
+    lines = [f"### Temperature response ({env_id})", "",
+             "| T | IQM [95% CI] | mean ± std |", "|---|---|---|"]  # fmt: skip
+    for t, e in constants:
+        s = e["summary"]
+        lines.append(f"| {t:g} | {s['iqm']:.4f} [{s['iqm_ci95'][0]:.4f}, {s['iqm_ci95'][1]:.4f}] "
+                     f"| {s['mean']:.4f} ± {s['std']:.4f} |")  # fmt: skip
+    return lines + ["", f"![temperature response]({plot.name})", ""], plot
 
 
 def _render_students(env_id: str, searches: list[tuple[Path, dict[str, Any]]], directory: Path, plt):

@@ -71,21 +71,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the task's schedule")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the task's schedule")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--reward-interval", type=int, default=5, help="the held-out shortcut's k, also timed")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     task = make_task(args.task, progress=True)
     args.epochs = args.epochs or task.config.student_training.epochs
     args.batch_size = args.batch_size or task.config.student_training.batch_size
+    settings = {m: {"reward_measure": m} for m in REWARD_MEASURES}
+    settings[f"heldout, reward_interval={args.reward_interval}"] = {"reward_measure": "heldout",
+                                                                   "reward_interval": args.reward_interval}
     envs = {
-        measure: gym.make(
-            "TemperatureKD-v0", task=args.task, epochs=args.epochs, batch_size=args.batch_size, reward_measure=measure
-        )  # fmt: skip
-        for measure in REWARD_MEASURES
+        name: gym.make("TemperatureKD-v0", task=args.task, epochs=args.epochs, batch_size=args.batch_size, **kwargs)
+        for name, kwargs in settings.items()
     }
     teacher_logits = predict_logits(task.teacher, task.data.x_train)
     plain_loop(task, teacher_logits, args.batch_size, 1, 4.0, seed=0)  # warm-up, not timed
-    times: dict[str, list[float]] = {"plain": [], **{m: [] for m in REWARD_MEASURES}}
+    times: dict[str, list[float]] = {"plain": [], **{m: [] for m in envs}}
     steps = 0
     for repeat in range(args.repeats):
         seconds, accuracy = plain_loop(task, teacher_logits, args.batch_size, args.epochs, 4.0, seed=repeat)
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\ntask={args.task} epochs={args.epochs} batch_size={args.batch_size} threads={args.threads} "
           f"steps/episode={steps} repeats={args.repeats}")  # fmt: skip
     print(f"plain loop: {plain:.2f}s per run (median)")
-    for measure in REWARD_MEASURES:
+    for measure in envs:
         t = statistics.median(times[measure])
         print(f"env reward_measure={measure:8s}: {t:.2f}s per episode, {steps / t:,.0f} steps/s, "
               f"ratio env/plain = {t / plain:.3f} ({(t / plain - 1) * 100:+.1f}%)")  # fmt: skip

@@ -122,6 +122,31 @@ def test_heldout_reward_is_scaled_accuracy_gain(tiny_kwargs):
     assert reward == pytest.approx((after - before) * 0.5)  # sigmoid(epoch 0 / n) = 1/2
 
 
+def test_reward_interval_keeps_each_epochs_reward_sum(tiny_kwargs):
+    # 8 batches per epoch. Measuring every 3 steps (and at each epoch's end) gives rewards only on those
+    # steps, and every epoch's rewards sum to the same held-out gain as measuring every step.
+    every = rollout(gym.make("TemperatureKD-v0", **tiny_kwargs), seed=4)
+    sparse = rollout(gym.make("TemperatureKD-v0", **dict(tiny_kwargs, reward_interval=3)), seed=4)
+    np.testing.assert_array_equal(every[-1][0], sparse[-1][0])  # the same training run
+    rewards = {name: np.array([t[1] for t in trace[1:]]) for name, trace in (("every", every), ("sparse", sparse))}
+    measured = [i for i, t in enumerate(sparse[1:]) if t[4]["batch"] % 3 == 0 or t[2]]
+    assert measured == [2, 5, 7, 10, 13, 15]  # batches 3, 6, 8 of each epoch
+    assert np.all(rewards["sparse"][[i for i in range(16) if i not in measured]] == 0.0)
+    for epoch in (slice(0, 8), slice(8, 16)):
+        assert rewards["sparse"][epoch].sum() == pytest.approx(rewards["every"][epoch].sum(), abs=1e-12)
+
+
+def test_default_is_the_cloud_edge_task():
+    env = gym.make("TemperatureKD-v0").unwrapped
+    assert env.task.config.transfer_size == 1000 and len(env.task.data.y_train) == 1000
+    assert len(env.task.teacher_data.y_train) == 8000
+    assert (env.options.batch_size, env.options.epochs, env.max_steps) == (64, 40, 600)  # the task's schedule
+    assert env.task.teacher_record["source"] == "shipped"
+    old = gym.make("TemperatureKD-v0", task="mnist1d").unwrapped  # the first default, by name
+    assert (old.options.batch_size, old.options.epochs, old.max_steps) == (128, 30, 1860)
+    assert old.task.fingerprint()["teacher_sha256"] == env.task.fingerprint()["teacher_sha256"]
+
+
 @pytest.mark.parametrize("measure", ["batch", "heldout"])
 @pytest.mark.parametrize("exploration", ["none", "entropy_mixup", "entropy_mixup_authors"])
 def test_options_run_and_stay_deterministic(tiny_kwargs, measure, exploration):
@@ -200,6 +225,8 @@ def test_bad_action_gives_a_clear_error(tiny_kwargs, action, message):
         ({"reward_set_size": 10_000}, "reward_set_size=10000"),
         ({"batch_size": 512}, "batch_size=512"),
         ({"task": "imagenet"}, "task='imagenet'"),
+        ({"reward_interval": 0}, "reward_interval=0"),
+        ({"mixup_interval": 0}, "mixup_interval=0"),
     ],
 )
 def test_bad_kwargs_give_a_clear_error(tiny_kwargs, kwargs, message):

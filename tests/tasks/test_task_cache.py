@@ -10,12 +10,16 @@ import kd_envs.tasks.task as task_module
 from kd_envs.tasks.datasets import DatasetConfig
 from kd_envs.tasks.models import ModelConfig
 from kd_envs.tasks.task import (
+    SHIPPED_TEACHERS_DIR,
     TASKS,
     TaskConfig,
     default_cache_dir,
+    load_or_train_teacher,
     load_task_data,
     make_task,
     resolve_task,
+    teacher_key,
+    tensors_sha256,
 )
 from kd_envs.tasks.training import TrainConfig, accuracy
 
@@ -143,3 +147,63 @@ def test_files_on_disk_are_not_cached(tmp_path):
     data = load_task_data(DatasetConfig("digits", num_train=30, num_val=10, num_test=10), tmp_path)
     assert len(data.y_train) == 30
     assert not (tmp_path / "datasets").exists()
+
+
+# --- cloud-edge transfer sets and shipped teachers --------------------------------------------------
+
+
+def test_transfer_set_is_the_first_instances_and_the_teacher_is_shared(tmp_path, monkeypatch):
+    full = make_task(TINY, cache_dir=tmp_path)
+    monkeypatch.setattr(task_module, "train_classifier", _no_training)  # same teacher key: no retraining
+    edge = make_task(dataclasses.replace(TINY, transfer_size=100), cache_dir=tmp_path)
+    assert torch.equal(edge.data.x_train, full.data.x_train[:100]) and torch.equal(edge.data.y_train,
+                                                                                   full.data.y_train[:100])  # fmt: skip
+    assert torch.equal(edge.data.x_val, full.data.x_val) and torch.equal(edge.data.x_test, full.data.x_test)
+    assert len(edge.teacher_data.y_train) == 256  # the teacher learned from all of it
+    assert _equal_weights(edge.teacher, full.teacher)
+    assert teacher_key(edge.config) == teacher_key(full.config)
+    a, b = full.fingerprint(), edge.fingerprint()
+    assert a["teacher_sha256"] == b["teacher_sha256"] and a["dataset_sha256"] == b["dataset_sha256"]
+    assert (a["transfer_size"], b["transfer_size"]) == (256, 100)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "100", 257])
+def test_transfer_size_is_validated(bad):
+    with pytest.raises(ValueError, match=f"transfer_size={bad!r}" if bad != 257 else "has only 256"):
+        dataclasses.replace(TINY, transfer_size=bad)
+
+
+def test_tensors_sha256_depends_on_values_names_and_shapes():
+    a = {"w": torch.arange(6, dtype=torch.float32).view(2, 3)}
+    assert tensors_sha256(a) == tensors_sha256({"w": torch.arange(6, dtype=torch.float32).view(2, 3).clone()})
+    assert tensors_sha256(a) != tensors_sha256({"w": torch.arange(6, dtype=torch.float32).view(3, 2)})
+    assert tensors_sha256(a) != tensors_sha256({"v": a["w"]})
+    b = {"w": a["w"].clone()}
+    b["w"][0, 0] = 1e-30
+    assert tensors_sha256(a) != tensors_sha256(b)
+
+
+def test_default_task_teacher_is_shipped_and_checked(tmp_path, monkeypatch):
+    # The default task's teacher comes from the package, never from training or the user's cache.
+    monkeypatch.setattr(task_module, "train_classifier", _no_training)
+    config = TASKS["mnist1d-cloud-edge"]
+    assert (SHIPPED_TEACHERS_DIR / f"{teacher_key(config)}.pt").is_file()
+    teacher, record = load_or_train_teacher(config, load_task_data(config.dataset, tmp_path), tmp_path)
+    assert record["source"] == "shipped"
+    assert tensors_sha256(teacher.state_dict()) == record["weights_sha256"]
+    assert not (tmp_path / "teachers").exists()
+
+
+def test_a_damaged_shipped_teacher_is_refused(tmp_path, monkeypatch):
+    config = TASKS["mnist1d-cloud-edge"]
+    key = teacher_key(config)
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    record = json.loads((SHIPPED_TEACHERS_DIR / f"{key}.json").read_text())
+    state = torch.load(SHIPPED_TEACHERS_DIR / f"{key}.pt", weights_only=True)
+    next(iter(state.values())).view(-1)[0] += 1.0
+    torch.save(state, shipped / f"{key}.pt")
+    (shipped / f"{key}.json").write_text(json.dumps(record))
+    monkeypatch.setattr(task_module, "SHIPPED_TEACHERS_DIR", shipped)
+    with pytest.raises(ValueError, match=f"shipped teacher .*{key}.pt: weights sha256"):
+        load_or_train_teacher(config, load_task_data(config.dataset, tmp_path), tmp_path)
