@@ -14,7 +14,10 @@ The batch's reward (the student's gain after training on the whole batch) arrive
   without other information is the equal share R/n; the term keeps C near the equal split unless the
   states and actions explain how batch rewards vary;
 * the calibrated rewards r_i = r̂_i + (R − Σ_j r̂_j)/n sum to R exactly (:func:`calibrate`: the residual
-  is spread evenly, as RUDDER's reward redistribution and the authors' code do);
+  is spread evenly, as RUDDER's reward redistribution does). The authors' code computes such rewards
+  (a 4→16→1 "redistribution" net) but never uses them: it writes them to the buffer after the path was
+  closed, so its advantages stay those of the uncalibrated batch reward. Ours uses them, as the paper
+  describes;
 * each instance's advantage is the batch's GAE plus its own deviation, A_i = Ā + (n·r_i − R) −
   (V_i − V̄) (:func:`instance_advantages`; without calibration r_i = R/n and only the per-instance
   baseline differs).
@@ -27,8 +30,24 @@ log-probabilities of one update see the same states.
 
 The **efficient exploration** is a property of the training env: ``TemperatureKD-v0``'s
 ``exploration`` option (``"entropy_mixup"``, the paper's, in the YAML; ``"entropy_mixup_authors"`` is the
-authors' code's). The YAML's ``env_kwargs`` apply to the training env only; entries evaluate on the
-plain env, like every other agent.
+authors' code's purification). The YAML's ``env_kwargs`` apply to the training env only; entries
+evaluate on the plain env, like every other agent.
+
+Where the authors' code (Zhengbo-Zhang/ITKD, ``utils/trainer.py``) does otherwise, and what we do:
+
+* its RL starts after 19 warm-up epochs at T = 4 (of 240); the env's ``warmup_epochs`` does this
+  (0 by default; the study measures 3 of 40);
+* it samples every temperature from the Gaussian policy in every epoch, during the whole distillation;
+  our entries act with the policy's mean (``deterministic=True``), as every agent on the leaderboard;
+* it updates the policy only in every 20th epoch, from that epoch's batches; we update after every
+  rollout;
+* its reward is the macro accuracy of consecutive training batches, acc_k − acc_{k−1}, credited one
+  batch late and scaled by a cosine of the epoch (×10 / ×5 / ×2 by stage); ours is the env's reward
+  (held-out by default, sigmoid(epoch / n) as the paper writes);
+* its actor and critic are 3→256→256 (actor mean through tanh, state-independent std); ours are 64×64
+  (see the YAML); its log-probability is evaluated at the squashed temperature, not at the raw sample;
+* its critical-state detector masks the observations of the PPO update only (old log-probabilities
+  were computed unmasked); our U gates the state both before and during the update.
 """
 
 from __future__ import annotations

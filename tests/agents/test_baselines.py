@@ -30,7 +30,8 @@ def test_every_algorithm_has_hyperparameters():
 @pytest.mark.parametrize("algo", YAML_ALGOS)
 def test_yaml_builds_an_agent(algo, tiny_json_kwargs):
     params = load_hyperparams(algo, ENV_ID)
-    assert params["n_timesteps"] > 0 and params["policy"] == ("RLKDPolicy" if algo == "rlkd" else "MlpPolicy")
+    expected_policy = {"rlkd": "RLKDPolicy", "ppo": "InstancePolicy"}.get(algo, "MlpPolicy")
+    assert params["n_timesteps"] > 0 and params["policy"] == expected_policy
     model, resolved = build_agent(algo, ENV_ID, seed=0, env_kwargs=tiny_json_kwargs, hyperparams=TINY.get(algo))
     assert type(model) is ALGOS[algo]
     assert resolved == {**params, **TINY.get(algo, {})}
