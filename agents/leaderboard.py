@@ -157,18 +157,25 @@ def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
         entries.sort(key=lambda pe: -pe[1]["summary"]["iqm"])
         metric = entries[0][1]["metric"]
         lines += [f"## {env_id}", "", f"Metric: `{metric}`.", ""]
-        lines += ["| agent | tag | runs | IQM [95% CI] | mean ± std | eval seeds | env kwargs | entry |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        confident = any(CONFIDENT_PREDICTION_COLUMNS[0][1][0] in _episodes(e)[0] for _, e in entries)
+        extra = [title for title, _ in CONFIDENT_PREDICTION_COLUMNS] if confident else []
+        lines += ["| agent | tag | runs | IQM [95% CI] | mean ± std | " + "".join(f"{t} | " for t in extra)
+                  + "eval seeds | env kwargs | entry |", "|---" * (8 + len(extra)) + "|"]  # fmt: skip
         for path, e in entries:
             s = e["summary"]
             kwargs = ", ".join(f"{k}={v}" for k, v in sorted(e["env_kwargs"].items())) or "defaults"
             tag = e["tag"] + (" (too few runs)" if e["tag"] == "official" and not e["official"] else "")
+            cells = "".join(f"{_mean_of(e, key)} | " for _, key in CONFIDENT_PREDICTION_COLUMNS) if confident else ""
             lines.append(
                 f"| {e['agent']['name']} | {tag} | {s['runs']} "
                 f"| {s['iqm']:.4f} [{s['iqm_ci95'][0]:.4f}, {s['iqm_ci95'][1]:.4f}] "
-                f"| {s['mean']:.4f} ± {s['std']:.4f} | {len(e['evaluation_seeds'])} | {kwargs} "
+                f"| {s['mean']:.4f} ± {s['std']:.4f} | {cells}{len(e['evaluation_seeds'])} | {kwargs} "
                 f"| [{path.name}](entries/{path.name}) |"
             )
+        if confident:
+            lines += ["", "Confident prediction (means over every evaluation episode, test split): ECE over 15 bins, "
+                      "before → after temperature scaling fitted on validation; NLL likewise; accuracy at the "
+                      "confidence threshold that keeps 90% of validation; area under the risk–coverage curve."]
         plot = directory / f"{env_id}.png"
         fig, ax = plt.subplots(figsize=(7, 0.5 * len(entries) + 1.5))
         names = [f"{e['agent']['name']} ({e['tag']})" for _, e in entries][::-1]
@@ -198,6 +205,27 @@ def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
     readme = directory / "README.md"
     readme.write_text("\n".join(lines) + "\n")
     return readme, plots
+
+
+# Columns of the rendered table for envs whose final info reports confident prediction (TemperatureKD-v0).
+CONFIDENT_PREDICTION_COLUMNS = (
+    ("ECE → scaled", ("student_test_ece", "student_test_ece_scaled")),
+    ("NLL → scaled", ("student_test_nll", "student_test_nll_scaled")),
+    ("acc @ 90% cov.", ("student_selective_accuracy_90",)),
+    ("AURC", ("student_test_aurc",)),
+)
+
+
+def _episodes(entry: dict[str, Any]) -> list[dict[str, Any]]:
+    return [episode for run in entry["runs"] for episode in run["episodes"]]
+
+
+def _mean_of(entry: dict[str, Any], keys: tuple[str, ...]) -> str:
+    """The mean of each key over the entry's episodes, joined by →; "–" where an entry predates the key."""
+    episodes = _episodes(entry)
+    if any(key not in episodes[0] for key in keys):
+        return "–"
+    return " → ".join(f"{np.mean([ep[key] for ep in episodes]):.4f}" for key in keys)
 
 
 def _constant_temperature(entry: dict[str, Any]) -> float | None:

@@ -123,3 +123,32 @@ def test_render(tmp_path, fast_bootstrap):
     assert [row.split(" | ")[0] for row in rows] == ["| td3", "| sac", "| ppo"]  # by env id, best IQM first
     assert "(entries/TemperatureKD-v0__sac__test.json)" in text
     assert "![TemperatureKD-v0](TemperatureKD-v0.png)" in text
+
+
+def test_render_temperature_response_and_confident_prediction_columns(tmp_path, fast_bootstrap):
+    def constant(name, scores, ece=None, policy=None):
+        entry = fake_entry(name=name, scores=scores, tag="official")
+        entry["agent"] = {"kind": "fixed", "name": name, **({"policy": policy} if policy else {})}
+        for run in entry["runs"]:
+            for episode in run["episodes"]:
+                if ece is not None:
+                    episode.update(student_test_ece=ece, student_test_ece_scaled=ece / 2, student_test_nll=1.0,
+                                   student_test_nll_scaled=0.5, student_selective_accuracy_90=0.9,
+                                   student_test_aurc=0.01)  # fmt: skip
+        return entry
+
+    runs = (0.5, 0.6, 0.55, 0.52, 0.58)
+    entries = [constant("constant_t1", runs, ece=0.2), constant("constant_t4", tuple(s + 0.2 for s in runs), ece=0.1),
+               constant("no_kd", runs), constant("best_constant", runs, policy={"class": "constant", "temperature": 4})]
+    entries[-1]["agent"]["selection"] = {"validation_accuracy": {"1.0": 0.5, "4.0": 0.8}}
+    for entry in entries:
+        write_entry(entry, entry_path(entry["env_id"], entry["agent"]["name"], entry["tag"], tmp_path))
+    readme, plots = render(tmp_path)
+    assert tmp_path / "TemperatureKD-v0-temperature-response.png" in plots
+    text = readme.read_text()
+    assert "| 1 | " in text and "| 4 | " in text  # the response table, one row per constant T
+    assert "| ECE → scaled | NLL → scaled | acc @ 90% cov. | AURC |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| constant_t4 | official"))
+    assert "| 0.1000 → 0.0500 | 1.0000 → 0.5000 | 0.9000 | 0.0100 |" in row
+    row = next(line for line in text.splitlines() if line.startswith("| no_kd | official"))
+    assert "| – | – | – | – |" in row  # an entry without the measures
