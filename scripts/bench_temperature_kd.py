@@ -21,7 +21,7 @@ import torch
 from torch.nn import functional as F
 
 import kd_envs  # noqa: F401
-from kd_envs.envs.temperature_kd import REWARD_MEASURES, TemperatureKDEnv, temperature_to_action
+from kd_envs.envs.temperature_kd import FEATURE_LOSSES, REWARD_MEASURES, TemperatureKDEnv, temperature_to_action
 from kd_envs.losses import kd_loss
 from kd_envs.tasks import make_task, predict_logits, steps_per_epoch
 
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="default: the task's schedule")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reward-interval", type=int, default=5, help="the held-out shortcut's k, also timed")
+    parser.add_argument("--no-features", dest="features", action="store_false",
+                        help="skip timing feature distillation (feature_weight=1 with each feature loss)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -81,6 +83,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = {m: {"reward_measure": m} for m in REWARD_MEASURES}
     settings[f"heldout, reward_interval={args.reward_interval}"] = {"reward_measure": "heldout",
                                                                    "reward_interval": args.reward_interval}
+    for loss in FEATURE_LOSSES if args.features else ():  # the cost of feature_weight > 0 (default measure)
+        settings[f"heldout, feature_loss={loss}"] = {"feature_weight": 1.0, "feature_loss": loss}
     envs = {
         name: gym.make("TemperatureKD-v0", task=args.task, epochs=args.epochs, batch_size=args.batch_size, **kwargs)
         for name, kwargs in settings.items()

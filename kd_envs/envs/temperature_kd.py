@@ -13,13 +13,14 @@ import torch
 from gymnasium import spaces
 from torch.nn import functional as F
 
-from kd_envs.losses import kd_loss
+from kd_envs.losses import attention_loss, hint_loss, hint_regressors, kd_loss, nmd_loss
 from kd_envs.metrics import confident_prediction_report
 from kd_envs.tasks import Task, TaskConfig, make_task, predict_logits, resolve_task, steps_per_epoch
 from kd_envs.tasks.datasets import augment_batch
 
 REWARD_MEASURES = ("heldout", "batch")
 EXPLORATION_MODES = ("none", "entropy_mixup", "entropy_mixup_authors")
+FEATURE_LOSSES = ("nmd", "hint", "attention")
 # The authors' purification (ITKD's code, utils/dataloader.py): the hard image's weight goes from 1.0
 # to 0.7 by rank within the band.
 AUTHORS_MIX_WEIGHTS = (1.0, 0.7)
@@ -95,6 +96,8 @@ class _Options:
     action_scale: float
     mixup_interval: int
     reward_interval: int
+    feature_weight: float
+    feature_loss: str
 
     def __post_init__(self) -> None:
         def bad(name: str, allowed: str) -> ValueError:
@@ -106,7 +109,7 @@ class _Options:
                 raise bad(name, "a positive integer")
         if not isinstance(self.warmup_epochs, (int, np.integer)) or not 0 <= self.warmup_epochs < self.epochs:
             raise bad("warmup_epochs", f"an integer in [0, epochs={self.epochs})")
-        for name in ("ce_weight", "kd_weight"):
+        for name in ("ce_weight", "kd_weight", "feature_weight"):
             if not (0.0 <= getattr(self, name) < math.inf):
                 raise bad(name, "a finite number >= 0")
         for name in ("student_lr", "reward_epoch_scale", "action_scale"):
@@ -118,6 +121,8 @@ class _Options:
             raise bad("reward_measure", f"one of {REWARD_MEASURES}")
         if self.exploration not in EXPLORATION_MODES:
             raise bad("exploration", f"one of {EXPLORATION_MODES}")
+        if self.feature_loss not in FEATURE_LOSSES:
+            raise bad("feature_loss", f"one of {FEATURE_LOSSES}")
 
 
 class TemperatureKDEnv(gym.Env):
@@ -180,6 +185,14 @@ class TemperatureKDEnv(gym.Env):
     sum to the same held-out gain times sigmoid(epoch / n); only the credit within an epoch is coarser.
     The default, 1, measures every step.
 
+    ``feature_weight=β > 0`` adds β·L_feat to the student's loss, on the outputs of every stage of both
+    networks from the passes the env already runs (the teacher's on the training set are computed once,
+    as its logits): ``"nmd"`` the neuron-manifold loss (:func:`kd_envs.losses.nmd_loss`), ``"hint"``
+    FitNets' hint loss through learned 1x1 regressors that train with the student, ``"attention"``
+    attention transfer; stage weights 1, 1/2, 1/4, … from the shallowest. Every step's info then has
+    ``loss_feature``. Teacher and student need the same number of stages (and, for the latter two, the
+    same extent per stage).
+
     ## Starting State
     A student with fresh weights drawn from the episode's seed, trained for ``warmup_epochs`` at the
     fixed ``warmup_temperature`` inside ``reset`` (so every step of the episode is the agent's).
@@ -211,6 +224,8 @@ class TemperatureKDEnv(gym.Env):
     | `reward_set_size`    | 256         | instances in the held-out reward set                              |
     | `reward_epoch_scale` | 10.0        | n in the reward's sigmoid(epoch / n)                              |
     | `reward_interval`    | 1           | held-out measure only: measure the reward set every k steps (below) |
+    | `feature_weight`     | 0.0         | β, weight of a feature-distillation term on every stage (0: none)  |
+    | `feature_loss`       | `"nmd"`     | `"nmd"` (neuron manifold), `"hint"` (FitNets) or `"attention"`    |
     | `warmup_epochs`      | 0           | epochs at ``warmup_temperature`` inside ``reset``                 |
     | `warmup_temperature` | 4.0         | the warm-up's fixed temperature                                   |
     | `exploration`        | `"none"`    | `"entropy_mixup"` (the paper's) or `"entropy_mixup_authors"` (below) |
@@ -260,6 +275,8 @@ class TemperatureKDEnv(gym.Env):
         action_scale: float = 6.0,
         mixup_interval: int | None = None,
         reward_interval: int = 1,
+        feature_weight: float = 0.0,
+        feature_loss: str = "nmd",
         cache_dir: str | Path | None = None,
         data_root: str | None = None,
     ):
@@ -272,7 +289,7 @@ class TemperatureKDEnv(gym.Env):
         self.options = _Options(
             batch_size, epochs, float(ce_weight), float(kd_weight), float(student_lr), reward_measure,
             reward_set_size, float(reward_epoch_scale), warmup_epochs, float(warmup_temperature), exploration,
-            float(action_scale), mixup_interval, reward_interval,
+            float(action_scale), mixup_interval, reward_interval, float(feature_weight), feature_loss,
         )  # fmt: skip
         self.task: Task = make_task(task, cache_dir=cache_dir, data_root=data_root)
         data = self.task.data
@@ -284,8 +301,11 @@ class TemperatureKDEnv(gym.Env):
         self.reward_x = data.x_val[:reward_set_size]
         self.reward_y = data.y_val[:reward_set_size]
         # Without augmentation the teacher's predictions on the training set never change: compute once.
-        self._teacher_logits = None if data.augment else predict_logits(self.task.teacher, data.x_train)
+        self._teacher_logits, self._teacher_features = (None, None) if data.augment else self._teacher_outputs(
+            data.x_train)  # fmt: skip
         self._teacher_confidence = None if data.augment else teacher_confidence(self._teacher_logits)
+        if self.options.feature_weight > 0:
+            self._check_feature_loss()
         self.steps_per_epoch = steps_per_epoch(self._epoch_size(), batch_size)
         self.max_steps = (epochs - warmup_epochs) * self.steps_per_epoch
 
@@ -310,6 +330,7 @@ class TemperatureKDEnv(gym.Env):
         data, gen = self.task.data, self._torch_gen
         if self.options.exploration == "none":
             self._epoch_x, self._epoch_y, self._epoch_teacher = data.x_train, data.y_train, self._teacher_logits
+            self._epoch_teacher_features = self._teacher_features
             self._epoch_teacher_confidence = self._teacher_confidence
             self._epoch_order = torch.randperm(len(data.y_train), generator=gen)
             return
@@ -319,10 +340,12 @@ class TemperatureKDEnv(gym.Env):
             self._epoch_order = torch.randperm(n, generator=gen)  # every instance trains, in a fresh order
             if not self.is_mixup_epoch(self._epoch):
                 self._epoch_x, self._epoch_teacher = data.x_train, self._teacher_logits
+                self._epoch_teacher_features = self._teacher_features
                 self._epoch_teacher_confidence = self._teacher_confidence
                 return
             self._epoch_x = authors_purification(data.x_train, self._entropy_sum)
-            self._epoch_teacher = None if data.augment else predict_logits(self.task.teacher, self._epoch_x)
+            self._epoch_teacher, self._epoch_teacher_features = (None, None) if data.augment else (
+                self._teacher_outputs(self._epoch_x))  # fmt: skip
             self._epoch_teacher_confidence = None if data.augment else teacher_confidence(self._epoch_teacher)
             return
         ranked = self._entropy_ranking()
@@ -332,7 +355,8 @@ class TemperatureKDEnv(gym.Env):
         lam = (0.7 + 0.3 * torch.rand(len(top), generator=gen)).view(-1, *([1] * (data.x_train.dim() - 1)))
         self._epoch_x = lam * data.x_train[top] + (1 - lam) * data.x_train[partner]
         self._epoch_y = data.y_train[top]
-        self._epoch_teacher = None if data.augment else predict_logits(self.task.teacher, self._epoch_x)
+        self._epoch_teacher, self._epoch_teacher_features = (None, None) if data.augment else (
+            self._teacher_outputs(self._epoch_x))  # fmt: skip
         self._epoch_teacher_confidence = None if data.augment else teacher_confidence(self._epoch_teacher)
         self._epoch_order = torch.randperm(len(top), generator=gen)
 
@@ -348,16 +372,21 @@ class TemperatureKDEnv(gym.Env):
         b = self.options.batch_size
         idx = self._epoch_order[self._batch * b : (self._batch + 1) * b]
         x = self._epoch_x[idx]
+        features = self.options.feature_weight > 0
         if self.task.data.augment:
             x = augment_batch(x, self._torch_gen)
-            with torch.no_grad():
-                teacher_logits = self.task.teacher(x)
+            teacher_logits, teacher_features = self._teacher_outputs(x)
             confidence = teacher_confidence(teacher_logits)
         else:
             teacher_logits, confidence = self._epoch_teacher[idx], self._epoch_teacher_confidence[idx]
+            teacher_features = [f[idx] for f in self._epoch_teacher_features] if features else None
         self._x, self._y = x, self._epoch_y[idx]
         self._teacher_batch, self._teacher_batch_confidence = teacher_logits, confidence
-        self._student_logits = self._student(x)
+        self._teacher_batch_features = teacher_features
+        if features:  # the same single pass, with the stages' outputs
+            self._student_logits, self._student_features = self._student(x, return_features=True)
+        else:
+            self._student_logits = self._student(x)
         self._obs = batch_observation(self._student_logits, confidence)
         if self.options.exploration == "entropy_mixup_authors":  # their entropy_record, from the training pass
             log_p = F.log_softmax(self._student_logits.detach(), dim=1)
@@ -369,10 +398,50 @@ class TemperatureKDEnv(gym.Env):
             "kd": kd_loss(self._student_logits, self._teacher_batch, temperature),
         }
         total = self.options.ce_weight * losses["ce"] + self.options.kd_weight * losses["kd"]
+        if self.options.feature_weight > 0:
+            losses["feature"] = self._feature_loss()
+            total = total + self.options.feature_weight * losses["feature"]
         self._optimizer.zero_grad(set_to_none=True)
         total.backward()
         self._optimizer.step()
         return losses
+
+    @torch.no_grad()
+    def _teacher_outputs(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+        """The teacher's logits on ``x`` and, when a feature loss is on, its stages' outputs (one pass)."""
+        if self.options.feature_weight == 0:
+            return predict_logits(self.task.teacher, x), None
+        chunks = [self.task.teacher(x[i : i + 1024], return_features=True) for i in range(0, len(x), 1024)]
+        logits = torch.cat([c[0] for c in chunks])
+        return logits, [torch.cat([c[1][s] for c in chunks]) for s in range(len(chunks[0][1]))]
+
+    def _check_feature_loss(self) -> None:
+        """Fail at construction, naming the kwarg, if the task's two networks cannot be compared stage by
+        stage with the chosen feature loss (one look at four instances through a throwaway student)."""
+        x = self.task.data.x_train[:4]
+        probe = self.task.build_student(torch.Generator().manual_seed(0)).eval()
+        with torch.no_grad():
+            self._student_features = probe(x, return_features=True)[1]
+        self._teacher_batch_features = self._teacher_outputs(x)[1]
+        try:
+            if self.options.feature_loss == "hint":
+                self._regressors = hint_regressors(self._student_features, self._teacher_batch_features)
+            self._feature_loss()
+        except ValueError as error:
+            raise ValueError(f"TemperatureKD-v0: feature_loss={self.options.feature_loss!r} cannot compare this "
+                             f"task's student and teacher: {error}") from None  # fmt: skip
+
+    def _feature_loss(self) -> torch.Tensor:
+        """The feature-distillation term on every stage (stage weights 1, 1/2, 1/4, … shallow first)."""
+        student, teacher = self._student_features, self._teacher_batch_features
+        if len(student) != len(teacher):
+            raise ValueError(f"TemperatureKD-v0: feature_loss={self.options.feature_loss!r} needs as many student "
+                             f"stages as teacher stages; the task has {len(student)} and {len(teacher)}")  # fmt: skip
+        if self.options.feature_loss == "nmd":
+            return nmd_loss(student, teacher)
+        if self.options.feature_loss == "attention":
+            return attention_loss(student, teacher)
+        return hint_loss([r(f) for r, f in zip(self._regressors, student)], teacher)
 
     def _advance(self) -> bool:
         """Move to the next batch; returns True when the run is over."""
@@ -402,7 +471,22 @@ class TemperatureKDEnv(gym.Env):
         self._torch_gen = torch.Generator().manual_seed(int(self.np_random.integers(0, 2**63 - 1)))
         self._student = self.task.build_student(self._torch_gen)
         self._student.train()
-        self._optimizer = torch.optim.Adam(self._student.parameters(), lr=self.options.student_lr)
+        parameters = list(self._student.parameters())
+        self._regressors = None
+        if self.options.feature_weight > 0 and self.options.feature_loss == "hint":
+            # FitNets' regressors train with the student; their shapes come from one look at two instances
+            # (eval mode: the look moves no BatchNorm statistics), their weights from a generator of their
+            # own seeded from the episode's, so the batches come in the same order as without them.
+            x = self.task.data.x_train[:2]
+            self._student.eval()
+            with torch.no_grad():
+                student_features = self._student(x, return_features=True)[1]
+            self._student.train()
+            teacher_features = self._teacher_outputs(x)[1]
+            generator = torch.Generator().manual_seed(self._torch_gen.initial_seed() + 1)
+            self._regressors = hint_regressors(student_features, teacher_features, generator)
+            parameters += list(self._regressors.parameters())
+        self._optimizer = torch.optim.Adam(parameters, lr=self.options.student_lr)
         self._epoch, self._batch = 0, 0
         self._entropy_sum = torch.zeros(len(self.task.data.y_train))
         self._temperature_sum = self._temperature_sq_sum = 0.0
@@ -457,6 +541,7 @@ class TemperatureKDEnv(gym.Env):
             "batch": self._batch,
             "loss_ce": losses["ce"].item(),
             "loss_kd": losses["kd"].item(),
+            **({"loss_feature": losses["feature"].item()} if "feature" in losses else {}),
             "batch_temperature_mean": float(temperature.numpy().mean(dtype=np.float64)),
         }
         if terminated:

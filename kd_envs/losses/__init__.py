@@ -3,6 +3,8 @@
 * :func:`kd_loss`: Hinton et al.'s soft-target loss with one temperature per instance;
 * :func:`logit_l2_loss`: squared L2 between logits (N2N, Ba & Caruana);
 * :func:`nmd_loss`: the neuron-manifold feature loss;
+* :func:`hint_loss` (FitNets, with :func:`hint_regressors`) and :func:`attention_loss` (attention
+  transfer): the field's reference points for feature distillation, on the same stages;
 * :func:`distillation_losses` + :class:`LossWeights`: the named terms of one training step and their
   weighted total, for logging term by term.
 """
@@ -57,12 +59,21 @@ def manifold_projection(features: torch.Tensor, dim: int) -> torch.Tensor:
     singular directions: the linear feature manifold, shape (B, min(dim, B, D)).
 
     The directions are treated as constants of the step (detached): gradients flow through the
-    features, not through the SVD, whose backward is unstable when singular values nearly repeat.
+    features, not through the decomposition, whose backward is unstable when singular values nearly
+    repeat. They come from the eigenvectors of the smaller Gram matrix (B×B or D×D; eigh in float64), which
+    costs far less than an SVD of the B×D features when the stages are wide.
     """
     x = features.flatten(1)
     x = x - x.mean(dim=0, keepdim=True)
-    _, _, vh = torch.linalg.svd(x.detach(), full_matrices=False)
-    return x @ vh[:dim].T
+    k = min(dim, *x.shape)
+    xd = x.detach()
+    if x.shape[0] < x.shape[1]:
+        eigenvalues, u = torch.linalg.eigh((xd @ xd.T).double())  # ascending
+        u, singular = u[:, -k:].flip(1).to(x.dtype), eigenvalues[-k:].flip(0).clamp_min(0).sqrt().to(x.dtype)
+        directions = (xd.T @ u) / singular.clamp_min(1e-12)
+    else:
+        directions = torch.linalg.eigh((xd.T @ xd).double())[1][:, -k:].flip(1).to(x.dtype)
+    return x @ directions
 
 
 def manifold_geometry(projected: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -98,6 +109,87 @@ def nmd_loss(
         gs = manifold_geometry(manifold_projection(fs, dim))
         gt = manifold_geometry(manifold_projection(ft.detach(), dim))
         total = total + weight * (gs - gt).pow(2).mean()
+    return total
+
+
+def _stage_weights(stage_weights: Sequence[float] | None, stages: int) -> Sequence[float]:
+    """1, 1/2, 1/4, … from the shallowest stage (shallow stages weigh more), or the given weights."""
+    weights = [0.5**i for i in range(stages)] if stage_weights is None else stage_weights
+    if len(weights) != stages:
+        raise ValueError(f"stage_weights has {len(weights)} entries for {stages} stages")
+    return weights
+
+
+def _check_stages(name: str, student_features: Sequence[torch.Tensor], teacher_features: Sequence[torch.Tensor]):
+    if len(student_features) != len(teacher_features):
+        raise ValueError(
+            f"{name} got {len(student_features)} student stages and {len(teacher_features)} teacher stages"
+        )
+
+
+def hint_loss(
+    regressed_student_features: Sequence[torch.Tensor],
+    teacher_features: Sequence[torch.Tensor],
+    stage_weights: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """FitNets' hint loss (Romero et al., 2015, eq. 3): the mean squared difference between each stage's
+    teacher features and the student's, after the student's pass through a learned regressor to the
+    teacher's width (:func:`hint_regressors`); the weighted sum over stages."""
+    _check_stages("hint_loss", regressed_student_features, teacher_features)
+    weights = _stage_weights(stage_weights, len(teacher_features))
+    total = teacher_features[0].new_zeros(())
+    for weight, fs, ft in zip(weights, regressed_student_features, teacher_features):
+        if fs.shape != ft.shape:
+            raise ValueError(f"hint_loss: regressed student features {tuple(fs.shape)} against the teacher's "
+                             f"{tuple(ft.shape)}; the regressor must map to the teacher's shape")  # fmt: skip
+        total = total + weight * (fs - ft.detach()).pow(2).mean()
+    return total
+
+
+def hint_regressors(student_features: Sequence[torch.Tensor], teacher_features: Sequence[torch.Tensor],
+                    generator: torch.Generator | None = None) -> torch.nn.ModuleList:  # fmt: skip
+    """One learned regressor per stage from the student's width to the teacher's (FitNets): a 1x1
+    convolution for (B, C, L) or (B, C, H, W) features, a linear map for (B, C)."""
+    _check_stages("hint_regressors", student_features, teacher_features)
+    layers = []
+    for fs, ft in zip(student_features, teacher_features):
+        if fs.shape[2:] != ft.shape[2:]:
+            raise ValueError(f"hint_regressors: student stage of shape {tuple(fs.shape[1:])} and teacher stage of "
+                             f"{tuple(ft.shape[1:])} differ in extent: a 1x1 regressor cannot bridge them")  # fmt: skip
+        conv = {2: torch.nn.Linear, 3: torch.nn.Conv1d, 4: torch.nn.Conv2d}[fs.dim()]
+        layer = conv(fs.shape[1], ft.shape[1], **({} if fs.dim() == 2 else {"kernel_size": 1}))
+        with torch.no_grad():  # seeded like the student it belongs to
+            bound = 1.0 / fs.shape[1] ** 0.5
+            layer.weight.uniform_(-bound, bound, generator=generator)
+            layer.bias.uniform_(-bound, bound, generator=generator)
+        layers.append(layer)
+    return torch.nn.ModuleList(layers)
+
+
+def attention_map(features: torch.Tensor, p: float = 2.0) -> torch.Tensor:
+    """Zagoruyko & Komodakis's activation-based spatial attention: Σ_c |F_c|^p over channels,
+    flattened over positions and L2-normalised, shape (B, positions)."""
+    return F.normalize(features.abs().pow(p).sum(dim=1).flatten(1), dim=1)
+
+
+def attention_loss(
+    student_features: Sequence[torch.Tensor],
+    teacher_features: Sequence[torch.Tensor],
+    p: float = 2.0,
+    stage_weights: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Attention transfer (Zagoruyko & Komodakis, 2017, eq. 2): for each stage, the L2 distance between
+    the two networks' normalised attention maps (:func:`attention_map`), averaged over the batch; the
+    weighted sum over stages (their β/2 is the caller's weight). Stages must have the same extent;
+    the channel counts may differ."""
+    _check_stages("attention_loss", student_features, teacher_features)
+    weights = _stage_weights(stage_weights, len(teacher_features))
+    total = teacher_features[0].new_zeros(())
+    for weight, fs, ft in zip(weights, student_features, teacher_features):
+        if fs.dim() < 3 or fs.shape[2:] != ft.shape[2:]:
+            raise ValueError(f"attention_loss: stages of shape {tuple(fs.shape[1:])} and {tuple(ft.shape[1:])}; "
+                             "expected feature maps with the same spatial extent")  # fmt: skip
+        total = total + weight * (attention_map(fs, p) - attention_map(ft.detach(), p)).norm(dim=1).mean()
     return total
 
 

@@ -258,3 +258,38 @@ def test_make_with_module_prefix_imports_kd_envs(tiny_kwargs):
 def test_every_env_is_registered():
     for env_id in kd_envs.ENVIRONMENTS:
         assert env_id in gym.registry
+
+
+@pytest.mark.parametrize("feature_loss", ["nmd", "hint"])
+def test_feature_distillation_adds_its_term_and_stays_deterministic(tiny_kwargs, feature_loss):
+    kwargs = dict(tiny_kwargs, feature_weight=2.0, feature_loss=feature_loss)
+    a = rollout(gym.make("TemperatureKD-v0", **kwargs), seed=5)
+    assert_same_trace(a, rollout(gym.make("TemperatureKD-v0", **kwargs), seed=5))
+    assert all(t[4]["loss_feature"] > 0 for t in a[1:])
+    plain = rollout(gym.make("TemperatureKD-v0", **tiny_kwargs), seed=5)
+    assert "loss_feature" not in plain[1][4]
+    # The first batch is the same (same student, same data); the term changes what the student learns.
+    np.testing.assert_array_equal(a[0][0], plain[0][0])
+    assert a[-1][4]["loss_ce"] != plain[-1][4]["loss_ce"]
+
+
+def test_feature_weight_zero_is_the_plain_env(tiny_kwargs):
+    assert_same_trace(rollout(gym.make("TemperatureKD-v0", **dict(tiny_kwargs, feature_weight=0.0)), seed=6),
+                      rollout(gym.make("TemperatureKD-v0", **tiny_kwargs), seed=6))  # fmt: skip
+
+
+def test_feature_loss_that_cannot_compare_the_networks_is_refused(tiny_kwargs):
+    # The tiny task's MLPs have no spatial extent: attention transfer has nothing to compare.
+    with pytest.raises(ValueError, match="feature_loss='attention' cannot compare"):
+        gym.make("TemperatureKD-v0", **dict(tiny_kwargs, feature_weight=1.0, feature_loss="attention"))
+    with pytest.raises(ValueError, match="feature_loss='fitnet'"):
+        gym.make("TemperatureKD-v0", **dict(tiny_kwargs, feature_weight=1.0, feature_loss="fitnet"))
+    with pytest.raises(ValueError, match="feature_weight=-1.0"):
+        gym.make("TemperatureKD-v0", **dict(tiny_kwargs, feature_weight=-1.0))
+
+
+def test_attention_transfer_on_the_default_cnns():
+    env = gym.make("TemperatureKD-v0", feature_weight=1.0, feature_loss="attention", epochs=1)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
+    assert info["loss_feature"] > 0

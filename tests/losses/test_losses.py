@@ -8,7 +8,11 @@ from torch.nn import functional as F
 
 from kd_envs.losses import (
     LossWeights,
+    attention_loss,
+    attention_map,
     distillation_losses,
+    hint_loss,
+    hint_regressors,
     kd_loss,
     logit_l2_loss,
     manifold_geometry,
@@ -245,3 +249,48 @@ def test_distillation_losses_nmd_needs_features():
 def test_loss_weights_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=f"LossWeights.{field}="):
         LossWeights(**{field: value})
+
+
+# --- FitNets hints and attention transfer ------------------------------------------------------------
+
+
+def test_attention_map_by_hand():
+    features = torch.tensor([[[1.0, 2.0], [3.0, 0.0]]])  # (B=1, C=2, L=2)
+    expected = torch.tensor([[10.0, 4.0]]) / math.sqrt(116.0)  # Σ_c F², normalised over positions
+    torch.testing.assert_close(attention_map(features), expected)
+
+
+def test_attention_loss_by_hand_and_its_stage_weights():
+    student = [torch.tensor([[[1.0, 0.0]]]), torch.tensor([[[0.0, 2.0]]])]  # maps (1, 0) and (0, 1)
+    teacher = [torch.tensor([[[0.0, 5.0], [0.0, 1.0]]]), torch.tensor([[[0.0, 3.0]]])]  # maps (0, 1) and (0, 1)
+    # Stage 1: ‖(1, 0) − (0, 1)‖ = √2, weight 1; stage 2: 0, weight 1/2.
+    assert attention_loss(student, teacher).item() == pytest.approx(math.sqrt(2))
+    assert attention_loss(student, teacher, stage_weights=[0.25, 1.0]).item() == pytest.approx(0.25 * math.sqrt(2))
+    with pytest.raises(ValueError, match="same spatial extent"):
+        attention_loss([torch.zeros(1, 2, 3)], [torch.zeros(1, 2, 4)])
+    with pytest.raises(ValueError, match="2 student stages and 1 teacher"):
+        attention_loss(student, teacher[:1])
+
+
+def test_hint_loss_by_hand_and_regressor_shapes():
+    teacher = [torch.zeros(4, 6, 5), torch.zeros(4, 6, 3)]
+    regressed = [torch.ones(4, 6, 5), 2 * torch.ones(4, 6, 3)]
+    assert hint_loss(regressed, teacher).item() == pytest.approx(1.0 + 0.5 * 4.0)
+    with pytest.raises(ValueError, match="regressor must map to the teacher's shape"):
+        hint_loss([torch.ones(4, 3, 5)], [torch.zeros(4, 6, 5)])
+    student = [torch.randn(4, 2, 5), torch.randn(4, 2, 3)]
+    regressors = hint_regressors(student, teacher, torch.Generator().manual_seed(0))
+    assert [tuple(r(f).shape) for r, f in zip(regressors, student)] == [(4, 6, 5), (4, 6, 3)]
+    again = hint_regressors(student, teacher, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a.weight, b.weight) for a, b in zip(regressors, again))  # seeded
+    assert isinstance(hint_regressors([torch.zeros(2, 3)], [torch.zeros(2, 7)])[0], torch.nn.Linear)
+    with pytest.raises(ValueError, match="differ in extent"):
+        hint_regressors([torch.zeros(1, 2, 4)], [torch.zeros(1, 2, 5)])
+
+
+def test_hint_loss_gradient_reaches_the_regressor_not_the_teacher():
+    teacher = [torch.randn(4, 6, 5, requires_grad=True)]
+    student = [torch.randn(4, 2, 5, requires_grad=True)]
+    regressor = hint_regressors(student, teacher)[0]
+    hint_loss([regressor(student[0])], teacher).backward()
+    assert teacher[0].grad is None and student[0].grad.abs().sum() > 0 and regressor.weight.grad.abs().sum() > 0
