@@ -1,6 +1,8 @@
 """Temperature baselines that are *chosen* rather than learned by an RL agent, on TemperatureKD-v0:
 
 * :func:`select_best_constant`: the constant temperature with the best validation accuracy over a grid;
+* :func:`select_env_setting`: the env kwargs (e.g. a feature-distillation weight) with the best
+  validation accuracy for a given policy;
 * :func:`search_linear_map`: a black-box search (Optuna's TPE) of the four weights of a per-instance
   map T = clip(w₀ + w·observation) (:class:`agents.fixed_policies.LinearMapPolicy`), on validation
   accuracy within a stated budget of episodes. It measures how much room per-instance temperatures
@@ -53,6 +55,25 @@ def select_best_constant(
     env.close()
     best = max(table, key=lambda t: (table[t], -grid.index(t)))
     return best, table
+
+
+def select_env_setting(
+    env_id: str,
+    candidates: dict[str, dict[str, Any]],
+    policy,
+    seeds: Sequence[int] = SELECTION_SEEDS[:3],
+    progress: bool = True,
+) -> tuple[str, dict[str, float]]:
+    """The candidate env kwargs (by name) under which ``policy``'s episodes on ``seeds`` reach the best
+    mean validation accuracy (ties: the first): e.g. a feature-distillation weight. Returns (name,
+    {name: mean validation accuracy})."""
+    table = {}
+    for name, kwargs in tqdm(candidates.items(), desc="env setting (validation)", unit="setting", disable=not progress):
+        env = gym.make(env_id, **kwargs)
+        table[name] = _mean_validation_accuracy(env, policy, seeds)
+        env.close()
+    names = list(candidates)
+    return max(table, key=lambda n: (table[n], -names.index(n))), table
 
 
 def search_linear_map(

@@ -8,10 +8,14 @@
   each ``--trials`` trials of 2 episodes (training seeds 2k, 2k+1) scored by validation accuracy and
   started from the best constant; each search's best map is a run scored on the evaluation seeds.
 
-Each entry is skipped when it exists and each finished search is kept in ``--runs-dir``, so an
-interrupted run resumes.
+* feature distillation at the best constant T: ``nmd`` (neuron-manifold distillation, the seed
+  method's feature loss), ``hint`` (FitNets) and ``attention`` (attention transfer), each with its
+  weight β ∈ {0.1, 1, 10} chosen on validation (training seeds 0–2).
 
-    python scripts/temperature_kd_baselines.py [--only fixed|best_constant|blackbox_map]
+Each entry is skipped when it exists and each finished search or selection is kept in ``--runs-dir``,
+so an interrupted run resumes.
+
+    python scripts/temperature_kd_baselines.py [--only fixed|best_constant|blackbox_map|features]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 import torch
 
 from agents.evaluation import TRAINING_SEEDS, fixed_policy_entry, save_entry, searched_policies_entry
+from agents.fixed_policies import policy_from_spec
 from agents.leaderboard import LEADERBOARD_DIR, entry_path
 from agents.temperature_search import (
     CONSTANT_GRID,
@@ -32,18 +37,21 @@ from agents.temperature_search import (
     SELECTION_SEEDS,
     search_linear_map,
     select_best_constant,
+    select_env_setting,
 )
+from kd_envs.envs.temperature_kd import FEATURE_LOSSES
 
 ENV_ID = "TemperatureKD-v0"
 FIXED = ("no_kd", "constant_t1", "constant_t2", "constant_t4", "constant_t8", "random_t", "anneal_linear",
          "anneal_cosine", "ramp_linear", "ramp_cosine", "ctkd_global", "ctkd_instance")  # fmt: skip
 SEARCHES = 5
 EPISODES_PER_TRIAL = 2
+FEATURE_WEIGHTS = (0.1, 1.0, 10.0)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("fixed", "best_constant", "blackbox_map"), default=None)
+    parser.add_argument("--only", choices=("fixed", "best_constant", "blackbox_map", "features"), default=None)
     parser.add_argument("--trials", type=int, default=20, help="Optuna trials per map search")
     parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs/TemperatureKD-v0/baselines"))
@@ -67,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                 save(fixed_policy_entry(name, ENV_ID, {}, tag=args.tag))
 
     selection_path = args.runs_dir / "best_constant.json"
-    if args.only in (None, "best_constant", "blackbox_map"):
+    if args.only in (None, "best_constant", "blackbox_map", "features"):
         if selection_path.is_file():
             selection = json.loads(selection_path.read_text())
         else:
@@ -97,6 +105,23 @@ def main(argv: list[str] | None = None) -> None:
                   "space": {"w0": MAP_BIAS_RANGE, "w1..w3": MAP_SLOPE_RANGE},
                   "start": f"the best constant T = {selection['temperature']}"}  # fmt: skip
         save(searched_policies_entry("blackbox_map", ENV_ID, {}, searches, search, tag=args.tag))
+
+    if args.only in (None, "features"):
+        spec = {"class": "constant", "temperature": selection["temperature"]}
+        for loss in FEATURE_LOSSES:
+            if not missing(loss):
+                continue
+            path = args.runs_dir / f"{loss}_weight.json"
+            if not path.is_file():
+                candidates = {f"{w:g}": {"feature_weight": w, "feature_loss": loss} for w in FEATURE_WEIGHTS}
+                best, table = select_env_setting(ENV_ID, candidates, policy_from_spec({"name": loss, **spec}))
+                path.write_text(json.dumps({"feature_weight": float(best), "validation_accuracy": table,
+                                            "seeds": list(SELECTION_SEEDS[:3]), "temperature": spec["temperature"],
+                                            "metric": SELECTION_METRIC}, indent=1))  # fmt: skip
+            chosen = json.loads(path.read_text())
+            kwargs = {"feature_weight": chosen["feature_weight"], "feature_loss": loss}
+            save(fixed_policy_entry(loss, ENV_ID, kwargs, tag=args.tag, policy_spec=spec,
+                                    selection={"best_constant": selection, "feature_weight": chosen}))  # fmt: skip
 
 
 if __name__ == "__main__":

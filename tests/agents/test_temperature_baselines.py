@@ -12,7 +12,7 @@ import torch
 from agents.ctkd import CTKDPolicy, GlobalTemperature, cosine_reversal_weight, gradient_reversal
 from agents.evaluation import fixed_policy_entry, run_episode, save_entry, verify_entry
 from agents.fixed_policies import LinearMapPolicy, ScheduledTemperaturePolicy, fixed_policy, policy_from_spec
-from agents.temperature_search import search_linear_map, select_best_constant
+from agents.temperature_search import search_linear_map, select_best_constant, select_env_setting
 from kd_envs.envs.temperature_kd import action_to_temperature
 from kd_envs.losses import kd_loss
 
@@ -171,3 +171,14 @@ def test_chosen_policy_entries_verify_and_a_changed_teacher_is_reported(tiny_jso
     path.write_text(json.dumps(edited))
     (message,) = verify_entry(path, tmp_path, progress=False)
     assert message.startswith("task teacher_sha256: the entry's 0000")
+
+
+def test_env_setting_is_chosen_on_validation(tiny_json_kwargs):
+    candidates = {"ce": dict(tiny_json_kwargs, ce_weight=1.0, kd_weight=0.0),
+                  "nmd": dict(tiny_json_kwargs, feature_weight=1.0, feature_loss="nmd")}  # fmt: skip
+    best, table = select_env_setting("TemperatureKD-v0", candidates, fixed_policy("constant_t4"), seeds=(0,),
+                                     progress=False)  # fmt: skip
+    for name, kwargs in candidates.items():
+        env = gym.make("TemperatureKD-v0", **kwargs)
+        assert table[name] == run_episode(env, fixed_policy("constant_t4"), 0)["student_val_accuracy"]
+    assert table[best] == max(table.values())
