@@ -293,6 +293,32 @@ def save_entry(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> Path
     return write_entry(entry, entry_path(entry["env_id"], entry["agent"]["name"], entry["tag"], directory))
 
 
+def entry_policies(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> list[tuple[str, Policy]]:
+    """The policies an entry scored, rebuilt, with a label each: one for a fixed policy, one per search
+    for searched policies, one per training seed for trained agents (loaded from the entry's models).
+    Not for N2N searches, whose runs are students, not policies."""
+    agent = entry["agent"]
+    scale = entry["env_kwargs"].get("action_scale", 6.0)
+    if agent["kind"] == "fixed":
+        if "policy" in agent:
+            return [("fixed", policy_from_spec({"name": agent["name"], **agent["policy"]}, scale))]
+        return [("fixed", fixed_policy(agent["name"], action_scale=scale))]
+    if agent["kind"] == "searched":
+        return [(f"search seed {run['training_seed']}", policy_from_spec({"name": agent["name"], **run["policy"]},
+                                                                         scale)) for run in entry["runs"]]  # fmt: skip
+    if agent["kind"] == "search":
+        raise ValueError("an N2N search entry holds students, not policies")
+    return [(f"training seed {run['training_seed']}", load_agent(Path(directory) / run["model"]).model)
+            for run in entry["runs"]]  # fmt: skip
+
+
+def _recorded_runs(entry: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """The recorded episodes per policy of :func:`entry_policies` (a fixed policy's runs are one each)."""
+    if entry["agent"]["kind"] == "fixed":
+        return [[e for run in entry["runs"] for e in run["episodes"]]]
+    return [run["episodes"] for run in entry["runs"]]
+
+
 def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True) -> list[str]:
     """Re-run an entry's stored policy on its evaluation seeds; returns the mismatches (empty when
     every number matches exactly)."""
@@ -306,22 +332,11 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
         if differ:  # the same policy on another teacher or other data: replaying would compare nothing
             return [f"task {k}: the entry's {recorded_fingerprint.get(k)} differs from this machine's {here.get(k)}"
                     for k in differ]  # fmt: skip
-    scale = kwargs.get("action_scale", 6.0)
-    agent_spec = entry["agent"]
-    if agent_spec["kind"] == "fixed":
-        if "policy" in agent_spec:
-            policy = policy_from_spec({"name": agent_spec["name"], **agent_spec["policy"]}, scale)
-        else:
-            policy = fixed_policy(agent_spec["name"], action_scale=scale)
-        episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying")
-        recorded = [e for run in entry["runs"] for e in run["episodes"]]
-        pairs = [("fixed", recorded, episodes)]
-    elif agent_spec["kind"] == "searched":
+    if entry["agent"]["kind"] in ("fixed", "searched"):
         pairs = []
-        for run in entry["runs"]:
-            policy = policy_from_spec({"name": agent_spec["name"], **run["policy"]}, scale)
+        for (label, policy), recorded in zip(entry_policies(entry, directory), _recorded_runs(entry)):
             episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying")
-            pairs.append((f"search seed {run['training_seed']}", run["episodes"], episodes))
+            pairs.append((label, recorded, episodes))
     elif entry["agent"]["kind"] == "search":
         pairs = []
         for run in entry["runs"]:
@@ -334,13 +349,12 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
             pairs.append((f"training seed {run['training_seed']}", run["episodes"], episodes))
     else:
         pairs = []
-        for run in entry["runs"]:
-            agent = load_agent(Path(directory) / run["model"])
+        for (label, policy), run in zip(entry_policies(entry, directory), entry["runs"]):
             settings = entry.get("evaluation_env_kwargs") or [kwargs]
             episodes = []
             for setting in settings:
-                episodes += evaluate(agent.model, env_id, setting, seeds, progress, description="verifying")
-            pairs.append((f"training seed {run['training_seed']}", run["episodes"], episodes))
+                episodes += evaluate(policy, env_id, setting, seeds, progress, description="verifying")
+            pairs.append((label, run["episodes"], episodes))
     for label, recorded, rerun in pairs:
         for old, new in zip(recorded, rerun, strict=True):
             for key, value in old.items():

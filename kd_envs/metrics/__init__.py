@@ -1,6 +1,7 @@
 """Confident prediction: how far a classifier's confidence can be trusted (pure functions of tensors).
 
-* :func:`expected_calibration_error`: ECE over equal-width confidence bins (Guo et al., 2017, eq. 3);
+* :func:`expected_calibration_error`: ECE over equal-width confidence bins (Guo et al., 2017, eq. 3), and
+  :func:`reliability_bins`, what its reliability diagram draws;
 * :func:`negative_log_likelihood`: mean NLL of the labels;
 * :func:`fit_temperature`: the post-hoc temperature scaling a deployment would do: one scalar T that
   minimises the NLL of ``logits / T`` on held-out (validation) data (Guo et al., 2017, §4.2);
@@ -39,6 +40,19 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
         if mask.any():
             ece += mask.sum().item() / n * abs(correct[mask].mean().item() - confidence[mask].mean().item())
     return ece
+
+
+def reliability_bins(probs: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> dict[str, list[float]]:
+    """What a reliability diagram draws, per equal-width confidence bin (the bins of
+    :func:`expected_calibration_error`): its ``count``, mean ``confidence`` and ``accuracy`` (NaN for an
+    empty bin), and the bins' ``edges``."""
+    confidence, prediction = probs.double().max(dim=1)
+    correct = (prediction == labels).double()
+    index = (torch.ceil(confidence * bins).long() - 1).clamp(0, bins - 1)
+    count = torch.bincount(index, minlength=bins).double()
+    mean = lambda values: (torch.bincount(index, values, minlength=bins) / count).tolist()  # noqa: E731
+    return {"edges": torch.linspace(0, 1, bins + 1).tolist(), "count": count.tolist(),
+            "confidence": mean(confidence), "accuracy": mean(correct)}  # fmt: skip
 
 
 def negative_log_likelihood(logits: torch.Tensor, labels: torch.Tensor) -> float:

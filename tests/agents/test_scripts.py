@@ -117,3 +117,20 @@ def test_evaluate_fixed_verify_and_render(tmp_path, tiny_json_kwargs, capsys, fa
     readme = (tmp_path / "README.md").read_text()
     assert "| constant_t4 | pytest |" in readme and "| no_kd | pytest |" in readme
     assert (tmp_path / f"{ENV_ID}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_reliability_report_replays_the_best_entry_and_cross_entropy(tmp_path, tiny_json_kwargs, fast_bootstrap):
+    report = load_script("temperature_kd_report")
+    for name in ("constant_t4", "no_kd"):
+        evaluate.main(["--fixed", name, "--env-kwargs", json.dumps(tiny_json_kwargs), "--episodes", "5",
+                       "--tag", "official", "--leaderboard-dir", str(tmp_path)])  # fmt: skip
+    report.main(["--leaderboard-dir", str(tmp_path)])
+    assert (tmp_path / f"{ENV_ID}-reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    reports = json.loads((tmp_path / f"{ENV_ID}-reliability.json").read_text())
+    entries = {p.name.split("__")[1]: json.loads(p.read_text()) for p in (tmp_path / "entries").glob("*.json")}
+    for r in reports:  # the replay is the entry's first episode: the same student, the same measures
+        first = entries[r["entry"]]["runs"][0]["episodes"][0]
+        assert r["raw"]["ece"] == pytest.approx(first["student_test_ece"])
+        assert r["scaled"]["ece"] == pytest.approx(first["student_test_ece_scaled"])
+        assert r["student_test_accuracy"] == first["student_test_accuracy"]
+    assert reports[0]["entry"] == "no_kd"

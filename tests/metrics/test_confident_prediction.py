@@ -11,6 +11,7 @@ from kd_envs.metrics import (
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
+    reliability_bins,
     risk_coverage_curve,
     selective_accuracy,
 )
@@ -93,3 +94,16 @@ def test_report_names_its_numbers_and_scaling_helps_an_over_confident_model():
     error = (logits[2000:].argmax(1) != labels[2000:]).double().mean().item()
     assert 0 < report["test_aurc"] < error  # confidence ranks errors last: below the risk at full coverage
     assert report["selective_accuracy_90"] > 1 - error
+
+
+def test_reliability_bins_by_hand():
+    a, la = two_class(0.95, 4, 3)
+    b, lb = two_class(0.55, 2, 2)
+    bins = reliability_bins(torch.cat([a, b]), torch.cat([la, lb]), bins=10)
+    assert bins["count"] == [0, 0, 0, 0, 0, 2, 0, 0, 0, 4]
+    assert bins["accuracy"][9] == pytest.approx(0.75) and bins["accuracy"][5] == pytest.approx(1.0)
+    assert bins["confidence"][9] == pytest.approx(0.95) and bins["confidence"][5] == pytest.approx(0.55)
+    assert math.isnan(bins["accuracy"][0]) and len(bins["edges"]) == 11
+    # The ECE is the count-weighted gap of these bins.
+    gaps = sum(c * abs(acc - conf) for c, acc, conf in zip(bins["count"], bins["accuracy"], bins["confidence"]) if c)
+    assert expected_calibration_error(torch.cat([a, b]), torch.cat([la, lb]), bins=10) == pytest.approx(gaps / 6)
