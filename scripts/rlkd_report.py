@@ -21,11 +21,11 @@ from tqdm.auto import tqdm
 import kd_envs  # noqa: F401
 from agents.baselines import load_agent
 from agents.evaluation import EVALUATION_SEEDS, trace_episode
-from agents.fixed_policies import fixed_policy
+from agents.fixed_policies import FIXED_POLICIES, fixed_policy
 from agents.leaderboard import LEADERBOARD_DIR, load_entries
 
 ENV_ID = "TemperatureKD-v0"
-FIXED = ("no_kd", "constant_t1", "constant_t4")
+FIXED = ("no_kd", "constant_t1", "constant_t4", "constant_t8")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     def comparable(entry: dict) -> bool:
         """Scored on the RLKD entry's env (a fixed policy's own overrides aside; quick entries are not)."""
         kind, name = entry["agent"]["kind"], entry["agent"]["name"]
-        overrides = fixed_policy(name).env_overrides if kind == "fixed" else {}
+        overrides = fixed_policy(name).env_overrides if kind == "fixed" and name in FIXED_POLICIES else {}
         return {k: v for k, v in entry["env_kwargs"].items() if k not in overrides} == rlkd["env_kwargs"]
 
     entries = {key: e for key, e in entries.items() if comparable(e)}
