@@ -19,8 +19,11 @@ differs from the authors' code, and why:
 
 * the temperature lies in (1, 9.9), not their (1, 21) (``t_start=1, t_end=20``): the env's action
   space maps to T ∈ (0, 10);
-* θ has its own Adam at the student's learning rate; theirs shares the student's SGD (lr 0.05,
-  momentum 0.9, weight decay 5e-4), and ours shares the student's optimiser *settings* (Adam, no decay);
+* θ has its own optimiser with the authors' settings, SGD with lr 0.05, momentum 0.9 and weight decay
+  5e-4 (theirs is the student's own SGD; our student trains with Adam). SGD keeps the curriculum's
+  meaning: θ's step is proportional to λ, where Adam would normalise λ's scale away and move θ as fast
+  in the first epoch (λ ≈ −0.02) as at λ = −1. Their step decay of the rate (×0.1 at epochs 150, 180,
+  210 of 240) is not applied;
 * the global θ starts at 1, as theirs (T = 1 + 8.9·sigmoid(1) ≈ 7.5 at the start);
 * the instance-wise module is not in the authors' repository; the paper describes a 2-layer MLP on
   the two networks' predictions, which is ours: [softmax(teacher), softmax(student)] → 64 →
@@ -104,6 +107,9 @@ class CTKDPolicy:
     decay_loops: int = 10
     weight_max: float = 0.0
     weight_min: float = -1.0
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
     action_scale: float = 6.0
     env_overrides: dict[str, Any] = field(default_factory=dict)
 
@@ -126,7 +132,8 @@ class CTKDPolicy:
             self._module: nn.Module = InstanceTemperature(num_classes, generator=generator)
         else:
             self._module = GlobalTemperature()
-        self._optimizer = torch.optim.Adam(self._module.parameters(), lr=self._env.options.student_lr)
+        self._optimizer = torch.optim.SGD(self._module.parameters(), lr=self.lr, momentum=self.momentum,
+                                          weight_decay=self.weight_decay)  # fmt: skip
         self._step = 0
 
     def reversal_weight(self) -> float:

@@ -183,14 +183,15 @@ def searched_policies_entry(
     """An entry for policies found by independent searches (the black-box temperature map): each
     search is a run, ``{"training_seed": search seed, "policy": spec, ...its record}``, scored by its
     policy's mean over the evaluation seeds. ``search`` says how (budget, objective, space)."""
+    chose = {s for found in searches for s in found.get("episode_seeds", [])}
+    if chose & set(seeds):
+        raise ValueError(f"the searches chose on episode seeds {sorted(chose)}, which overlap the evaluation seeds")
     runs = []
     scale = env_kwargs.get("action_scale", 6.0)
     for found in searches:
         policy = policy_from_spec({"name": name, **found["policy"]}, scale)
         episodes = evaluate(policy, env_id, env_kwargs, seeds, progress, description=f"{name} {found['training_seed']}")
         runs.append({**found, "model": None, "episodes": episodes})
-    if set(r["training_seed"] for r in runs) & set(seeds):
-        raise ValueError("search seeds overlap the evaluation seeds")
     agent = {"kind": "searched", "name": name, "search": search}
     entry = make_entry(env_id, env_kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag)
     return _with_fingerprint(entry, env_kwargs)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The agents on TemperatureKD-v0's default task: PPO (InstancePolicy-free MlpPolicy, the SB3 baseline),
+# The agents on TemperatureKD-v0's default task: PPO (SB3's, with InstancePolicy: one MLP per instance),
 # RLKD with the paper's exploration, RLKD with the authors' purification, RLKD after the authors' warm-up
 # (3 epochs at T = 4 inside reset, their 19 of 240 scaled to 40; trained and scored on that env); each seed trains once and is
 # skipped when its model exists, so an interrupted study resumes. Lanes can run in parallel:

@@ -119,6 +119,8 @@ class _Options:
             raise bad("warmup_temperature", f"a number in (0, {MAX_TEMPERATURE})")
         if self.reward_measure not in REWARD_MEASURES:
             raise bad("reward_measure", f"one of {REWARD_MEASURES}")
+        if self.reward_interval != 1 and self.reward_measure != "heldout":
+            raise bad("reward_interval", "1 with reward_measure='batch' (the interval is the held-out measure's)")
         if self.exploration not in EXPLORATION_MODES:
             raise bad("exploration", f"one of {EXPLORATION_MODES}")
         if self.feature_loss not in FEATURE_LOSSES:
@@ -242,15 +244,15 @@ class TemperatureKDEnv(gym.Env):
     episodes for the same compute.
 
     ``exploration="entropy_mixup_authors"``: the purification of the authors' public code
-    (:func:`authors_purification`). Every instance's student entropy is summed over the training passes
-    of the run so far (their ``entropy_record``). Every ``mixup_interval`` epochs, from epoch
-    2·``mixup_interval`` on (epochs counted from 1; theirs: every 20 of 240 from epoch 40, and the
-    default interval keeps that proportion, epochs // 12), one epoch trains on the whole set with the
-    80–90% entropy band (confident) replaced in place by w·x_hard + (1 − w)·x_own, x_hard taken rank to
-    rank from the 10–20% band, w from 1.0 to 0.7 by rank, labels kept; every other epoch trains on the
-    plain set. The teacher predicts on the mixed inputs. Differences that remain: they mix uint8 pixels
-    before augmentation, we mix the (normalised) inputs; their score has a typo'd normaliser that is a
-    constant, which does not change the ranking.
+    (:func:`authors_purification`). Every instance's student entropy, from its latest training pass, is
+    summed over the epochs of the run so far, the first left out (their ``entropy_record[:, 1:]``).
+    Every ``mixup_interval`` epochs, from epoch 2·``mixup_interval`` on (epochs counted from 1; theirs:
+    every 20 of 240 from epoch 40, and the default interval keeps that proportion, epochs // 12), one
+    epoch trains on the whole set with the 80–90% entropy band (confident) replaced in place by w·x_hard
+    + (1 − w)·x_own, x_hard taken rank to rank from the 10–20% band, w from 1.0 to 0.7 by rank, labels
+    kept; every other epoch trains on the plain set. The teacher predicts on the mixed inputs.
+    Differences that remain: they mix uint8 pixels before augmentation, we mix the (normalised) inputs;
+    their score has a typo'd normaliser that is a constant, which does not change the ranking.
 
     ## Version History
     * v0: initial version.
@@ -388,9 +390,9 @@ class TemperatureKDEnv(gym.Env):
         else:
             self._student_logits = self._student(x)
         self._obs = batch_observation(self._student_logits, confidence)
-        if self.options.exploration == "entropy_mixup_authors":  # their entropy_record, from the training pass
+        if self.options.exploration == "entropy_mixup_authors":  # their entropy record, from the training pass
             log_p = F.log_softmax(self._student_logits.detach(), dim=1)
-            self._entropy_sum[idx] += -(log_p.exp() * log_p).sum(dim=1)
+            self._entropy_last[idx] = -(log_p.exp() * log_p).sum(dim=1)
 
     def _train_on_batch(self, temperature: torch.Tensor) -> dict[str, torch.Tensor]:
         losses = {
@@ -425,7 +427,8 @@ class TemperatureKDEnv(gym.Env):
         self._teacher_batch_features = self._teacher_outputs(x)[1]
         try:
             if self.options.feature_loss == "hint":
-                self._regressors = hint_regressors(self._student_features, self._teacher_batch_features)
+                self._regressors = hint_regressors(self._student_features, self._teacher_batch_features,
+                                                   torch.Generator().manual_seed(0))  # fmt: skip
             self._feature_loss()
         except ValueError as error:
             raise ValueError(f"TemperatureKD-v0: feature_loss={self.options.feature_loss!r} cannot compare this "
@@ -447,6 +450,10 @@ class TemperatureKDEnv(gym.Env):
         """Move to the next batch; returns True when the run is over."""
         self._batch += 1
         if self._batch == self.steps_per_epoch:
+            if self.options.exploration == "entropy_mixup_authors" and self._epoch >= 1:
+                # One value per instance per epoch, the first epoch left out, as their entropy_record[:, 1:]
+                # (an instance the epoch's dropped last batch skipped keeps its latest value, as theirs).
+                self._entropy_sum += self._entropy_last
             self._batch = 0
             self._epoch += 1
             if self._epoch == self.options.epochs:
@@ -489,6 +496,7 @@ class TemperatureKDEnv(gym.Env):
         self._optimizer = torch.optim.Adam(parameters, lr=self.options.student_lr)
         self._epoch, self._batch = 0, 0
         self._entropy_sum = torch.zeros(len(self.task.data.y_train))
+        self._entropy_last = torch.zeros(len(self.task.data.y_train))
         self._temperature_sum = self._temperature_sq_sum = 0.0
         self._temperature_min, self._temperature_max, self._temperature_count = math.inf, -math.inf, 0
         self._start_epoch()
@@ -603,6 +611,8 @@ class TemperatureKDEnv(gym.Env):
         read the distillation loss itself, such as CTKD's learnable temperature (``agents.ctkd``)."""
         if self._student is None:
             raise RuntimeError("TemperatureKD-v0: call reset() before batch_logits()")
+        if self._epoch >= self.options.epochs:
+            raise RuntimeError("TemperatureKD-v0: the episode has ended; no batch comes next")
         return self._student_logits.detach(), self._teacher_batch
 
     @property

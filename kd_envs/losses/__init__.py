@@ -60,20 +60,23 @@ def manifold_projection(features: torch.Tensor, dim: int) -> torch.Tensor:
 
     The directions are treated as constants of the step (detached): gradients flow through the
     features, not through the decomposition, whose backward is unstable when singular values nearly
-    repeat. They come from the eigenvectors of the smaller Gram matrix (B×B or D×D; eigh in float64), which
+    repeat. They come from the eigenvectors of the smaller Gram matrix (B×B or D×D, in float64), which
     costs far less than an SVD of the B×D features when the stages are wide.
     """
     x = features.flatten(1)
     x = x - x.mean(dim=0, keepdim=True)
     k = min(dim, *x.shape)
-    xd = x.detach()
+    xd = x.detach().double()
     if x.shape[0] < x.shape[1]:
-        eigenvalues, u = torch.linalg.eigh((xd @ xd.T).double())  # ascending
-        u, singular = u[:, -k:].flip(1).to(x.dtype), eigenvalues[-k:].flip(0).clamp_min(0).sqrt().to(x.dtype)
-        directions = (xd.T @ u) / singular.clamp_min(1e-12)
+        eigenvalues, u = torch.linalg.eigh(xd @ xd.T)  # ascending
+        u, singular = u[:, -k:].flip(1), eigenvalues[-k:].flip(0).clamp_min(0).sqrt()
+        # Centring leaves rank <= B - 1: a direction with a (numerically) zero singular value is zeroed,
+        # as the SVD's projection onto it is zero, rather than divided by its rounding error.
+        inverse = torch.where(singular > singular[0] * 1e-6, 1.0 / singular.clamp_min(1e-300), 0.0)
+        directions = (xd.T @ u) * inverse
     else:
-        directions = torch.linalg.eigh((xd.T @ xd).double())[1][:, -k:].flip(1).to(x.dtype)
-    return x @ directions
+        directions = torch.linalg.eigh(xd.T @ xd)[1][:, -k:].flip(1)
+    return x @ directions.to(x.dtype)
 
 
 def manifold_geometry(projected: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -157,7 +160,9 @@ def hint_regressors(student_features: Sequence[torch.Tensor], teacher_features: 
             raise ValueError(f"hint_regressors: student stage of shape {tuple(fs.shape[1:])} and teacher stage of "
                              f"{tuple(ft.shape[1:])} differ in extent: a 1x1 regressor cannot bridge them")  # fmt: skip
         conv = {2: torch.nn.Linear, 3: torch.nn.Conv1d, 4: torch.nn.Conv2d}[fs.dim()]
-        layer = conv(fs.shape[1], ft.shape[1], **({} if fs.dim() == 2 else {"kernel_size": 1}))
+        # skip_init: no draw from torch's global generator; the weights come from ``generator`` below.
+        kernel = {} if fs.dim() == 2 else {"kernel_size": 1}
+        layer = torch.nn.utils.skip_init(conv, fs.shape[1], ft.shape[1], **kernel)
         with torch.no_grad():  # seeded like the student it belongs to
             bound = 1.0 / fs.shape[1] ** 0.5
             layer.weight.uniform_(-bound, bound, generator=generator)

@@ -188,7 +188,8 @@ class Task:
     def fingerprint(self) -> dict[str, Any]:
         """What a result depends on beyond the env's kwargs: the teacher's weights and the data, by hash
         (leaderboard entries record it, and ``--verify`` checks it before replaying)."""
-        splits = {k: v for k, v in dataclasses.asdict(self.teacher_data).items() if isinstance(v, torch.Tensor)}
+        splits = {f.name: getattr(self.teacher_data, f.name) for f in dataclasses.fields(self.teacher_data)
+                  if isinstance(getattr(self.teacher_data, f.name), torch.Tensor)}  # fmt: skip
         return {
             "teacher_key": self.teacher_record.get("key"),
             "teacher_sha256": tensors_sha256(self.teacher.state_dict()),
@@ -238,6 +239,9 @@ def _load_shipped_teacher(model: nn.Module, key: str) -> dict[str, Any] | None:
     weights_path, record_path = SHIPPED_TEACHERS_DIR / f"{key}.pt", SHIPPED_TEACHERS_DIR / f"{key}.json"
     if not weights_path.is_file():
         return None
+    if not record_path.is_file():
+        raise FileNotFoundError(f"shipped teacher {weights_path} has no record {record_path}; the package's files "
+                                "are incomplete")  # fmt: skip
     record = json.loads(record_path.read_text())
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
     sha = tensors_sha256(state)

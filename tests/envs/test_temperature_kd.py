@@ -10,8 +10,8 @@ from torch.nn import functional as F
 
 import kd_envs
 from kd_envs.envs.temperature_kd import (
-    authors_purification,
     action_to_temperature,
+    authors_purification,
     batch_observation,
     teacher_confidence,
     temperature_to_action,
