@@ -270,6 +270,10 @@ def _render_temperature_response(env_id: str, entries: list[tuple[Path, dict[str
             ax.plot([float(t) for t in vt], [table[t] for t in vt], "s--", color="tab:orange", ms=4,
                     label="validation accuracy that chose best_constant (training seeds)")  # fmt: skip
             ax.axvline(e["agent"]["policy"]["temperature"], color="tab:orange", lw=1, ls=":")
+            s = e["summary"]
+            ax.errorbar([e["agent"]["policy"]["temperature"]], [s["iqm"]], capsize=4, fmt="*", ms=10,
+                        color="tab:orange", yerr=[[s["iqm"] - s["iqm_ci95"][0]], [s["iqm_ci95"][1] - s["iqm"]]],
+                        label=f"best_constant, T = {e['agent']['policy']['temperature']:g} (test)")  # fmt: skip
     ax.set_xscale("log", base=2)
     ax.set_xticks(ts, [f"{t:g}" for t in ts])
     ax.set_xlabel("temperature T (constant over the run)")

@@ -146,8 +146,8 @@ class TemperatureKDEnv(gym.Env):
 
     The student's forward pass that yields a batch's observation is the one its training step
     back-propagates through (the weights do not change in between). Measured against the plain
-    distillation loop (``scripts/bench_temperature_kd.py``, default task): about +2% per episode with
-    ``reward_measure="batch"`` and +57% with the default held-out measure, whose extra eval-mode pass
+    distillation loop (``scripts/bench_temperature_kd.py``, default task): +2–16% per episode with
+    ``reward_measure="batch"`` and +57–67% with the default held-out measure, whose extra eval-mode pass
     over the reward set is most of the cost (see ``reward_interval``).
 
     ## Action Space
