@@ -142,6 +142,11 @@ def _store_run(model_dir: Path, target: Path, files: Sequence[str], directory: P
     return str(target.relative_to(directory)) if target.is_relative_to(directory) else str(target)
 
 
+def _fixed_policy(name: str, spec: dict[str, Any] | None, action_scale: float):
+    """A registered fixed policy by name, or the policy a spec describes (its chosen parameters)."""
+    return policy_from_spec({"name": name, **spec}, action_scale) if spec else fixed_policy(name, action_scale)
+
+
 def fixed_policy_entry(
     name: str,
     env_id: str = "TemperatureKD-v0",
@@ -156,8 +161,7 @@ def fixed_policy_entry(
     :data:`agents.fixed_policies.FIXED_POLICIES`, or, with ``policy_spec``, the name of a policy whose
     parameters were chosen beforehand (``best_constant``): the entry stores the spec, and ``selection``
     (how it was chosen, on what) beside it."""
-    scale = (env_kwargs or {}).get("action_scale", 6.0)
-    policy = policy_from_spec({"name": name, **policy_spec}, scale) if policy_spec else fixed_policy(name, scale)
+    policy = _fixed_policy(name, policy_spec, (env_kwargs or {}).get("action_scale", 6.0))
     kwargs = {**(env_kwargs or {}), **policy.env_overrides}
     episodes = evaluate(policy, env_id, kwargs, seeds, progress, description=name)
     runs = [{"training_seed": None, "model": None, "episodes": [episode]} for episode in episodes]
@@ -301,9 +305,7 @@ def entry_policies(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> 
     agent = entry["agent"]
     scale = entry["env_kwargs"].get("action_scale", 6.0)
     if agent["kind"] == "fixed":
-        if "policy" in agent:
-            return [("fixed", policy_from_spec({"name": agent["name"], **agent["policy"]}, scale))]
-        return [("fixed", fixed_policy(agent["name"], action_scale=scale))]
+        return [("fixed", _fixed_policy(agent["name"], agent.get("policy"), scale))]
     if agent["kind"] == "searched":
         return [(f"search seed {run['training_seed']}", policy_from_spec({"name": agent["name"], **run["policy"]},
                                                                          scale)) for run in entry["runs"]]  # fmt: skip
