@@ -41,6 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agents.fixed_policies import temperatures_to_actions
 from kd_envs.losses import kd_loss
 
 
@@ -152,6 +153,4 @@ class CTKDPolicy:
         loss.backward()
         self._optimizer.step()
         self._step += 1
-        p = temperature.detach().double().numpy() / 10.0
-        action = np.clip(np.log(p / (1.0 - p)) / self.action_scale, -1.0, 1.0).astype(np.float32)
-        return action, state
+        return temperatures_to_actions(temperature.detach().numpy(), self.action_scale), state

@@ -87,34 +87,6 @@ def manifold_geometry(projected: torch.Tensor, eps: float = 1e-8) -> torch.Tenso
     return dist / (dist.sum() / max(off_diagonal, 1) + eps)
 
 
-def nmd_loss(
-    student_features: Sequence[torch.Tensor],
-    teacher_features: Sequence[torch.Tensor],
-    dim: int = 8,
-    stage_weights: Sequence[float] | None = None,
-) -> torch.Tensor:
-    """Neuron-manifold distillation: for each stage, project teacher and student features onto their
-    own linear manifold (:func:`manifold_projection`) and compare the two batches' geometry
-    (:func:`manifold_geometry`) by mean squared difference; the weighted sum over stages.
-
-    ``stage_weights`` defaults to 1, 1/2, 1/4, … from the shallowest stage: shallow stages weigh more.
-    """
-    if len(student_features) != len(teacher_features):
-        raise ValueError(
-            f"nmd_loss got {len(student_features)} student stages and {len(teacher_features)} teacher stages"
-        )
-    if stage_weights is None:
-        stage_weights = [0.5**i for i in range(len(student_features))]
-    if len(stage_weights) != len(student_features):
-        raise ValueError(f"stage_weights has {len(stage_weights)} entries for {len(student_features)} stages")
-    total = student_features[0].new_zeros(())
-    for weight, fs, ft in zip(stage_weights, student_features, teacher_features):
-        gs = manifold_geometry(manifold_projection(fs, dim))
-        gt = manifold_geometry(manifold_projection(ft.detach(), dim))
-        total = total + weight * (gs - gt).pow(2).mean()
-    return total
-
-
 def _stage_weights(stage_weights: Sequence[float] | None, stages: int) -> Sequence[float]:
     """1, 1/2, 1/4, … from the shallowest stage (shallow stages weigh more), or the given weights."""
     weights = [0.5**i for i in range(stages)] if stage_weights is None else stage_weights
@@ -128,6 +100,28 @@ def _check_stages(name: str, student_features: Sequence[torch.Tensor], teacher_f
         raise ValueError(
             f"{name} got {len(student_features)} student stages and {len(teacher_features)} teacher stages"
         )
+
+
+def nmd_loss(
+    student_features: Sequence[torch.Tensor],
+    teacher_features: Sequence[torch.Tensor],
+    dim: int = 8,
+    stage_weights: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """Neuron-manifold distillation: for each stage, project teacher and student features onto their
+    own linear manifold (:func:`manifold_projection`) and compare the two batches' geometry
+    (:func:`manifold_geometry`) by mean squared difference; the weighted sum over stages.
+
+    ``stage_weights`` defaults to 1, 1/2, 1/4, … from the shallowest stage: shallow stages weigh more.
+    """
+    _check_stages("nmd_loss", student_features, teacher_features)
+    stage_weights = _stage_weights(stage_weights, len(student_features))
+    total = student_features[0].new_zeros(())
+    for weight, fs, ft in zip(stage_weights, student_features, teacher_features):
+        gs = manifold_geometry(manifold_projection(fs, dim))
+        gt = manifold_geometry(manifold_projection(ft.detach(), dim))
+        total = total + weight * (gs - gt).pow(2).mean()
+    return total
 
 
 def hint_loss(
