@@ -29,6 +29,7 @@ from agents.instance_policy import InstancePolicy
 from agents.iq import IQ, IQRE
 from agents.n2n import N2NAgent
 from agents.rlkd import RLKD
+from agents.torch_layers import FEATURES_EXTRACTORS
 from kd_envs.tasks import atomic_write
 
 # SB3 / sb3-contrib algorithms, and ours with the same constructor, learn, save and load.
@@ -106,6 +107,11 @@ def build_agent(
         n_actions = int(np.prod(env.action_space.shape))
         kwargs["action_noise"] = NormalActionNoise(np.zeros(n_actions), params["noise_std"] * np.ones(n_actions))
     policy = params.get("policy", "MlpPolicy")
+    extractor = (kwargs.get("policy_kwargs") or {}).get("features_extractor_class")
+    if isinstance(extractor, str):
+        if extractor not in FEATURES_EXTRACTORS:
+            raise ValueError(f"features_extractor_class={extractor!r}: expected one of {sorted(FEATURES_EXTRACTORS)}")
+        kwargs["policy_kwargs"]["features_extractor_class"] = FEATURES_EXTRACTORS[extractor]
     if init_from is not None:
         model = algo_class(algo).load(init_from, env=env, device="cpu", seed=seed, tensorboard_log=tensorboard_log,
                                       verbose=verbose, **kwargs)  # fmt: skip

@@ -132,13 +132,41 @@ def _shared_config(configs: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
+def slim_model_zip(source: Path, target: Path) -> None:
+    """Write an SB3 ``model.zip`` for the leaderboard: the optimizer's moments dropped (its state
+    emptied, its settings kept, so SB3's ``load`` still finds every object) and the archive deflated.
+    Acting and evaluation are unchanged; resuming training would restart the optimizer's moments."""
+    import zipfile
+
+    import torch
+
+    with zipfile.ZipFile(source) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    name = "policy.optimizer.pth"
+    if name in members:
+        import io
+
+        state = torch.load(io.BytesIO(members[name]), map_location="cpu", weights_only=False)
+        buffer = io.BytesIO()
+        torch.save({"state": {}, "param_groups": state["param_groups"]}, buffer)
+        members[name] = buffer.getvalue()
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for member, data in members.items():
+            archive.writestr(zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0)), data,
+                             compress_type=zipfile.ZIP_DEFLATED)  # fmt: skip
+
+
 def _store_run(model_dir: Path, target: Path, files: Sequence[str], directory: Path) -> str:
-    """Copy a run's ``files`` beside the entry (so it can be verified); returns their folder, relative to
-    the leaderboard ``directory`` where it lies inside it."""
+    """Copy a run's ``files`` beside the entry (so it can be verified; ``model.zip`` slimmed by
+    :func:`slim_model_zip`); returns their folder, relative to the leaderboard ``directory`` where it
+    lies inside it."""
     if target.resolve() != model_dir.resolve():
         target.mkdir(parents=True, exist_ok=True)
         for file in files:
-            shutil.copy2(model_dir / file, target / file)
+            if file == "model.zip":
+                slim_model_zip(model_dir / file, target / file)
+            else:
+                shutil.copy2(model_dir / file, target / file)
     return str(target.relative_to(directory)) if target.is_relative_to(directory) else str(target)
 
 

@@ -6,6 +6,8 @@
   ``eval_freq`` steps (return curves) and at the end of every drift phase (the context × phase
   matrix from which :func:`forgetting` is computed).
 - :func:`td_errors`: the one-step TD error of a batch under an agent's online and target networks.
+- :func:`context_interference_matrix` and :class:`ContextInterferenceCallback`: the IQ paper's own
+  measurement of interference inside one task (below).
 
 AEI (Liu et al., "Towards a practical measure of interference for reinforcement learning", 2023):
 with the transitions the current policy produced most recently as a sample of its state distribution
@@ -16,10 +18,23 @@ d_π, and the target network fixed,
 where θ are the online weights before one call of ``train()`` (a block of gradient steps) and θ'
 after it. A positive AEI means the update raised the TD error on the states the agent is visiting:
 it interfered with what was already learned there.
+
+The context-interference matrix (Zhang et al., the IQ paper's figure on CartPole): the states the
+agent has experienced (its replay buffer) are divided into k contexts by k-means (k = 3, on the
+standardised observations); then, on a copy of the agent, a block of gradient steps is taken on the
+transitions of one context i only, and for every context j
+
+    M[i, j] = (L_j(after) − L_j(before)) / L_j(before),
+
+L_j the Huber TD loss on a fixed sample of context j's transitions. Off the diagonal, a positive
+M[i, j] is interference: learning context i raised the TD loss on context j. The agent itself is
+restored exactly (weights, optimizer state, update count, global NumPy generator), so a run that
+measures trains as one that does not.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,6 +47,8 @@ from sb3_contrib import QRDQN
 from stable_baselines3 import DQN
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger
+from torch.nn import functional as F
 
 from agents.evaluation import run_episode
 
@@ -43,7 +60,10 @@ CURVE_EVALUATION_SEEDS: tuple[int, ...] = tuple(range(2000, 2005))
 
 
 def context_env_kwargs(env_kwargs: Mapping[str, Any], context: int) -> dict[str, Any]:
-    """The gym.make kwargs of the same env held at one ``context`` (no drift)."""
+    """The gym.make kwargs of the same env held at one ``context`` (no drift); an env trained without
+    drift kwargs (CartPole-v1, or a fixed context) keeps its kwargs."""
+    if "drift" not in env_kwargs and int(context) == int(env_kwargs.get("context", 0)):
+        return dict(env_kwargs)
     kwargs = {k: v for k, v in env_kwargs.items() if k not in DRIFT_KWARGS}
     return {**kwargs, "drift": "none", "context": int(context)}
 
@@ -98,6 +118,128 @@ def recent_samples(model: BaseAlgorithm, n: int):
         return buffer._get_samples(np.repeat(indices, buffer.n_envs), env=model.get_vec_normalize_env())
     finally:
         np.random.set_state(state)
+
+
+class _ContextSampler:
+    """Stands in for a replay buffer while the agent trains on one context: ``sample`` draws, with its
+    own generator, from the given rows of the real buffer (one env)."""
+
+    def __init__(self, buffer, rows: np.ndarray, rng: np.random.Generator, vec_normalize_env=None):
+        self.buffer, self.rows, self.rng, self.vec_normalize_env = buffer, rows, rng, vec_normalize_env
+
+    def sample(self, batch_size: int, env=None):
+        return self.buffer._get_samples(self.rng.choice(self.rows, size=batch_size), env=env)
+
+
+def _huber_td_loss(model: BaseAlgorithm, samples) -> float:
+    """The mean Huber loss of the TD errors of ``samples``, as DQN trains on it."""
+    errors = td_errors(model, samples)
+    return float(F.smooth_l1_loss(errors, th.zeros_like(errors)))
+
+
+def context_interference_matrix(
+    model: BaseAlgorithm,
+    n_contexts: int = 3,
+    gradient_steps: int = 64,
+    eval_size: int = 512,
+    cluster_size: int = 20_000,
+    seed: int = 0,
+) -> dict[str, Any] | None:
+    """The context-interference matrix M (k × k) of an off-policy agent on its replay buffer, with the
+    contexts' Huber TD losses before training and their sizes (see the module's docstring); ``None``
+    while a context has fewer than ``eval_size`` transitions.
+
+    :param n_contexts: k, the number of k-means contexts over the experienced states
+    :param gradient_steps: gradient steps (the agent's batch size) taken on each context's transitions
+    :param eval_size: transitions per context on which the TD loss is measured
+    :param cluster_size: at most this many states (a seeded subsample) fit the k-means; all are labelled
+    :param seed: seed of the k-means, the evaluation samples and the training minibatches
+    """
+    from sklearn.cluster import KMeans
+
+    buffer = model.replay_buffer
+    if buffer.n_envs != 1:
+        raise ValueError(f"context_interference_matrix: a replay buffer of {buffer.n_envs} envs; expected 1")
+    stored = buffer.buffer_size if buffer.full else buffer.pos
+    states = buffer.observations[:stored, 0].reshape(stored, -1).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    mean, std = states.mean(axis=0), states.std(axis=0) + 1e-8
+    fit_rows = rng.choice(stored, size=min(stored, cluster_size), replace=False)
+    kmeans = KMeans(n_clusters=n_contexts, n_init=10, random_state=seed).fit((states[fit_rows] - mean) / std)
+    labels = kmeans.predict((states - mean) / std)
+    rows = [np.flatnonzero(labels == c) for c in range(n_contexts)]
+    if min(len(r) for r in rows) < eval_size:
+        return None
+    vec_env = model.get_vec_normalize_env()
+    evaluation = [buffer._get_samples(rng.choice(r, size=eval_size, replace=False), env=vec_env) for r in rows]
+
+    policy = model.policy
+    saved_policy = {k: v.clone() for k, v in policy.state_dict().items()}
+    saved_optimizer = copy.deepcopy(policy.optimizer.state_dict())
+    saved_updates, saved_logger, saved_np = model._n_updates, model._logger, np.random.get_state()
+    before = [_huber_td_loss(model, samples) for samples in evaluation]
+    matrix = np.zeros((n_contexts, n_contexts))
+    try:
+        model._logger = Logger(folder=None, output_formats=[])
+        for i in range(n_contexts):
+            model.replay_buffer = _ContextSampler(buffer, rows[i], np.random.default_rng([seed, i]))
+            model.train(gradient_steps=gradient_steps, batch_size=model.batch_size)
+            after = [_huber_td_loss(model, samples) for samples in evaluation]
+            matrix[i] = (np.array(after) - before) / np.maximum(before, 1e-12)
+            policy.load_state_dict(saved_policy)
+            policy.optimizer.load_state_dict(copy.deepcopy(saved_optimizer))
+    finally:
+        model.replay_buffer, model._n_updates, model._logger = buffer, saved_updates, saved_logger
+        policy.load_state_dict(saved_policy)
+        policy.optimizer.load_state_dict(saved_optimizer)
+        np.random.set_state(saved_np)
+    return {"matrix": matrix.tolist(), "td_loss_before": before, "sizes": [len(r) for r in rows]}
+
+
+def interference_summary(matrices: Sequence[Sequence[Sequence[float]]]) -> dict[str, Any]:
+    """Mean matrix over measurements; its mean off-diagonal entry (``interference``: how much training
+    one context raises the TD loss of the others, relative) and mean diagonal entry (``self``)."""
+    mean = np.mean(np.asarray(matrices, dtype=np.float64), axis=0)
+    off = ~np.eye(len(mean), dtype=bool)
+    return {"matrix": mean.tolist(), "interference": float(mean[off].mean()), "self": float(np.diag(mean).mean())}
+
+
+class ContextInterferenceCallback(BaseCallback):
+    """Measures :func:`context_interference_matrix` every ``every`` env steps once training has begun
+    and keeps each measurement; the agent is left exactly as it was (no random numbers drawn).
+
+    :param every: env steps between measurements
+    (the other parameters are :func:`context_interference_matrix`'s)
+    """
+
+    def __init__(self, every: int, n_contexts: int = 3, gradient_steps: int = 64, eval_size: int = 512,
+                 seed: int = 0, verbose: int = 0):  # fmt: skip
+        super().__init__(verbose)
+        if every < 1 or n_contexts < 2 or gradient_steps < 1 or eval_size < 1:
+            raise ValueError(
+                f"every={every}, n_contexts={n_contexts}, gradient_steps={gradient_steps}, eval_size={eval_size}: "
+                "expected every, gradient_steps, eval_size >= 1 and n_contexts >= 2"
+            )
+        self.every, self.n_contexts, self.gradient_steps = every, n_contexts, gradient_steps
+        self.eval_size, self.seed = eval_size, seed
+        self.measurements: list[dict[str, Any]] = []
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.every or self.num_timesteps <= self.model.learning_starts:
+            return True
+        result = context_interference_matrix(self.model, self.n_contexts, self.gradient_steps, self.eval_size,
+                                             seed=self.seed)  # fmt: skip
+        if result is not None:
+            self.measurements.append({"timesteps": self.num_timesteps, **result})
+            summary = interference_summary([result["matrix"]])
+            self.logger.record("interference/context_matrix_off_diagonal", summary["interference"])
+        return True
+
+    def record(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"measurements": self.measurements}
+        if self.measurements:
+            out.update(interference_summary([m["matrix"] for m in self.measurements]))
+        return out
 
 
 class InterferenceCallback(BaseCallback):
@@ -236,16 +378,27 @@ def forgetting(matrix: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(matrix, axis=0) - matrix
 
 
-# The study's two settings on InterferenceCartPole-v0: the plain task, and a cyclic drift through the
-# three contexts, each phase at least 10k steps (60k steps: two cycles, so every context returns).
+# The interference study's settings: the paper's single-task problems (plain CartPole-v1 and
+# Acrobot-v1), and a cyclic drift between InterferenceCartPole-v0's conflicting contexts (the push
+# reversed), each phase at least 10k steps (60k steps: three cycles), with the context visible in the
+# observation (a context-dividing agent can separate them) or hidden (nothing can). "plain" and
+# "cyclic" are the first study's settings (the physics presets).
+CONFLICTING_DRIFT = {"drift": "cyclic", "phase_length": 10_000, "phase_unit": "steps", "contexts": "conflicting"}
 STUDY_SETTINGS: dict[str, dict[str, Any]] = {
-    "plain": {},
-    "cyclic": {"drift": "cyclic", "phase_length": 10_000, "phase_unit": "steps"},
-}
+    "cartpole": {"env_id": "CartPole-v1", "env_kwargs": {}},
+    "acrobot": {"env_id": "Acrobot-v1", "env_kwargs": {}},
+    "conflict_visible": {"env_id": "InterferenceCartPole-v0",
+                         "env_kwargs": {**CONFLICTING_DRIFT, "visible_context": True}},
+    "conflict_hidden": {"env_id": "InterferenceCartPole-v0", "env_kwargs": dict(CONFLICTING_DRIFT)},
+    "plain": {"env_id": "InterferenceCartPole-v0", "env_kwargs": {}},
+    "cyclic": {"env_id": "InterferenceCartPole-v0",
+               "env_kwargs": {"drift": "cyclic", "phase_length": 10_000, "phase_unit": "steps"}},
+}  # fmt: skip
 
 
 def evaluation_contexts(env_id: str, env_kwargs: Mapping[str, Any]) -> list[int]:
-    """The contexts a run is scored on: all of them under drift, the one it trains on without."""
+    """The contexts a run is scored on: all of them under drift, the one it trains on without (an env
+    without contexts, such as CartPole-v1, has the one)."""
     if env_kwargs.get("drift", "none") == "none":
         return [int(env_kwargs.get("context", 0))]
     return list(range(n_contexts(env_id, env_kwargs)))
@@ -263,30 +416,61 @@ def train_interference_run(
     eval_seeds: Sequence[int] = CURVE_EVALUATION_SEEDS,
     aei_samples: int = 256,
     aei_every: int = 1,
+    context_matrix_every: int | None = None,
+    context_matrix_eval_size: int = 512,
     progress_bar: bool = False,
 ) -> dict[str, Any]:
     """Train one agent with :func:`agents.baselines.train_agent` while measuring AEI, per-context
-    training returns, greedy return curves and the context × phase matrix; writes them, with their
-    summary (:func:`summarise_run`), to ``out_dir/interference.json`` beside ``model.zip``. AEI is
-    measured on one training call in ``aei_every`` (each costs four forward passes on the sample)."""
+    training returns, greedy return curves, the context × phase matrix and, every
+    ``context_matrix_every`` steps, the context-interference matrix (:class:`ContextInterferenceCallback`);
+    writes them, with their summary (:func:`summarise_run`), to ``out_dir/interference.json`` beside
+    ``model.zip``. AEI is measured on one training call in ``aei_every`` (each costs four forward
+    passes on the sample)."""
     from agents.baselines import train_agent  # baselines imports this module's users, not the reverse
 
     out_dir = Path(out_dir)
     interference = InterferenceCallback(n_samples=aei_samples, every=aei_every)
     evaluation = ContextEvaluationCallback(env_id, env_kwargs, eval_freq, eval_seeds,
                                            evaluation_contexts(env_id, env_kwargs))  # fmt: skip
+    callbacks: list[BaseCallback] = [interference, evaluation]
+    matrix = (ContextInterferenceCallback(context_matrix_every, eval_size=context_matrix_eval_size, seed=seed)
+              if context_matrix_every else None)  # fmt: skip
+    if matrix is not None:
+        callbacks.append(matrix)
     train_agent(algo, env_id, seed, out_dir, total_timesteps, dict(env_kwargs), hyperparams,
-                progress_bar=progress_bar, callbacks=[interference, evaluation])  # fmt: skip
+                progress_bar=progress_bar, callbacks=callbacks)  # fmt: skip
     record = {**interference.record(), **evaluation.record()}
+    if matrix is not None:
+        record["context_interference"] = matrix.record()
     record["summary"] = summarise_run(record)
     (out_dir / "interference.json").write_text(json.dumps(record, indent=1))
     return record
 
 
+def training_return_auc(episodes: Sequence[Sequence[float]], windows: int = 20) -> float | None:
+    """The paper's metric, the area under the training-return curve: training is cut into ``windows``
+    equal spans of env steps (up to the last episode's end), each scored by the mean return of the
+    training episodes that ended in it (a span with none keeps the previous score), and the spans'
+    scores are averaged. ``episodes`` are (timesteps at the end, context, return) rows."""
+    if not episodes:
+        return None
+    ends = np.array([e[0] for e in episodes], dtype=np.float64)
+    returns = np.array([e[2] for e in episodes], dtype=np.float64)
+    edges = np.linspace(0.0, ends.max(), windows + 1)
+    scores, last = [], float(returns[0])
+    for low, high in zip(edges[:-1], edges[1:]):
+        inside = (ends > low) & (ends <= high) if low > 0 else (ends >= low) & (ends <= high)
+        last = float(returns[inside].mean()) if inside.any() else last
+        scores.append(last)
+    return float(np.mean(scores))
+
+
 def summarise_run(record: Mapping[str, Any]) -> dict[str, Any]:
     """A run's interference numbers: mean AEI (whole run and its second half), the last greedy
-    evaluation's mean return, the std of the curve's second half (how steady it is), the context ×
-    phase matrix R and the forgetting at the end, mean over contexts of max_p R[p, c] − R[last, c]."""
+    evaluation's mean return, the std of the curve's second half (how steady it is), the area under
+    the training-return curve (:func:`training_return_auc`), the context × phase matrix R and the
+    forgetting at the end, mean over contexts of max_p R[p, c] − R[last, c], and the
+    context-interference matrix's mean off-diagonal entry where it was measured."""
     aei = np.array([a for _, a in record["aei"]], dtype=np.float64)
     curve = np.array([np.mean(point["returns"]) for point in record["curve"]], dtype=np.float64)
     matrix = np.array([row["returns"] for row in record["phases"]], dtype=np.float64)
@@ -296,7 +480,13 @@ def summarise_run(record: Mapping[str, Any]) -> dict[str, Any]:
         "final_eval_return": float(curve[-1]) if curve.size else None,
         "curve_mean_second_half": float(curve[curve.size // 2 :].mean()) if curve.size else None,
         "curve_std_second_half": float(curve[curve.size // 2 :].std()) if curve.size else None,
+        "training_return_auc": training_return_auc(record.get("training_episodes", [])),
     }
+    context_interference = record.get("context_interference") or {}
+    if "interference" in context_interference:
+        summary.update(context_interference=context_interference["interference"],
+                       context_self=context_interference["self"],
+                       context_matrix=context_interference["matrix"])  # fmt: skip
     if matrix.size:
         drops = forgetting(matrix)
         summary.update(phase_matrix=matrix.tolist(), phase_contexts=[row["context"] for row in record["phases"]])

@@ -11,17 +11,40 @@ own Q head on a shared encoder:
   IQ-RE (:class:`IQRE`, for pixels) clusters the output of a fixed random Nature-DQN trunk
   (:class:`RandomNatureEncoder`, 50 units, never trained);
 * **multi-head Q-network** (:class:`MultiHeadQNetwork`): features → shared MLP → one linear head per
-  context. A transition's context is that of its state s_t, computed when it enters the replay buffer
-  (:class:`ContextReplayBuffer`) and stored with it; the agent acts with the head of the current
-  state's context;
-* **the loss** (:meth:`IQ.train`): L = L_TD + λ_t·L_KD. L_TD is DQN's Huber loss on the head c of each
-  sample's context, with the target r + γ(1 − d)·max_a' Q_target^c(s', a'). L_KD keeps the *other*
-  heads where the target network has them on the same (s, a) (:func:`head_distillation_loss`), so
-  training one context does not overwrite the others. As in the authors' code λ_t = 1 − ε_t, ε_t the
-  current exploration rate: no distillation while the agent explores at random.
+  context. Each state's context is assigned once, when the state is observed (the sequential k-means
+  moves then), and a transition is stored with both: {s_t, ω(s_t), a_t, r_t, s_{t+1}, ω(s_{t+1})}
+  (:class:`ContextReplayBuffer`, the authors' ``state_labels`` and ``next_state_labels``). The agent
+  acts with the head of the current state's context;
+* **the loss** (:meth:`IQ.train`): L = L_TD + λ_t·L_KD. L_TD is DQN's Huber loss on the head
+  c = ω(s_t) of each sample, with the target r + γ(1 − d)·max_a' Q_target^{c'}(s', a') bootstrapped
+  from the head of the *next* state's context c' = ω(s_{t+1}), as the method specifies (a head is only
+  fit on its own context's states, so another head's value at s' is not an estimate). L_KD keeps the
+  *other* heads where the distillation **anchor** has them on the same (s, a)
+  (:func:`head_distillation_loss`), so training one context does not overwrite the others.
 
-Two bugs of the authors' code are not reproduced: their heads all call the same layers (k identical
-heads), and their head stacking broadcasts wrongly for k = 2 (we stack on an explicit ``dim=1``).
+What the authors' released code does, and where ours differs (repository
+Sweety-dm/Interference-aware-Deep-Q-learning, ``IQ-RE/IQ_dqn_agent.py`` and ``replay_buffer.py``):
+
+* TD target: as theirs, bootstrapped from the head of ``next_state_labels``; their labels are fixed
+  when a transition is stored (and all 0 before the k-means), ours are relabelled at the fit;
+* the anchor is their target network, copied every 8,000 steps with a gradient step every 4: a lag
+  of 2,000 gradient steps. With rl-zoo3's CartPole settings (target copied every 10 env steps, 128
+  gradient steps every 256) the target is the online net of the previous training call, which
+  anchors nothing across a 10k-step phase. ``anchor_update_interval`` gives the anchor its own lag (a
+  third copy of the Q-network, refreshed every N env steps); ``None`` uses the target network;
+* their KD term is the Huber loss between the online and target networks' other heads at (s_t, a_t),
+  averaged with the TD loss by one ``reduce_mean`` (IQ-Rainbow sums a cross-entropy over the other
+  heads); ours sums the Huber terms over the other heads (:func:`head_distillation_loss`);
+* their λ is written as 1 − ε but computed once, as a Python float, when the graph is built, where
+  ε = 1: λ = 0 and their released agent trains without distillation. ``distillation_weight="1-eps"``
+  is the schedule as the paper describes it, a number is a constant λ;
+* their heads all call the same layers (k identical heads); ours are k separate heads (one fused
+  linear layer, rows per head) stacked on ``dim=1``;
+* they cluster the first 20,000 states (their ``min_replay_history``) with k = 4 on the raw 50 random
+  features; we standardise each dimension by the warm-up's mean and std first. The warm-up may be
+  longer than ``learning_starts``: until the batch k-means every transition is context 0, so head 0
+  learns alone, and at the fit every head of the online, target and anchor networks starts as a copy
+  of head 0.
 
 The context model (encoder and k-means) lives in the policy, beside the two Q-networks and outside
 the optimizer, so ``model.predict`` after save/load acts with the same contexts and needs no
@@ -53,7 +76,7 @@ from torch.nn import functional as F
 SelfIQ = TypeVar("SelfIQ", bound="IQ")
 
 NORMALIZATIONS = ("standardize", "none")
-CONTEXT_ENCODERS = ("observation", "random_nature_cnn")
+CONTEXT_ENCODERS = ("observation", "random_nature_cnn", "random_features")
 RANDOM_ENCODER_DIM = 50  # the authors' random encoder's output units
 
 
@@ -141,6 +164,17 @@ class OnlineKMeans(nn.Module):
         if not self.fitted:
             raise RuntimeError("OnlineKMeans.update before fit: the centres are not initialised")
         labels = []
+        if self.centres.device.type == "cpu" and x.device.type == "cpu":
+            # The same float32 arithmetic on NumPy views of the buffers: with one state per env step,
+            # torch's per-operation cost would be the whole cost.
+            centres, counts = self.centres.numpy(), self.counts.numpy()
+            z_all = (x.float().numpy() - self.mean.numpy()) / self.std.numpy()
+            for z in z_all:
+                c = int(((z[None, :] - centres) ** 2).sum(axis=1).argmin())
+                counts[c] += 1
+                centres[c] += (z - centres[c]) / np.float32(counts[c])
+                labels.append(c)
+            return th.from_numpy(np.array(labels, dtype=np.int64))
         for z in self.normalize(x):
             c = int(self._nearest(z[None])[0])
             self.counts[c] += 1
@@ -190,10 +224,41 @@ class RandomNatureEncoder(nn.Module):
         return self.cnn(preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images))
 
 
+class RandomFeaturesEncoder(nn.Module):
+    """IQ-RE's context features for observations NatureCNN does not fit (MinAtar's 10×10 grids): a copy
+    of the policy's own features extractor class with a 50-unit output, randomly initialised from
+    ``seed`` (the global generator is left untouched) and never trained.
+
+    :param features_extractor_class: an SB3 features extractor taking ``(observation_space, features_dim, **kwargs)``
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        features_extractor_class: type[BaseFeaturesExtractor],
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        seed: int | None = None,
+        normalize_images: bool = True,
+    ):
+        super().__init__()
+        self.observation_space, self.normalize_images = observation_space, normalize_images
+        self.features_dim = RANDOM_ENCODER_DIM
+        kwargs = {k: v for k, v in (features_extractor_kwargs or {}).items() if k != "features_dim"}
+        with th.random.fork_rng(devices=[]):
+            if seed is not None:
+                th.manual_seed(seed)
+            self.extractor = features_extractor_class(observation_space, features_dim=RANDOM_ENCODER_DIM, **kwargs)
+        self.requires_grad_(False)
+
+    def forward(self, obs: th.Tensor) -> th.Tensor:
+        return self.extractor(preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images))
+
+
 class ContextModel(nn.Module):
-    """Context division: an encoder (:class:`ObservationEncoder` or :class:`RandomNatureEncoder`)
-    followed by :class:`OnlineKMeans`. ``assign`` gives an observation's context; the algorithm calls
-    ``encode`` and the k-means' ``fit``/``update`` while it collects transitions."""
+    """Context division: an encoder (:class:`ObservationEncoder`, :class:`RandomNatureEncoder` or
+    :class:`RandomFeaturesEncoder`) followed by :class:`OnlineKMeans`. ``assign`` gives an observation's
+    context; the algorithm calls ``encode`` and the k-means' ``fit``/``update`` while it collects
+    transitions."""
 
     def __init__(
         self,
@@ -203,6 +268,8 @@ class ContextModel(nn.Module):
         normalization: str = "standardize",
         seed: int | None = None,
         normalize_images: bool = True,
+        features_extractor_class: type[BaseFeaturesExtractor] | None = None,
+        features_extractor_kwargs: dict[str, Any] | None = None,
     ):
         super().__init__()
         if isinstance(observation_space, spaces.Dict):
@@ -211,6 +278,11 @@ class ContextModel(nn.Module):
             self.encoder: nn.Module = ObservationEncoder(observation_space)
         elif encoder == "random_nature_cnn":
             self.encoder = RandomNatureEncoder(observation_space, seed, normalize_images)
+        elif encoder == "random_features":
+            if features_extractor_class is None:
+                raise ValueError("ContextModel: encoder='random_features' needs the policy's features_extractor_class")
+            self.encoder = RandomFeaturesEncoder(observation_space, features_extractor_class,
+                                                 features_extractor_kwargs, seed, normalize_images)  # fmt: skip
         else:
             raise ValueError(f"ContextModel: encoder={encoder!r}; expected one of {CONTEXT_ENCODERS}")
         self.kmeans = OnlineKMeans(n_contexts, self.encoder.features_dim, normalization)
@@ -255,12 +327,29 @@ class MultiHeadQNetwork(BasePolicy):
         self.n_contexts = n_contexts
         self.shared = nn.Sequential(*create_mlp(features_dim, -1, net_arch, activation_fn))
         last_dim = net_arch[-1] if net_arch else features_dim
-        self.heads = nn.ModuleList(nn.Linear(last_dim, int(action_space.n)) for _ in range(n_contexts))
+        # The k heads as one linear layer: rows h·A … (h+1)·A − 1 of its weight are head h (one matmul
+        # instead of k; each row block is initialised as a separate Linear(last_dim, A) would be).
+        self.heads = nn.Linear(last_dim, n_contexts * int(action_space.n))
+
+    def head(self, h: int) -> tuple[th.Tensor, th.Tensor]:
+        """Views (weight (A, d), bias (A,)) of head ``h``'s parameters."""
+        n_actions = int(self.action_space.n)
+        rows = slice(h * n_actions, (h + 1) * n_actions)
+        return self.heads.weight[rows], self.heads.bias[rows]
+
+    @th.no_grad()
+    def copy_head_to_all(self, h: int = 0) -> None:
+        """Set every head to head ``h`` (at the end of the warm-up, when the contexts appear)."""
+        weight, bias = (t.clone() for t in self.head(h))
+        for other in range(self.n_contexts):
+            w, b = self.head(other)
+            w.copy_(weight)
+            b.copy_(bias)
 
     def forward(self, obs: PyTorchObs) -> th.Tensor:
         """The Q-values of every head, (B, k, A)."""
         latent = self.shared(self.extract_features(obs, self.features_extractor))
-        return th.stack([head(latent) for head in self.heads], dim=1)
+        return self.heads(latent).view(len(latent), self.n_contexts, int(self.action_space.n))
 
     def q_values(self, obs: PyTorchObs, contexts: th.Tensor) -> th.Tensor:
         """The Q-values (B, A) of each observation's own head, ``contexts`` (B,)."""
@@ -284,7 +373,7 @@ class IQPolicy(DQNPolicy):
     and the target network does not copy. It acts greedily with each observation's own head.
 
     :param n_contexts: k, the number of contexts and Q heads
-    :param context_encoder: ``"observation"`` (IQ) or ``"random_nature_cnn"`` (IQ-RE)
+    :param context_encoder: ``"observation"`` (IQ), ``"random_nature_cnn"`` or ``"random_features"`` (IQ-RE)
     :param cluster_normalization: ``"standardize"`` or ``"none"``, see :class:`OnlineKMeans`
     :param context_seed: seed of the random encoder's initialisation
     (the other parameters are :class:`~stable_baselines3.dqn.policies.DQNPolicy`'s)
@@ -309,9 +398,13 @@ class IQPolicy(DQNPolicy):
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        separate_anchor: bool = False,
     ) -> None:
         self.n_contexts, self.context_encoder = n_contexts, context_encoder
         self.cluster_normalization, self.context_seed = cluster_normalization, context_seed
+        self.separate_anchor = separate_anchor
+        # Mutated, never reassigned: nn.Module's __setattr__ costs more than the rest of an env step.
+        self._acting: dict[str, th.Tensor] = {}
         super().__init__(observation_space, action_space, lr_schedule, net_arch, activation_fn,
                          features_extractor_class, features_extractor_kwargs, normalize_images, optimizer_class,
                          optimizer_kwargs)  # fmt: skip
@@ -319,10 +412,23 @@ class IQPolicy(DQNPolicy):
     def _build(self, lr_schedule: Schedule) -> None:
         # DQNPolicy's: q_net, q_net_target (a copy) and an optimizer over q_net's parameters only.
         super()._build(lr_schedule)
+        # The distillation anchor, when it is not the target network: a third copy, outside the
+        # optimizer, refreshed by the algorithm every anchor_update_interval steps.
+        self.q_net_anchor: MultiHeadQNetwork | None = None
+        if self.separate_anchor:
+            self.q_net_anchor = self.make_q_net()
+            self.q_net_anchor.load_state_dict(self.q_net.state_dict())
+            self.q_net_anchor.set_training_mode(False)
         # Built after the optimizer and outside both Q-networks: never trained, never polyak-copied.
         self.context_model = ContextModel(self.observation_space, self.n_contexts, self.context_encoder,
-                                          self.cluster_normalization, self.context_seed,
-                                          self.normalize_images).to(self.device)  # fmt: skip
+                                          self.cluster_normalization, self.context_seed, self.normalize_images,
+                                          self.features_extractor_class,
+                                          self.features_extractor_kwargs).to(self.device)  # fmt: skip
+
+    @property
+    def distillation_anchor(self) -> MultiHeadQNetwork:
+        """The network whose heads L_KD holds the other heads to: the anchor copy, else the target."""
+        return self.q_net_anchor if self.q_net_anchor is not None else self.q_net_target
 
     def make_q_net(self) -> MultiHeadQNetwork:
         # Separate features extractors for the online and target networks, as DQNPolicy makes them.
@@ -333,13 +439,25 @@ class IQPolicy(DQNPolicy):
         """Each observation's context (B,), from the current centres (nothing is updated)."""
         return self.context_model.assign(obs)
 
+    def set_acting_contexts(self, contexts: th.Tensor | None) -> None:
+        """Contexts the next :meth:`predict` uses instead of computing them (the algorithm already
+        assigned them when it observed the states); ``None`` clears them."""
+        if contexts is None:
+            self._acting.pop("contexts", None)
+        else:
+            self._acting["contexts"] = contexts
+
     def _predict(self, obs: PyTorchObs, deterministic: bool = True) -> th.Tensor:
-        return self.q_net._predict(obs, deterministic, contexts=self.contexts(obs))
+        contexts = self._acting.pop("contexts", None)
+        if contexts is None or len(contexts) != len(obs):
+            contexts = self.contexts(obs)
+        return self.q_net._predict(obs, deterministic, contexts=contexts.to(self.device))
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(n_contexts=self.n_contexts, context_encoder=self.context_encoder,
-                    cluster_normalization=self.cluster_normalization, context_seed=self.context_seed)  # fmt: skip
+                    cluster_normalization=self.cluster_normalization, context_seed=self.context_seed,
+                    separate_anchor=self.separate_anchor)  # fmt: skip
         return data
 
 
@@ -363,15 +481,17 @@ class IQCnnPolicy(IQPolicy):
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
+        separate_anchor: bool = False,
     ) -> None:
         super().__init__(observation_space, action_space, lr_schedule, n_contexts, context_encoder,
                          cluster_normalization, context_seed, net_arch, activation_fn, features_extractor_class,
-                         features_extractor_kwargs, normalize_images, optimizer_class, optimizer_kwargs)  # fmt: skip
+                         features_extractor_kwargs, normalize_images, optimizer_class, optimizer_kwargs,
+                         separate_anchor)  # fmt: skip
 
 
 # -- replay buffer with contexts -------------------------------------------------------------------
 class ContextReplayBufferSamples(NamedTuple):
-    """SB3's ReplayBufferSamples and each sample's context (B,)."""
+    """SB3's ReplayBufferSamples and each sample's context ω(s_t) and next context ω(s_{t+1}), (B,)."""
 
     observations: th.Tensor
     actions: th.Tensor
@@ -380,13 +500,15 @@ class ContextReplayBufferSamples(NamedTuple):
     rewards: th.Tensor
     discounts: th.Tensor | None = None
     contexts: th.Tensor | None = None
+    next_contexts: th.Tensor | None = None
 
 
 class ContextReplayBuffer(ReplayBuffer):
-    """SB3's replay buffer with the context of each transition, ``contexts`` (buffer_size, n_envs) int64,
-    stored when it is added: through ``add(..., contexts=...)`` or, for SB3's ``_store_transition``
-    (which calls ``add`` without it), set just before with :meth:`set_pending_contexts`. The
-    memory-optimised variant is not supported."""
+    """SB3's replay buffer with the contexts of each transition's two states, ``contexts`` (ω(s_t)) and
+    ``next_contexts`` (ω(s_{t+1})), each (buffer_size, n_envs) int64, stored when it is added: through
+    ``add(..., contexts=..., next_contexts=...)`` or, for SB3's ``_store_transition`` (which calls
+    ``add`` without them), set just before with :meth:`set_pending_contexts`. The memory-optimised
+    variant is not supported."""
 
     def __init__(
         self,
@@ -404,11 +526,13 @@ class ContextReplayBuffer(ReplayBuffer):
             buffer_size, observation_space, action_space, device, n_envs, False, handle_timeout_termination
         )
         self.contexts = np.zeros((self.buffer_size, self.n_envs), dtype=np.int64)
-        self._pending_contexts: np.ndarray | None = None
+        self.next_contexts = np.zeros((self.buffer_size, self.n_envs), dtype=np.int64)
+        self._pending_contexts: tuple[np.ndarray, np.ndarray] | None = None
 
-    def set_pending_contexts(self, contexts: np.ndarray) -> None:
-        """The contexts (n_envs,) of the transitions of the next :meth:`add`."""
-        self._pending_contexts = np.asarray(contexts, dtype=np.int64).reshape(self.n_envs)
+    def set_pending_contexts(self, contexts: np.ndarray, next_contexts: np.ndarray) -> None:
+        """The contexts ω(s_t) and ω(s_{t+1}), each (n_envs,), of the transitions of the next :meth:`add`."""
+        self._pending_contexts = (np.asarray(contexts, dtype=np.int64).reshape(self.n_envs),
+                                  np.asarray(next_contexts, dtype=np.int64).reshape(self.n_envs))  # fmt: skip
 
     def add(
         self,
@@ -419,12 +543,17 @@ class ContextReplayBuffer(ReplayBuffer):
         done: np.ndarray,
         infos: list[dict[str, Any]],
         contexts: np.ndarray | None = None,
+        next_contexts: np.ndarray | None = None,
     ) -> None:
         pending, self._pending_contexts = self._pending_contexts, None
-        contexts = pending if contexts is None else contexts
-        if contexts is None:
-            raise ValueError("ContextReplayBuffer.add: no contexts; pass contexts= or call set_pending_contexts")
+        if contexts is None and next_contexts is None and pending is not None:
+            contexts, next_contexts = pending
+        if contexts is None or next_contexts is None:
+            raise ValueError(
+                "ContextReplayBuffer.add: no contexts; pass contexts= and next_contexts= or call set_pending_contexts"
+            )
         self.contexts[self.pos] = np.asarray(contexts, dtype=np.int64).reshape(self.n_envs)
+        self.next_contexts[self.pos] = np.asarray(next_contexts, dtype=np.int64).reshape(self.n_envs)
         super().add(obs, next_obs, action, reward, done, infos)
 
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ContextReplayBufferSamples:
@@ -438,7 +567,9 @@ class ContextReplayBuffer(ReplayBuffer):
             self._normalize_reward(self.rewards[batch_inds, env_indices].reshape(-1, 1), env),
         )
         return ContextReplayBufferSamples(
-            *map(self.to_torch, data), contexts=self.to_torch(self.contexts[batch_inds, env_indices])
+            *map(self.to_torch, data),
+            contexts=self.to_torch(self.contexts[batch_inds, env_indices]),
+            next_contexts=self.to_torch(self.next_contexts[batch_inds, env_indices]),
         )
 
 
@@ -447,19 +578,25 @@ class IQ(DQN):
     """DQN with context division, one Q head per context and distillation onto the other heads.
 
     :param n_contexts: k, the number of contexts (the authors: 4); 1 with ``distillation_weight=0`` is DQN
-    :param distillation_weight: λ of L = L_TD + λ·L_KD: ``"1-eps"`` for λ_t = 1 − ε_t (the authors'), a
-        constant >= 0, or 0 to train without distillation
-    :param cluster_warmup: number of states buffered before batch k-means; at most ``learning_starts``
-        (so no gradient step samples a transition without its context) and it must fit in the buffer
+    :param distillation_weight: λ of L = L_TD + λ·L_KD: ``"1-eps"`` for λ_t = 1 − ε_t (the paper's
+        schedule), a constant >= 0, or 0 to train without distillation
+    :param anchor_update_interval: how many env steps the distillation anchor lags: ``None`` for the
+        target network (the authors' code), or N >= 1 for a separate copy of the online network
+        refreshed every N env steps (as ``target_update_interval`` counts them)
+    :param cluster_warmup: number of states buffered before batch k-means; it must fit in the buffer.
+        Before the fit every transition is context 0 (head 0 learns alone); at the fit every head
+        starts as a copy of head 0
     :param cluster_normalization: ``"standardize"`` (by the warm-up's mean and std) or ``"none"``
-    :param context_encoder: ``"observation"`` (IQ: cluster the observations) or ``"random_nature_cnn"``
-        (IQ-RE: cluster a fixed random NatureCNN's 50 features, for images)
-    :param learning_starts: DQN's, defaulting to 1000 here to cover the default warm-up
+    :param context_encoder: ``"observation"`` (IQ: cluster the observations), ``"random_nature_cnn"``
+        (IQ-RE: cluster a fixed random NatureCNN's 50 features, for 84×84 images) or
+        ``"random_features"`` (a fixed random copy of the policy's own features extractor with 50
+        outputs, e.g. for MinAtar's 10×10 grids)
+    :param learning_starts: DQN's, defaulting to 1000 here
     :param kwargs: :class:`~stable_baselines3.DQN`'s arguments; ``n_steps`` > 1, ``optimize_memory_usage``
         and replay buffers other than :class:`ContextReplayBuffer` are not supported
 
-    The k-means and the encoder are saved with the policy; the warm-up's buffered states are not, so a
-    model saved before its batch k-means starts a new warm-up when it resumes.
+    The k-means, the encoder and the anchor are saved with the policy; the warm-up's buffered states are
+    not, so a model saved before its batch k-means starts a new warm-up when it resumes.
     """
 
     policy_aliases = {"MlpPolicy": IQPolicy, "CnnPolicy": IQCnnPolicy}
@@ -474,6 +611,7 @@ class IQ(DQN):
         env=None,
         n_contexts: int = 4,
         distillation_weight: float | str = "1-eps",
+        anchor_update_interval: int | None = None,
         cluster_warmup: int = 1000,
         cluster_normalization: str = "standardize",
         context_encoder: str = "observation",
@@ -482,14 +620,15 @@ class IQ(DQN):
         **kwargs: Any,
     ):
         self.n_contexts, self.distillation_weight = n_contexts, distillation_weight
+        self.anchor_update_interval = anchor_update_interval
         self.cluster_warmup, self.cluster_normalization = cluster_warmup, cluster_normalization
         self.context_encoder = context_encoder
-        owned = {"n_contexts", "context_encoder", "cluster_normalization", "context_seed"}
+        owned = {"n_contexts", "context_encoder", "cluster_normalization", "context_seed", "separate_anchor"}
         clash = sorted(owned & set(kwargs.get("policy_kwargs") or {}))
         if clash:
             raise ValueError(
                 f"{type(self).__name__}: policy_kwargs sets {clash}; set them as the algorithm's own arguments "
-                "(context_seed is its seed)"
+                "(context_seed is its seed, separate_anchor its anchor_update_interval)"
             )
         if kwargs.get("replay_buffer_class") is None:
             kwargs["replay_buffer_class"] = ContextReplayBuffer
@@ -512,12 +651,13 @@ class IQ(DQN):
         weight = self.distillation_weight
         check(weight == "1-eps" or (isinstance(weight, (int, float, np.floating)) and not isinstance(weight, bool)
                                     and weight >= 0), "distillation_weight", "'1-eps' or a number >= 0")  # fmt: skip
+        interval = self.anchor_update_interval
+        check(interval is None or (is_int(interval) and interval >= 1), "anchor_update_interval",
+              "None (the target network) or an int >= 1 (env steps)")  # fmt: skip
         check(self.cluster_normalization in NORMALIZATIONS, "cluster_normalization", f"one of {NORMALIZATIONS}")
         check(self.context_encoder in CONTEXT_ENCODERS, "context_encoder", f"one of {CONTEXT_ENCODERS}")
         check(is_int(self.cluster_warmup) and self.cluster_warmup >= self.n_contexts, "cluster_warmup",
               f"an int >= n_contexts ({self.n_contexts}): k-means needs a state per centre")  # fmt: skip
-        check(self.cluster_warmup <= self.learning_starts, "cluster_warmup",
-              f"<= learning_starts ({self.learning_starts}), so every sampled transition has its context")  # fmt: skip
         n_envs = getattr(self, "n_envs", 1)
         check(-(-self.cluster_warmup // n_envs) <= max(self.buffer_size // n_envs, 1), "cluster_warmup",
               f"a warm-up that fits in the replay buffer (buffer_size={self.buffer_size}, n_envs={n_envs}), "
@@ -536,14 +676,19 @@ class IQ(DQN):
         user_policy_kwargs = self.policy_kwargs
         self.policy_kwargs = {**user_policy_kwargs, "n_contexts": self.n_contexts, "context_seed": self.seed,
                               "context_encoder": self.context_encoder,
-                              "cluster_normalization": self.cluster_normalization}  # fmt: skip
+                              "cluster_normalization": self.cluster_normalization,
+                              "separate_anchor": self.anchor_update_interval is not None}  # fmt: skip
         try:
             super()._setup_model()
         finally:
             self.policy_kwargs = user_policy_kwargs
-        # The warm-up: encoded states and the buffer rows they were stored at, until batch k-means.
+        # The warm-up: for each stored row, the encoded s_t and s_{t+1} and the buffer row, until batch k-means.
         self._warmup_states: list[th.Tensor] = []
+        self._warmup_next_states: list[th.Tensor] = []
         self._warmup_positions: list[int] = []
+        self._warmup_count = 0
+        # (observation array, its contexts, its encoding): the states of _last_obs, assigned when observed.
+        self._observed: tuple[np.ndarray, th.Tensor, th.Tensor] | None = None
 
     @property
     def current_distillation_weight(self) -> float:
@@ -553,6 +698,30 @@ class IQ(DQN):
         return float(self.distillation_weight)
 
     # -- context division while collecting ---------------------------------------------------------
+    def _observe(self, encoded: th.Tensor) -> th.Tensor:
+        """The contexts of newly observed (encoded) states: sequential k-means once fitted (the centres
+        move), placeholders of 0 during the warm-up."""
+        kmeans = self.policy.context_model.kmeans
+        if kmeans.fitted:
+            return kmeans.update(encoded)
+        return th.zeros(len(encoded), dtype=th.long, device=encoded.device)
+
+    def _last_obs_contexts(self) -> tuple[th.Tensor, th.Tensor]:
+        """(contexts, encoding) of the states in ``_last_obs``, assigned once when they were observed."""
+        if self._observed is None or self._observed[0] is not self._last_obs:
+            # States observed by a reset outside _store_transition (the start of learn).
+            encoded = self.policy.context_model.encode(obs_as_tensor(self._last_obs, self.device))
+            self._observed = (self._last_obs, self._observe(encoded), encoded)
+        return self._observed[1], self._observed[2]
+
+    def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1):
+        # The policy acts with the contexts assigned when the states were observed: no second encoding.
+        self.policy.set_acting_contexts(self._last_obs_contexts()[0])
+        try:
+            return super()._sample_action(learning_starts, action_noise, n_envs)
+        finally:
+            self.policy.set_acting_contexts(None)
+
     def _store_transition(
         self,
         replay_buffer: ReplayBuffer,
@@ -563,51 +732,87 @@ class IQ(DQN):
         infos: list[dict[str, Any]],
     ) -> None:
         context_model = self.policy.context_model
-        encoded = context_model.encode(obs_as_tensor(self._last_obs, self.device))
-        if context_model.kmeans.fitted:
-            contexts = context_model.kmeans.update(encoded)
-        else:
-            # A placeholder, relabelled by the batch k-means at the end of the warm-up.
-            contexts = th.zeros(len(encoded), dtype=th.long)
+        contexts, encoded = self._last_obs_contexts()
+        # s_{t+1} as the policy sees it: the terminal observation where an episode ended (VecEnv reset
+        # already), normalised by VecNormalize as the policy's input is.
+        next_view = np.array(new_obs, copy=True)
+        ended = [i for i, done in enumerate(dones) if done and infos[i].get("terminal_observation") is not None]
+        for i in ended:
+            next_view[i] = infos[i]["terminal_observation"]
+        next_encoded = context_model.encode(obs_as_tensor(next_view, self.device))
+        next_contexts = self._observe(next_encoded)
+        # The states of new_obs (the next step's s_t): s_{t+1}, except where a new episode began.
+        new_contexts, new_encoded = next_contexts, next_encoded
+        if ended:
+            new_contexts, new_encoded = next_contexts.clone(), next_encoded.clone()
+            first = context_model.encode(obs_as_tensor(np.asarray(new_obs)[ended], self.device))
+            new_contexts[ended], new_encoded[ended] = self._observe(first), first
+        if not context_model.kmeans.fitted:
             self._warmup_states.append(encoded)
+            self._warmup_next_states.append(next_encoded)
             self._warmup_positions.append(replay_buffer.pos)
-        replay_buffer.set_pending_contexts(contexts.cpu().numpy())
+            self._warmup_count += len(encoded)
+        replay_buffer.set_pending_contexts(contexts.cpu().numpy(), next_contexts.cpu().numpy())
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
-        if not context_model.kmeans.fitted and sum(map(len, self._warmup_states)) >= self.cluster_warmup:
+        self._observed = (self._last_obs, new_contexts, new_encoded)
+        if not context_model.kmeans.fitted and self._warmup_count >= self.cluster_warmup:
             self._fit_contexts(replay_buffer)
+            self._observed = (self._last_obs, self._observe(new_encoded), new_encoded)
 
     def _fit_contexts(self, replay_buffer: ContextReplayBuffer) -> None:
-        """Batch k-means on the warm-up's states; its labels replace the warm-up transitions' placeholders."""
-        labels = self.policy.context_model.kmeans.fit(th.cat(self._warmup_states), seed=self.seed)
-        rows = np.asarray(self._warmup_positions)
-        replay_buffer.contexts[rows] = labels.cpu().numpy().reshape(len(rows), replay_buffer.n_envs)
-        self._warmup_states, self._warmup_positions = [], []
+        """Batch k-means on the warm-up's states; its labels replace the warm-up transitions'
+        placeholders (ω(s_{t+1}) by the nearest fitted centre), and every head starts as head 0."""
+        kmeans = self.policy.context_model.kmeans
+        labels = kmeans.fit(th.cat(self._warmup_states), seed=self.seed)
+        next_labels = kmeans.assign(th.cat(self._warmup_next_states))
+        rows, shape = np.asarray(self._warmup_positions), (len(self._warmup_positions), replay_buffer.n_envs)
+        replay_buffer.contexts[rows] = labels.cpu().numpy().reshape(shape)
+        replay_buffer.next_contexts[rows] = next_labels.cpu().numpy().reshape(shape)
+        self._warmup_states, self._warmup_next_states, self._warmup_positions = [], [], []
+        self._warmup_count = 0
+        for net in (self.q_net, self.q_net_target, self.policy.q_net_anchor):
+            if net is not None:
+                net.copy_head_to_all(0)
         if self.verbose >= 1:
             print(
                 f"IQ: {self.n_contexts} contexts from {len(labels)} warm-up states, sizes {labels.bincount().tolist()}"
             )
 
-    # -- training ----------------------------------------------------------------------------------
-    @th.no_grad()
-    def _td_targets(self, replay_data: ContextReplayBufferSamples) -> th.Tensor:
-        """r + γ(1 − d)·max_a' Q_target^c(s', a') with c each sample's context, (B, 1)."""
-        discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
-        next_q = self.q_net_target.q_values(replay_data.next_observations, replay_data.contexts)
-        next_q = next_q.max(dim=1).values.reshape(-1, 1)
-        return replay_data.rewards + (1 - replay_data.dones) * discounts * next_q
+    def _on_step(self) -> None:
+        super()._on_step()
+        interval = self.anchor_update_interval
+        if interval is not None and self._n_calls % max(interval // self.n_envs, 1) == 0:
+            self.policy.q_net_anchor.load_state_dict(self.q_net.state_dict())
 
+    # -- training ----------------------------------------------------------------------------------
     @staticmethod
     def _taken(q: th.Tensor, actions: th.Tensor) -> th.Tensor:
         """Q-values (B, k, A) at the taken actions (B, 1): (B, k)."""
         return q.gather(2, actions.long()[:, None, :].expand(-1, q.shape[1], 1)).squeeze(2)
 
+    @th.no_grad()
+    def _targets(self, replay_data: ContextReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+        """The TD target r + γ(1 − d)·max_a' Q_target^{c'}(s', a') with c' = ω(s') (B, 1), and the
+        anchor's Q-values of every head at (s, a) (B, k)."""
+        discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
+        batch = len(replay_data.observations)
+        anchor = self.policy.distillation_anchor
+        if anchor is self.q_net_target:
+            # One pass of the target network over s and s' together.
+            both = self.q_net_target(th.cat([replay_data.observations, replay_data.next_observations]))
+            earlier, next_q = both[:batch], both[batch:]
+        else:
+            earlier, next_q = anchor(replay_data.observations), self.q_net_target(replay_data.next_observations)
+        next_q = next_q[th.arange(batch, device=next_q.device), replay_data.next_contexts]
+        target = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q.max(dim=1).values.reshape(-1, 1)
+        return target, self._taken(earlier, replay_data.actions)
+
     def losses(self, replay_data: ContextReplayBufferSamples, distillation_weight: float) -> dict[str, th.Tensor]:
-        """The terms of one gradient step: ``td`` (Huber on each sample's own head), ``distillation``
-        (L_KD on the other heads) and ``loss`` = td + λ·distillation."""
+        """The terms of one gradient step: ``td`` (Huber on each sample's own head, bootstrapped from
+        the next state's head), ``distillation`` (L_KD on the other heads, against the anchor) and
+        ``loss`` = td + λ·distillation."""
         contexts = replay_data.contexts
-        target_q = self._td_targets(replay_data)
-        with th.no_grad():
-            earlier_q = self._taken(self.q_net_target(replay_data.observations), replay_data.actions)
+        target_q, earlier_q = self._targets(replay_data)
         online_q = self._taken(self.q_net(replay_data.observations), replay_data.actions)
         td = F.smooth_l1_loss(online_q.gather(1, contexts[:, None]), target_q)
         distillation = head_distillation_loss(online_q, earlier_q, contexts)
@@ -617,7 +822,7 @@ class IQ(DQN):
     def td_errors(self, samples: ContextReplayBufferSamples) -> th.Tensor:
         """Each sample's TD error on its own head, target − Q^c(s, a), (B,)."""
         current_q = self.q_net.q_values(samples.observations, samples.contexts).gather(1, samples.actions.long())
-        return (self._td_targets(samples) - current_q).flatten()
+        return (self._targets(samples)[0] - current_q).flatten()
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # DQN.train's structure with IQ's loss.
@@ -625,12 +830,12 @@ class IQ(DQN):
         self._update_learning_rate(self.policy.optimizer)
         weight = self.current_distillation_weight
 
-        terms: dict[str, list[float]] = {"loss": [], "td": [], "distillation": []}
+        terms: dict[str, list[th.Tensor]] = {"loss": [], "td": [], "distillation": []}
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             step = self.losses(replay_data, weight)
             for name, value in step.items():
-                terms[name].append(value.item())
+                terms[name].append(value.detach())
 
             self.policy.optimizer.zero_grad()
             step["loss"].backward()
@@ -640,9 +845,11 @@ class IQ(DQN):
         self._n_updates += gradient_steps
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        self.logger.record("train/loss", np.mean(terms["loss"]))
-        self.logger.record("train/td_loss", np.mean(terms["td"]))
-        self.logger.record("train/distillation_loss", np.mean(terms["distillation"]))
+        # One synchronisation per training call rather than three per gradient step.
+        means = {name: th.stack(values).mean().item() if values else float("nan") for name, values in terms.items()}
+        self.logger.record("train/loss", means["loss"])
+        self.logger.record("train/td_loss", means["td"])
+        self.logger.record("train/distillation_loss", means["distillation"])
         self.logger.record("train/distillation_weight", weight)
         for c, count in enumerate(self.policy.context_model.kmeans.counts.tolist()):
             self.logger.record(f"rollout/context_{c}_states", count)
@@ -668,7 +875,8 @@ class IQ(DQN):
 
     def _excluded_save_params(self) -> list[str]:
         # The warm-up's states are not saved: a model saved mid-warm-up starts a new one when it resumes.
-        return [*super()._excluded_save_params(), "_warmup_states", "_warmup_positions"]
+        return [*super()._excluded_save_params(), "_warmup_states", "_warmup_next_states", "_warmup_positions",
+                "_warmup_count", "_observed"]  # fmt: skip
 
 
 class IQRE(IQ):

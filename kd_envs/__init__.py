@@ -33,8 +33,19 @@ ENVIRONMENTS: dict[str, str | dict[str, Any]] = {
 }
 
 
+# The interference study's CPU-scale Atari check; MinAtar is an optional extra, imported when made.
+MINATAR_ENVIRONMENTS: dict[str, dict[str, Any]] = {
+    f"MinAtar-{game}-v1": {
+        "entry_point": "kd_envs.wrappers.minatar:make_minatar",
+        "kwargs": {"game": game},
+        "max_episode_steps": 10_000,  # a cap for greedy evaluation; MinAtar's own ids have none
+    }
+    for game in ("Breakout", "SpaceInvaders")
+}
+
+
 def _register_all() -> None:
-    for env_id, entry in ENVIRONMENTS.items():
+    for env_id, entry in {**ENVIRONMENTS, **MINATAR_ENVIRONMENTS}.items():
         kwargs = {"entry_point": entry} if isinstance(entry, str) else entry
         if env_id not in registry:  # importing twice (e.g. a reload) must stay quiet
             register(id=env_id, disable_env_checker=False, **kwargs)

@@ -5,7 +5,8 @@
 
 1. Training steps per second of IQ and of SB3's DQN on InterferenceCartPole-v0 with the same
    settings (iq.yml / dqn.yml: same budget, train_freq, gradient steps, net) under the study's cyclic
-   drift; IQ's extra cost is its k-means per step, k heads and the distillation term. Ratio = IQ / DQN.
+   drift of the conflicting contexts (visible); IQ's extra cost is its k-means per step (each state
+   encoded and assigned once, when observed), k heads and the distillation term. Ratio = IQ / DQN.
 2. Environment steps per second (random actions, same seed) of CartPole-v1 against
    InterferenceCartPole-v0 plain, cyclic and smooth: the overhead of the context wrapper, TimeLimit
    and checker included. Ratio = raw / wrapped time per step.
@@ -29,7 +30,7 @@ ENV_ID = "InterferenceCartPole-v0"
 
 
 def training_speed(algo: str, steps: int, seed: int) -> float:
-    model, _ = build_agent(algo, ENV_ID, seed, STUDY_SETTINGS["cyclic"])
+    model, _ = build_agent(algo, ENV_ID, seed, STUDY_SETTINGS["conflict_visible"]["env_kwargs"])
     start = time.perf_counter()
     model.learn(total_timesteps=steps)
     return steps / (time.perf_counter() - start)
@@ -63,12 +64,12 @@ def main(argv: list[str] | None = None) -> None:
         for algo in speeds:
             speeds[algo].append(training_speed(algo, args.steps, seed=repeat))
     dqn, iq = (float(np.median(speeds[a])) for a in ("dqn", "iq"))
-    print(f"training on {ENV_ID} (cyclic drift), {args.steps} steps, median of {args.repeats}:")
+    print(f"training on {ENV_ID} (conflicting cyclic drift), {args.steps} steps, median of {args.repeats}:")
     print(f"  SB3 DQN {dqn:8.0f} steps/s")
     print(f"  IQ      {iq:8.0f} steps/s   ratio IQ/DQN = {iq / dqn:.3f}")
 
     settings = {"CartPole-v1 (raw)": ("CartPole-v1", {}), "plain": (ENV_ID, {}),
-                "cyclic": (ENV_ID, STUDY_SETTINGS["cyclic"]),
+                "cyclic": (ENV_ID, STUDY_SETTINGS["cyclic"]["env_kwargs"]),
                 "smooth": (ENV_ID, {"drift": "smooth", "phase_length": 10_000, "phase_unit": "steps"})}  # fmt: skip
     env_speeds: dict[str, list[float]] = {name: [] for name in settings}
     for repeat in range(args.repeats):

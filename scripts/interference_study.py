@@ -1,19 +1,22 @@
-"""The interference study in one command: IQ against DQN and QR-DQN on InterferenceCartPole-v0, plain
-and under a cyclic context drift, over 5 training seeds, plus an IQ-RE / DQN smoke run on
-InterferenceAtari-v0; then the leaderboard entries and the report.
+"""The interference study in one command: IQ against DQN and QR-DQN on the paper's single-task
+problems (CartPole-v1, Acrobot-v1, with the context-interference matrix) and on a cyclic drift between
+InterferenceCartPole-v0's conflicting contexts (context visible and hidden), plus IQ-RE against DQN on
+two MinAtar games; then the leaderboard entries and the report.
 
-    python scripts/interference_study.py                 # everything (about 1 h 40 min on 2 cores)
-    python scripts/interference_study.py --report-only   # entries + plots from finished runs
-    python scripts/interference_study.py --seeds 0 --timesteps 6000 --no-atari --tag quick  # a quick look
+    python scripts/interference_study.py                      # everything (see the README for the budget)
+    python scripts/interference_study.py --settings cartpole --no-minatar --seeds 0 1 2 3 4
+    python scripts/interference_study.py --report-only        # entries + plots from finished runs
+    python scripts/interference_study.py --seeds 0 --timesteps 6000 --no-minatar --tag quick  # a quick look
 
-Every run trains with agents.interference's callbacks (AEI, per-context returns, greedy evaluation
-curves, the context x phase matrix at each phase end) and is saved under
-runs/interference/<env>/<setting>/<algo>/seed_<s>; finished runs are skipped, so the command resumes.
-Entries are scored by greedy episodes on the leaderboard's evaluation seeds: on the plain task, on
-context 0; under drift, on every context held fixed. The Atari smoke's entries go to
-runs/interference/smoke_leaderboard (its plots to leaderboard/). Writes leaderboard/entries/*, the plots
-leaderboard/InterferenceCartPole-v0-study.png, -study-cyclic-forgetting.png and the numbers in
--study.json (the Atari smoke's as InterferenceAtari-v0-smoke*).
+Every run trains with agents.interference's callbacks (AEI, per-context training returns, greedy
+evaluation curves, the context x phase matrix at each phase end, and on the single-task settings the
+context-interference matrix every tenth of the budget) and is saved under
+runs/interference/<setting>/<algo>/seed_<s>; finished runs are skipped, so the command resumes.
+Entries are scored by greedy episodes on the leaderboard's evaluation seeds (under drift, on every
+context held fixed); beside them the study reports the paper's metric, the area under the
+training-return curve. MinAtar runs (3 seeds, fewer than an official entry needs) are tagged
+"minatar". Writes leaderboard/entries/*, leaderboard/Interference-study.{png,json},
+-<setting>-forgetting.png for the drift settings and Interference-context-matrices.png.
 """
 
 from __future__ import annotations
@@ -30,57 +33,76 @@ from tqdm.auto import tqdm
 
 from agents.evaluation import EVALUATION_SEEDS, save_entry, trained_agents_entry
 from agents.interference import STUDY_SETTINGS, context_env_kwargs, evaluation_contexts, train_interference_run
-from agents.leaderboard import LEADERBOARD_DIR, render
+from agents.leaderboard import LEADERBOARD_DIR, aggregate, render
 
-CARTPOLE, ATARI = "InterferenceCartPole-v0", "InterferenceAtari-v0"
-# The Atari smoke: Breakout's default contexts (two modes, one harder difficulty) cycling every 2,500
-# steps; evaluation episodes are capped so that a greedy agent that never serves still ends.
-ATARI_KWARGS = {"game": "Breakout", "drift": "cyclic", "phase_length": 2500, "phase_unit": "steps",
-                "max_episode_steps": 1000}  # fmt: skip
-ATARI_EVALUATION_SEEDS = EVALUATION_SEEDS[:2]
+DEFAULT_SETTINGS = ("cartpole", "acrobot", "conflict_visible", "conflict_hidden")
+# Settings on which the context-interference matrix is measured: the paper's single-task problems.
+MATRIX_SETTINGS = ("cartpole", "acrobot")
+MINATAR_GAMES = ("Breakout", "SpaceInvaders")
 
 
 def entry_name(algo: str, setting: str) -> str:
-    return algo if setting == "plain" else f"{algo}_{setting}"
+    """The entry's name: the algorithm on a plain env (CartPole-v1, Acrobot-v1, MinAtar), else
+    ``<algo>_<setting>``."""
+    return f"{algo}_{setting}" if STUDY_SETTINGS.get(setting, {}).get("env_id") == "InterferenceCartPole-v0" else algo
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=["dqn", "qrdqn", "iq"])
-    parser.add_argument("--settings", nargs="+", default=list(STUDY_SETTINGS), choices=list(STUDY_SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), choices=list(STUDY_SETTINGS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
-    parser.add_argument("--timesteps", type=int, default=None, help="CartPole budget; default: the YAML's")
-    parser.add_argument("--atari-algos", nargs="+", default=["iq_re", "dqn"])
-    parser.add_argument("--no-atari", action="store_true")
+    parser.add_argument("--timesteps", type=int, default=None, help="budget of every setting; default: the YAML's")
+    parser.add_argument("--minatar-algos", nargs="+", default=["iq_re", "dqn"])
+    parser.add_argument("--minatar-games", nargs="+", default=list(MINATAR_GAMES))
+    parser.add_argument("--minatar-seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--minatar-timesteps", type=int, default=None, help="default: the YAML's")
+    parser.add_argument("--no-minatar", action="store_true")
     parser.add_argument("--jobs", type=int, default=2, help="runs trained in parallel (one core each)")
     parser.add_argument("--tag", default="official")
     parser.add_argument("--runs", type=Path, default=Path("runs/interference"))
     parser.add_argument("--hyperparams", type=json.loads, default={},
-                        help="JSON dict overriding the YAML of every CartPole run (quick looks, tests)")
+                        help="JSON dict overriding the YAML of every non-MinAtar run (quick looks, tests)")
     parser.add_argument("--eval-freq", type=int, default=5000, help="steps between greedy evaluations")
+    parser.add_argument("--matrix-eval-size", type=int, default=512,
+                        help="transitions per context on which the context-interference matrix measures the TD loss")
     parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR)
     parser.add_argument("--report-only", action="store_true", help="skip training; build entries and plots")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    groups = []  # (env id, setting name, env kwargs, algo, evaluation seeds, tag, run dirs)
+    groups = []  # (setting, env id, env kwargs, algo, tag, run dirs)
     for setting in args.settings:
+        env_id, kwargs = STUDY_SETTINGS[setting]["env_id"], STUDY_SETTINGS[setting]["env_kwargs"]
         for algo in args.algos:
-            dirs = [args.runs / CARTPOLE / setting / algo / f"seed_{s}" for s in args.seeds]
-            groups.append((CARTPOLE, setting, STUDY_SETTINGS[setting], algo, EVALUATION_SEEDS, args.tag, dirs))
-    if not args.no_atari:
-        for algo in args.atari_algos:
-            dirs = [args.runs / ATARI / "cyclic" / algo / f"seed_{args.seeds[0]}"]
-            groups.append((ATARI, "cyclic", ATARI_KWARGS, algo, ATARI_EVALUATION_SEEDS, "smoke", dirs))
+            dirs = [args.runs / setting / algo / f"seed_{s}" for s in args.seeds]
+            groups.append((setting, env_id, kwargs, algo, args.tag, dirs))
+    if not args.no_minatar:
+        for game in args.minatar_games:
+            for algo in args.minatar_algos:
+                dirs = [args.runs / f"minatar_{game.lower()}" / algo / f"seed_{s}" for s in args.minatar_seeds]
+                groups.append((f"minatar_{game.lower()}", f"MinAtar-{game}-v1", {}, algo, "minatar", dirs))
 
-    jobs = [{"algo": algo, "env_id": env_id, "seed": int(d.name.split("_")[1]), "out_dir": str(d),
-             "env_kwargs": kwargs, "total_timesteps": args.timesteps if env_id == CARTPOLE else None,
-             "hyperparams": args.hyperparams if env_id == CARTPOLE else None,
-             # Atari trains every 4 steps, CartPole every 256: measure AEI every 100 steps on Atari.
-             "aei_every": 25 if env_id == ATARI else 1,
-             "eval_freq": args.eval_freq, "eval_seeds": (2000, 2001) if env_id == ATARI else (2000, 2001, 2002)}
-            for env_id, _, kwargs, algo, _, _, dirs in groups for d in dirs
-            if not (d / "interference.json").is_file()]  # fmt: skip
+    jobs = []
+    for setting, env_id, kwargs, algo, _, dirs in groups:
+        minatar = env_id.startswith("MinAtar")
+        budget = args.minatar_timesteps if minatar else args.timesteps
+        for d in dirs:
+            if (d / "interference.json").is_file():
+                continue
+            from agents.baselines import load_hyperparams
+
+            steps = budget or int(load_hyperparams(algo, env_id)["n_timesteps"])
+            jobs.append({"algo": algo, "env_id": env_id, "seed": int(d.name.split("_")[1]), "out_dir": str(d),
+                         "env_kwargs": kwargs, "total_timesteps": budget,
+                         "hyperparams": None if minatar else args.hyperparams,
+                         # MinAtar trains every 4 steps: measure AEI every 100 steps.
+                         "aei_every": 25 if minatar else 1, "eval_freq": args.eval_freq * (2 if minatar else 1),
+                         "context_matrix_every": steps // 10 if setting in MATRIX_SETTINGS else None,
+                         "context_matrix_eval_size": args.matrix_eval_size,
+                         "eval_seeds": (2000, 2001, 2002)})  # fmt: skip
+    # The longest first, so the two workers finish together.
+    jobs.sort(key=lambda job: (job["algo"] == "iq_re", job["env_id"].startswith("MinAtar")), reverse=True)
     if jobs and not args.report_only and args.jobs == 1:
         for job in tqdm(jobs, desc="training runs", unit="run"):
             train_interference_run(**job)
@@ -92,32 +114,37 @@ def main(argv: list[str] | None = None) -> None:
                 future.result()
 
     records: dict[str, dict[str, list[dict]]] = {}
-    for env_id, setting, kwargs, algo, seeds, tag, dirs in groups:
+    scores: dict[str, dict[str, dict]] = {}
+    for setting, env_id, kwargs, algo, tag, dirs in groups:
         if not all((d / "interference.json").is_file() for d in dirs):
-            print(f"skipping {env_id} {setting} {algo}: not every run has finished")
+            print(f"skipping {setting} {algo}: not every run has finished")
             continue
-        # The Atari smoke proves the pipeline, not a result: its entries (and 28 MB models) stay in runs/.
-        board = args.runs / "smoke_leaderboard" if tag == "smoke" else args.leaderboard_dir
         contexts = evaluation_contexts(env_id, kwargs)
         settings = [context_env_kwargs(kwargs, c) for c in contexts] if kwargs.get("drift") else None
-        entry = trained_agents_entry(dirs, seeds, tag, entry_name(algo, setting), board,
+        entry = trained_agents_entry(dirs, EVALUATION_SEEDS, tag, entry_name(algo, setting), args.leaderboard_dir,
                                      progress=False, evaluation_env_kwargs=settings,
                                      extra_files=("interference.json",))  # fmt: skip
         runs = [json.loads((d / "interference.json").read_text()) for d in dirs]
         for run, record in zip(entry["runs"], runs):
             run["interference"] = {k: v for k, v in record["summary"].items() if k != "phase_matrix"}
+        auc = [r["summary"]["training_return_auc"] for r in runs]
+        entry["training_return_auc"] = aggregate(auc)
         entry["notes"] = ("greedy evaluation on every context held fixed" if settings else "greedy evaluation") + (
-            f"; trained with {json.dumps(kwargs)}")
-        path = save_entry(entry, board)
-        print(f"{path.name}: IQM {entry['summary']['iqm']:.1f} {entry['summary']['iqm_ci95']}")
-        records.setdefault(f"{env_id}/{setting}", {})[algo] = runs
+            f"; trained with {json.dumps(kwargs)}; training_return_auc: the paper's metric (area under the "
+            "training-return curve, agents.interference.training_return_auc)")
+        path = save_entry(entry, args.leaderboard_dir)
+        summary = entry["summary"]
+        print(f"{path.name}: IQM {summary['iqm']:.1f} {summary['iqm_ci95']}; AUC IQM "
+              f"{entry['training_return_auc']['iqm']:.1f} {entry['training_return_auc']['iqm_ci95']}")  # fmt: skip
+        records.setdefault(setting, {})[algo] = runs
+        scores.setdefault(setting, {})[algo] = {"greedy": summary, "training_return_auc": entry["training_return_auc"],
+                                                "entry": path.name}  # fmt: skip
     render(args.leaderboard_dir)
-    cartpole = {k.split("/")[1]: v for k, v in records.items() if k.startswith(CARTPOLE)}
-    if cartpole:
-        report(cartpole, args.leaderboard_dir / f"{CARTPOLE}-study")
-    atari = {k.split("/")[1]: v for k, v in records.items() if k.startswith(ATARI)}
-    if atari:
-        report(atari, args.leaderboard_dir / f"{ATARI}-smoke")
+    if records:
+        report(records, args.leaderboard_dir / "Interference-study", scores)
+        matrices = {s: r for s, r in records.items() if s in MATRIX_SETTINGS}
+        if matrices:
+            context_matrix_figure(matrices, args.leaderboard_dir / "Interference-context-matrices.png")
 
 
 def _mean_curve(runs: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,9 +159,10 @@ def _mean_curve(runs: list[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.
     return t, values.mean(axis=0), values.std(axis=0)
 
 
-def report(records: dict[str, dict[str, list[dict]]], stem: Path) -> None:
+def report(records: dict[str, dict[str, list[dict]]], stem: Path, scores: dict | None = None) -> None:
     """Plots (return curves and AEI per setting; the context x phase return matrix and the forgetting
-    of each algorithm under drift) and a JSON of the numbers, for one env's records
+    of each algorithm under drift) and a JSON of the numbers (per seed, and the entries' IQM [95% CI]
+    of the greedy score and of the training-return AUC in ``scores``), for the records
     {setting: {algo: [interference.json per seed]}}."""
     import matplotlib
 
@@ -158,14 +186,17 @@ def report(records: dict[str, dict[str, list[dict]]], stem: Path) -> None:
             numbers.setdefault(setting, {})[algo] = {
                 key: [s[key] for s in summaries]
                 for key in ("aei_mean", "aei_mean_second_half", "final_eval_return", "curve_mean_second_half",
-                            "curve_std_second_half", "final_forgetting", "max_forgetting")
+                            "curve_std_second_half", "training_return_auc", "context_interference", "context_self",
+                            "final_forgetting", "max_forgetting")
                 if key in summaries[0]
             }  # fmt: skip
+            if scores and algo in scores.get(setting, {}):
+                numbers[setting][algo]["entry"] = scores[setting][algo]
         phases = next(iter(records[setting].values()))[0]["phases"]
         for row in phases[:-1]:
             for ax in (curve_ax, aei_ax):
                 ax.axvline(row["timesteps"], color="gray", lw=0.5, ls=":")
-        curve_ax.set_title(f"{setting}: greedy return (mean over evaluated contexts, ±std over seeds)", fontsize=9)
+        curve_ax.set_title(f"{setting}: greedy return (mean over contexts, ±std over seeds)", fontsize=9)
         curve_ax.set_xlabel("training steps")
         curve_ax.legend(fontsize=8)
         aei_ax.axhline(0, color="black", lw=0.5)
@@ -209,6 +240,52 @@ def report(records: dict[str, dict[str, list[dict]]], stem: Path) -> None:
         plt.close(fig)
     Path(f"{stem}.json").write_text(json.dumps(numbers, indent=1))
     print(f"wrote {stem}.png, {stem}.json" + "".join(f", {stem}-{s}-forgetting.png" for s in drift))
+
+
+def context_matrix_figure(records: dict[str, dict[str, list[dict]]], path: Path) -> None:
+    """The context-interference matrices (mean over measurements and seeds) of every algorithm (columns)
+    on every single-task setting (rows): M[i, j], the relative change of context j's Huber TD loss
+    after training on context i. One colour scale, centred on 0 (red: interference)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = list(records)
+    algos = sorted({a for r in records.values() for a in r})
+    fig, axes = plt.subplots(len(settings), len(algos), figsize=(3.6 * len(algos), 3.2 * len(settings)),
+                             squeeze=False)  # fmt: skip
+    means = {}
+    for setting in settings:
+        for algo, runs in records[setting].items():
+            mats = [r["context_interference"]["matrix"] for r in runs
+                    if r.get("context_interference", {}).get("matrix")]  # fmt: skip
+            if mats:
+                means[setting, algo] = np.mean(np.asarray(mats), axis=0)
+    limit = max((np.abs(m).max() for m in means.values()), default=1.0)
+    for row, setting in enumerate(settings):
+        for col, algo in enumerate(algos):
+            ax = axes[row, col]
+            if (setting, algo) not in means:
+                ax.axis("off")
+                continue
+            matrix = means[setting, algo]
+            image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+            for i in range(len(matrix)):
+                for j in range(len(matrix)):
+                    ax.text(j, i, f"{matrix[i, j]:+.2f}", ha="center", va="center", fontsize=8)
+            off = matrix[~np.eye(len(matrix), dtype=bool)].mean()
+            ax.set_title(f"{setting} · {algo}: off-diagonal {off:+.3f}", fontsize=9)
+            ax.set_xlabel("context whose TD loss is measured (j)")
+            ax.set_ylabel("context trained on (i)")
+            ax.set_xticks(range(len(matrix)))
+            ax.set_yticks(range(len(matrix)))
+            fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.suptitle("Context-interference matrix: relative change of the Huber TD loss (mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

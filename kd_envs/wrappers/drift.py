@@ -113,6 +113,15 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
     * ``"context_params"`` (dict name -> number): the parameters in effect; for a step, those that
       governed it (for ``"smooth"`` they are set just before the step's dynamics).
 
+    ## Visible context
+    With ``visible_context=True`` the observation (a 1-D ``Box``) is followed by K weights in [0, 1]:
+    the one-hot of the context in effect, or, under ``"smooth"``, 1 − w on context (c0 + i) mod K and w
+    on the next, as CARL makes the context part of the observation. Otherwise the context is hidden.
+
+    A smooth schedule sets its interpolated parameters every step through the unwrapped env's
+    ``set_context_unchecked`` when it has one (every context was checked once here, and so are the
+    values between two of them), else through ``set_context``.
+
     Parameters
     ----------
     env
@@ -121,13 +130,20 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
         The K contexts, each a mapping of parameter name -> number passed to ``set_context``.
     schedule
         When the context changes.
+    visible_context
+        Append the context's weights to the observation (see Visible context).
     """
 
     def __init__(
-        self, env: gym.Env, contexts: Sequence[Mapping[str, float]], schedule: DriftSchedule = DriftSchedule()
+        self,
+        env: gym.Env,
+        contexts: Sequence[Mapping[str, float]],
+        schedule: DriftSchedule = DriftSchedule(),
+        visible_context: bool = False,
     ):
         contexts = [dict(c) if isinstance(c, Mapping) else c for c in contexts]
-        gym.utils.RecordConstructorArgs.__init__(self, contexts=contexts, schedule=schedule)
+        gym.utils.RecordConstructorArgs.__init__(self, contexts=contexts, schedule=schedule,
+                                                 visible_context=visible_context)  # fmt: skip
         gym.Wrapper.__init__(self, env)
         base = env.unwrapped
         if not callable(getattr(base, "set_context", None)):
@@ -164,6 +180,34 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
                     )
         for params in self.contexts:
             base.set_context(params)
+        if not isinstance(visible_context, (bool, np.bool_)):
+            raise ValueError(f"ContextDrift: visible_context={visible_context!r}; expected True or False")
+        self.visible_context = bool(visible_context)
+        if self.visible_context:
+            space = env.observation_space
+            if not isinstance(space, gym.spaces.Box) or len(space.shape) != 1:
+                raise ValueError(
+                    f"ContextDrift: visible_context=True with observation space {space}; expected a 1-D Box to "
+                    "append the context's weights to"
+                )
+            self.observation_space = gym.spaces.Box(
+                np.concatenate([space.low, np.zeros(n, space.dtype)]),
+                np.concatenate([space.high, np.ones(n, space.dtype)]),
+                dtype=space.dtype,
+            )
+            self._weights = np.zeros(n, space.dtype)
+        self._set_smoothly = getattr(base, "set_context_unchecked", base.set_context)
+        # The smooth schedule, per pair of consecutive contexts: the parameters that stay, and
+        # (name, start, change) of those that move, so a step interpolates only what moves.
+        self._segments = []
+        if schedule.kind == "smooth":
+            for k, here in enumerate(self.contexts):
+                there = self.contexts[(k + 1) % n]
+                moving = tuple((name, float(here[name]), float(there[name]) - float(here[name]))
+                               for name in here if there[name] != here[name])  # fmt: skip
+                self._segments.append(({name: here[name] for name in here if there[name] == here[name]}, moving))
+        self._w = 0.0
+        self._smooth = schedule.kind == "smooth"
         self._rng: np.random.Generator | None = None  # seeded at the first reset
         self._restart()
         base.set_context(self._params)
@@ -230,14 +274,32 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
         position = self._total_steps / self.schedule.phase_length
         i = math.floor(position)
         w = position - i
-        here, there = self.contexts[(c0 + i) % n], self.contexts[(c0 + i + 1) % n]
-        self._phase, self._context = i, (c0 + i) % n
-        self._params = {name: (1.0 - w) * here[name] + w * there[name] for name in here}
+        self._phase, self._context, self._w = i, (c0 + i) % n, w
+        fixed, moving = self._segments[self._context]
+        # A fresh dict each step (never mutated afterwards), so the info may hold it without a copy.
+        params = dict(fixed)
+        for name, start, change in moving:
+            params[name] = start + w * change
+        self._params = params
 
     def _with_context(self, info: dict[str, Any]) -> dict[str, Any]:
-        info = dict(info)
-        info.update(context=self._context, phase=self._phase, context_params=dict(self._params))
+        # Added in place, as Gymnasium's RecordEpisodeStatistics adds its "episode".
+        info["context"], info["phase"] = self._context, self._phase
+        info["context_params"] = self._params if self._smooth else dict(self._params)
         return info
+
+    def _observe(self, obs: Any) -> Any:
+        """The observation with the context's weights appended when the context is visible."""
+        if not self.visible_context:
+            return obs
+        weights = self._weights
+        weights[:] = 0.0
+        if self.schedule.kind == "smooth":
+            weights[self._context] = 1.0 - self._w
+            weights[(self._context + 1) % len(self.contexts)] += self._w
+        else:
+            weights[self._context] = 1.0
+        return np.concatenate([obs, weights])
 
     # -- gymnasium API -----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -254,13 +316,15 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
         # Before the inner reset: some envs (ALE) only take a new context in at reset.
         self.env.unwrapped.set_context(self._params)
         obs, info = self.env.reset(seed=seed, options=options)
-        return obs, self._with_context(info)
+        return self._observe(obs), self._with_context(info)
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
-        if self.schedule.kind == "smooth":
+        if self._smooth:
             self._move_smoothly()
-            self.env.unwrapped.set_context(self._params)
+            self._set_smoothly(self._params)
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._total_steps += 1
         self._phase_steps += 1
+        if self.visible_context:
+            obs = self._observe(obs)
         return obs, reward, terminated, truncated, self._with_context(info)

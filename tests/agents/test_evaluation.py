@@ -1,9 +1,12 @@
+import io
 import json
 import shutil
+import zipfile
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from agents.evaluation import (
     EVALUATION_SEEDS,
@@ -80,8 +83,16 @@ def test_trained_agents_entry_copies_verifies_and_detects_tampering(tmp_path, ti
     assert entry["training_seeds"] == [0, 1] and entry["summary"]["runs"] == 2
     for seed, run in zip((0, 1), entry["runs"]):
         assert run["model"] == f"models/{ENV_ID}__ppo__test/seed_{seed}"
-        for file in ("model.zip", "config.json"):
-            assert (tmp_path / run["model"] / file).read_bytes() == (tiny_ppo_dirs[seed] / file).read_bytes()
+        config = "config.json"
+        assert (tmp_path / run["model"] / config).read_bytes() == (tiny_ppo_dirs[seed] / config).read_bytes()
+        # The stored model: the same weights and settings, the optimizer's moments dropped, deflated.
+        with zipfile.ZipFile(tmp_path / run["model"] / "model.zip") as slim, \
+                zipfile.ZipFile(tiny_ppo_dirs[seed] / "model.zip") as full:  # fmt: skip
+            assert slim.namelist() == full.namelist()
+            assert all(slim.read(n) == full.read(n) for n in full.namelist() if n != "policy.optimizer.pth")
+            assert all(info.compress_type == zipfile.ZIP_DEFLATED for info in slim.infolist())
+            state = torch.load(io.BytesIO(slim.read("policy.optimizer.pth")), weights_only=False)
+            assert state["state"] == {} and state["param_groups"]
         assert [e["seed"] for e in run["episodes"]] == list(SEEDS)
         assert run["score"] == pytest.approx(np.mean([e["student_test_accuracy"] for e in run["episodes"]]))
 

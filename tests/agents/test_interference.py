@@ -16,14 +16,18 @@ import kd_envs  # noqa: F401
 from agents.evaluation import save_entry, trained_agents_entry, verify_entry
 from agents.interference import (
     ContextEvaluationCallback,
+    ContextInterferenceCallback,
     InterferenceCallback,
     context_env_kwargs,
+    context_interference_matrix,
     forgetting,
     recent_samples,
     summarise_run,
     td_errors,
     train_interference_run,
+    training_return_auc,
 )
+from agents.iq import IQ
 
 ENV_ID = "InterferenceCartPole-v0"
 # Small DQN: trains every 16 steps from step 64, 4 gradient steps each.
@@ -144,6 +148,108 @@ def test_summarise_run_by_hand():
     assert summary["phase_contexts"] == [0, 1]
 
 
+def test_training_return_auc_by_hand():
+    # Spans of 25 steps up to 100: (0, 25] holds returns 10 and 20; (25, 50] none (keeps 15); (50, 75] 40;
+    # (75, 100] 60 -> (15 + 15 + 40 + 60) / 4.
+    episodes = [[10, 0, 10.0], [25, 0, 20.0], [70, 1, 40.0], [100, 0, 60.0]]
+    assert training_return_auc(episodes, windows=4) == pytest.approx((15 + 15 + 40 + 60) / 4)
+    assert training_return_auc([]) is None
+
+
+def _snapshot(model):
+    return {k: v.clone() for k, v in model.policy.state_dict().items()}, model._n_updates
+
+
+@pytest.mark.parametrize("algo", [DQN, QRDQN, IQ])
+def test_context_interference_matrix_leaves_the_agent_as_it_was(algo):
+    extra = {"cluster_warmup": 64, "n_contexts": 2} if algo is IQ else {}
+    model = algo("MlpPolicy", gym.make("CartPole-v1"), seed=0, **{**SMALL, **extra})
+    model.learn(600)
+    weights, updates = _snapshot(model)
+    optimizer = {k: v.clone() for k, v in model.policy.optimizer.state_dict()["state"][0].items()}
+    np.random.seed(7)
+    expected_draw = np.random.rand()
+    np.random.seed(7)
+    result = context_interference_matrix(model, n_contexts=3, gradient_steps=8, eval_size=32, seed=0)
+    assert np.random.rand() == expected_draw  # the global generator is given back
+    matrix = np.array(result["matrix"])
+    assert matrix.shape == (3, 3) and np.isfinite(matrix).all()
+    assert sum(result["sizes"]) == model.replay_buffer.pos and min(result["sizes"]) >= 32
+    assert all(b > 0 for b in result["td_loss_before"])
+    after, after_updates = _snapshot(model)
+    assert after_updates == updates and all(th.equal(weights[k], after[k]) for k in weights)
+    restored = model.policy.optimizer.state_dict()["state"][0]
+    assert all(th.equal(optimizer[k], restored[k]) for k in optimizer)
+    assert model.replay_buffer.__class__.__name__.endswith("ReplayBuffer")
+    # Reproducible: the same seed gives the same matrix.
+    again = context_interference_matrix(model, n_contexts=3, gradient_steps=8, eval_size=32, seed=0)
+    assert again["matrix"] == result["matrix"]
+    assert context_interference_matrix(model, n_contexts=3, eval_size=10_000) is None
+
+
+def test_context_interference_matrix_by_hand_for_one_context():
+    """M[i, j] recomputed: k-means as specified, then 4 gradient steps on context i's rows with the
+    sampler's generator, on a copy of the agent."""
+    import copy
+
+    from sklearn.cluster import KMeans
+    from torch.nn import functional as F
+
+    model = DQN("MlpPolicy", gym.make("CartPole-v1"), seed=0, **SMALL)
+    model.learn(500)
+    twin = copy.deepcopy(model)
+    result = context_interference_matrix(model, n_contexts=2, gradient_steps=4, eval_size=16, seed=3)
+
+    buffer = twin.replay_buffer
+    stored = buffer.pos  # rollouts of 16 steps: 512
+    states = buffer.observations[:stored, 0].astype(np.float64)
+    rng = np.random.default_rng(3)
+    mean, std = states.mean(axis=0), states.std(axis=0) + 1e-8
+    fit_rows = rng.choice(stored, size=stored, replace=False)
+    labels = KMeans(n_clusters=2, n_init=10, random_state=3).fit((states[fit_rows] - mean) / std).predict(
+        (states - mean) / std)  # fmt: skip
+    rows = [np.flatnonzero(labels == c) for c in range(2)]
+    evaluation = [buffer._get_samples(rng.choice(r, size=16, replace=False)) for r in rows]
+
+    def loss(samples):
+        errors = td_errors(twin, samples)
+        return float(F.smooth_l1_loss(errors, th.zeros_like(errors)))
+
+    before = [loss(e) for e in evaluation]
+    sampler = np.random.default_rng([3, 1])
+    for _ in range(4):
+        data = buffer._get_samples(sampler.choice(rows[1], size=twin.batch_size))
+        with th.no_grad():
+            target = data.rewards + (1 - data.dones) * twin.gamma * twin.q_net_target(data.next_observations).max(
+                dim=1).values.reshape(-1, 1)  # fmt: skip
+        q = twin.q_net(data.observations).gather(1, data.actions.long())
+        step = F.smooth_l1_loss(q, target)
+        twin.policy.optimizer.zero_grad()
+        step.backward()
+        th.nn.utils.clip_grad_norm_(twin.policy.parameters(), twin.max_grad_norm)
+        twin.policy.optimizer.step()
+    expected = [(loss(e) - b) / b for e, b in zip(evaluation, before)]
+    np.testing.assert_allclose(result["matrix"][1], expected, rtol=1e-4, atol=1e-6)
+    assert result["td_loss_before"] == pytest.approx(before)
+
+
+def test_context_interference_callback_measures_without_changing_training():
+    plain = small_dqn(seed=4, env_kwargs=None)
+    plain.learn(600)
+    measured = small_dqn(seed=4)
+    callback = ContextInterferenceCallback(every=200, gradient_steps=4, eval_size=16)
+    measured.learn(600, callback=callback)
+    for a, b in zip(plain.policy.parameters(), measured.policy.parameters()):
+        assert th.equal(a, b)
+    record = callback.record()
+    assert [m["timesteps"] for m in record["measurements"]] == [200, 400, 600]
+    mean = np.mean([m["matrix"] for m in record["measurements"]], axis=0)
+    np.testing.assert_allclose(record["matrix"], mean)
+    assert record["interference"] == pytest.approx(mean[~np.eye(3, dtype=bool)].mean())
+    with pytest.raises(ValueError, match="n_contexts=1"):
+        ContextInterferenceCallback(every=10, n_contexts=1)
+
+
 def test_drift_entries_are_scored_on_every_context_and_verify(tmp_path):
     kwargs = {"drift": "cyclic", "phase_length": 150, "phase_unit": "steps"}
     dirs = []
@@ -177,13 +283,21 @@ def test_study_script_runs_end_to_end_at_a_tiny_budget(tmp_path):
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
     board = tmp_path / "board"
-    argv = ["--seeds", "0", "--algos", "dqn", "iq", "--timesteps", "1200", "--no-atari", "--tag", "pytest",
-            "--hyperparams", json.dumps({"train_freq": 64, "gradient_steps": 4, "buffer_size": 2000}),
-            "--eval-freq", "600", "--jobs", "1", "--runs", str(tmp_path / "runs"),
+    argv = ["--seeds", "0", "--algos", "dqn", "iq", "--timesteps", "1200", "--no-minatar", "--tag", "pytest",
+            "--settings", "cartpole", "conflict_visible",
+            "--hyperparams", json.dumps({"train_freq": 64, "gradient_steps": 4, "buffer_size": 6000,
+                                         "learning_starts": 200}),
+            "--eval-freq", "600", "--matrix-eval-size", "32", "--jobs", "1", "--runs", str(tmp_path / "runs"),
             "--leaderboard-dir", str(board)]  # fmt: skip
     study.main(argv)
     names = sorted(p.name for p in (board / "entries").glob("*.json"))
-    assert names == [f"{ENV_ID}__{n}__pytest.json" for n in ("dqn", "dqn_cyclic", "iq", "iq_cyclic")]
-    assert (board / f"{ENV_ID}-study.png").is_file()
-    numbers = json.loads((board / f"{ENV_ID}-study.json").read_text())
-    assert set(numbers) == {"plain", "cyclic"} and set(numbers["cyclic"]) == {"dqn", "iq"}
+    assert names == ["CartPole-v1__dqn__pytest.json", "CartPole-v1__iq__pytest.json",
+                     f"{ENV_ID}__dqn_conflict_visible__pytest.json", f"{ENV_ID}__iq_conflict_visible__pytest.json"]
+    assert (board / "Interference-study.png").is_file() and (board / "Interference-context-matrices.png").is_file()
+    numbers = json.loads((board / "Interference-study.json").read_text())
+    assert set(numbers) == {"cartpole", "conflict_visible"} and set(numbers["conflict_visible"]) == {"dqn", "iq"}
+    assert len(numbers["cartpole"]["iq"]["context_interference"]) == 1  # measured on the single-task setting
+    assert "context_interference" not in numbers["conflict_visible"]["iq"]
+    entry = json.loads((board / "entries" / "CartPole-v1__iq__pytest.json").read_text())
+    assert entry["training_return_auc"]["runs"] == 1
+    assert verify_entry(board / "entries" / "CartPole-v1__iq__pytest.json", board, progress=False) == []

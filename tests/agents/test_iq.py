@@ -62,14 +62,16 @@ def small_iq(env=None, seed=0, cls=IQ, policy="MlpPolicy", **kwargs):
     return cls(policy, env if env is not None else gym.make("CartPole-v1"), seed=seed, **params)
 
 
-def fill_buffer(model, n: int, seed: int = 0, contexts=None) -> None:
-    """``n`` random CartPole-shaped transitions in the model's replay buffer (context 0 unless given)."""
+def fill_buffer(model, n: int, seed: int = 0, contexts=None, next_contexts=None) -> None:
+    """``n`` random CartPole-shaped transitions in the model's replay buffer (contexts 0 unless given)."""
     rng = np.random.default_rng(seed)
     for i in range(n):
         obs, next_obs = rng.normal(size=(2, 1, 4)).astype(np.float32)
         args = (obs, next_obs, rng.integers(0, 2, (1, 1)), rng.normal(size=1), rng.random(1) < 0.1, [{}])
         if isinstance(model.replay_buffer, ContextReplayBuffer):
-            model.replay_buffer.add(*args, contexts=np.array([0 if contexts is None else contexts[i]]))
+            c = np.array([0 if contexts is None else contexts[i]])
+            c_next = np.array([0 if next_contexts is None else next_contexts[i]])
+            model.replay_buffer.add(*args, contexts=c, next_contexts=c_next)
         else:
             model.replay_buffer.add(*args)
 
@@ -157,12 +159,12 @@ def test_heads_have_their_own_weights(n_contexts):
     assert q.shape == (5, n_contexts, 3)
     for h in range(1, n_contexts):
         assert not torch.allclose(q[:, 0], q[:, h])
-    pointers = {p.data_ptr() for head in q_net.heads for p in head.parameters()}
-    pointers |= {p.data_ptr() for head in policy.q_net_target.heads for p in head.parameters()}
-    assert len(pointers) == 2 * 2 * n_contexts  # weight and bias per head, online and target
+    # Each head is its own rows of the fused layer, in the target network too.
+    assert q_net.head(1)[0].shape == (3, 16)
+    assert policy.q_net_target.heads.weight.data_ptr() != q_net.heads.weight.data_ptr()
 
     with torch.no_grad():
-        q_net.heads[0].weight.add_(1.0)
+        q_net.head(0)[0].add_(1.0)
     perturbed = q_net(obs)
     assert not torch.allclose(perturbed[:, 0], q[:, 0])
     torch.testing.assert_close(perturbed[:, 1:], q[:, 1:])
@@ -171,6 +173,11 @@ def test_heads_have_their_own_weights(n_contexts):
     chosen = q_net.q_values(obs, contexts)
     for i, c in enumerate(contexts.tolist()):
         torch.testing.assert_close(chosen[i], perturbed[i, c])
+
+    q_net.copy_head_to_all(0)
+    copied = q_net(obs)
+    for h in range(n_contexts):
+        torch.testing.assert_close(copied[:, h], perturbed[:, 0])
 
 
 def test_optimizer_and_target_leave_the_context_model_alone():
@@ -191,16 +198,18 @@ def test_replay_buffer_returns_the_context_stored_at_insertion():
     for step in range(6):
         contexts = np.array([step % 4, (step + 1) % 4])
         obs = np.repeat(contexts[:, None], 4, axis=1).astype(np.float32)  # each obs carries its context
-        args = (obs, obs, np.zeros((2, 1)), np.zeros(2), np.zeros(2), [{}, {}])
+        next_obs = (obs + 1) % 4  # and each next obs its own
+        args = (obs, next_obs, np.zeros((2, 1)), np.zeros(2), np.zeros(2), [{}, {}])
         if step % 2:
-            buffer.add(*args, contexts=contexts)
+            buffer.add(*args, contexts=contexts, next_contexts=(contexts + 1) % 4)
         else:
-            buffer.set_pending_contexts(contexts)
+            buffer.set_pending_contexts(contexts, (contexts + 1) % 4)
             buffer.add(*args)
     np.random.seed(0)
     samples = buffer.sample(64)
     assert isinstance(samples, ContextReplayBufferSamples) and samples.contexts.dtype == torch.long
     assert torch.equal(samples.contexts, samples.observations[:, 0].long())
+    assert torch.equal(samples.next_contexts, samples.next_observations[:, 0].long())
     assert len(set(samples.contexts.tolist())) == 4
     with pytest.raises(ValueError, match="no contexts"):
         buffer.add(*args)
@@ -209,23 +218,53 @@ def test_replay_buffer_returns_the_context_stored_at_insertion():
                             handle_timeout_termination=False)  # fmt: skip
 
 
-@pytest.mark.parametrize("n_envs", [1, 2])
-def test_warmup_transitions_are_relabelled_then_labelled_sequentially(n_envs):
-    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=0)
-    model = small_iq(env, cluster_warmup=60, learning_starts=140)
-    model.learn(140)  # no gradient step: only the contexts are under test
-    buffer = model.replay_buffer
-    rows, warmup_rows = buffer.pos, 60 // n_envs  # rollouts of train_freq steps: a few more than 140
-    states = torch.as_tensor(buffer.observations[:rows]).reshape(rows, n_envs, 4)
+def test_each_state_is_assigned_once_when_observed_and_stored_with_both_contexts():
+    """ω(s_t) and ω(s_{t+1}) replayed by hand from the buffer: batch k-means on the warm-up's s_t (its
+    s_{t+1} by the nearest centre), then one sequential update per observed state, in order: each
+    s_{t+1}, and the first state of a new episode after an episode ends."""
+    model = small_iq(gym.make("CartPole-v1"), cluster_warmup=60, learning_starts=400)
+    model.learn(400)  # no gradient step: only the contexts are under test
+    buffer, warmup = model.replay_buffer, 60
+    rows = buffer.pos
+    obs, next_obs = (torch.as_tensor(a[:rows, 0]) for a in (buffer.observations, buffer.next_observations))
+    ended = buffer.dones[:rows, 0].astype(bool)
 
     replay = OnlineKMeans(4, 4)
-    warmup_labels = replay.fit(states[:warmup_rows].reshape(-1, 4), seed=0)
-    assert np.array_equal(buffer.contexts[:warmup_rows].reshape(-1), warmup_labels.numpy())
-    sequential = replay.update(states[warmup_rows:].reshape(-1, 4))
-    assert np.array_equal(buffer.contexts[warmup_rows:rows].reshape(-1), sequential.numpy())
-    assert len(np.unique(buffer.contexts[:rows])) > 1
+    assert np.array_equal(buffer.contexts[:warmup, 0], replay.fit(obs[:warmup], seed=0).numpy())
+    assert np.array_equal(buffer.next_contexts[:warmup, 0], replay.assign(next_obs[:warmup]).numpy())
+    # At the fit, the state the agent stands in (row warmup's s_t) is observed afresh.
+    current = int(replay.update(obs[warmup : warmup + 1])[0])
+    for r in range(warmup, rows):
+        assert buffer.contexts[r, 0] == current, r
+        after = int(replay.update(next_obs[r : r + 1])[0])
+        assert buffer.next_contexts[r, 0] == after, r
+        current = int(replay.update(obs[r + 1 : r + 2])[0]) if ended[r] and r + 1 < rows else after
     assert torch.equal(model.policy.context_model.kmeans.centres, replay.centres)
-    assert model.policy.context_model.kmeans.counts.sum().item() == model.num_timesteps == rows * n_envs
+    assert ended[warmup:].any() and len(np.unique(buffer.next_contexts[:rows])) > 1
+    # Continuing trajectories: the next state's context is the next transition's context.
+    going_on = ~ended[: rows - 1]
+    assert np.array_equal(buffer.next_contexts[: rows - 1, 0][going_on], buffer.contexts[1:rows, 0][going_on])
+
+
+@pytest.mark.parametrize("n_envs", [1, 2])
+def test_warmup_may_outlast_learning_starts_and_every_head_starts_as_head_0(n_envs):
+    env = make_vec_env("CartPole-v1", n_envs=n_envs, seed=0)
+    model = small_iq(env, cluster_warmup=300, learning_starts=100, train_freq=16, gradient_steps=2)
+    heads = []
+
+    class AtFit(BaseCallback):
+        def _on_step(self):
+            if bool(self.model.policy.context_model.kmeans.fitted) and not heads:
+                q = self.model.q_net(torch.randn(7, 4))
+                heads.append(q)
+            return True
+
+    model.learn(400, callback=AtFit())
+    assert model._n_updates > 0 and heads  # trained before the fit, then fitted
+    q = heads[0]
+    for h in range(1, 4):
+        torch.testing.assert_close(q[:, h], q[:, 0])
+    assert model.policy.context_model.kmeans.counts.sum().item() >= model.num_timesteps
 
 
 # -- the loss --------------------------------------------------------------------------------------
@@ -239,7 +278,7 @@ def test_distillation_term_by_hand():
 
 def test_iq_loss_terms_by_hand():
     model = small_iq(n_contexts=3, distillation_weight=2.0)
-    fill_buffer(model, 50, contexts=np.arange(50) % 3)
+    fill_buffer(model, 50, contexts=np.arange(50) % 3, next_contexts=(np.arange(50) + 1) % 3)
     with torch.no_grad():  # online heads away from the target's, so the distillation term is not zero
         for p in model.q_net.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -249,9 +288,11 @@ def test_iq_loss_terms_by_hand():
     online, earlier = model.q_net(data.observations), model.q_net_target(data.observations)
     next_target = model.q_net_target(data.next_observations)
     td, distillation, errors = [], [], []
+    assert (data.next_contexts != data.contexts).all()
     for i in range(6):
-        a, c = int(data.actions[i]), int(data.contexts[i])
-        y = data.rewards[i, 0] + (1 - data.dones[i, 0]) * model.gamma * next_target[i, c].max()
+        a, c, c_next = int(data.actions[i]), int(data.contexts[i]), int(data.next_contexts[i])
+        # Bootstrapped from the head of the next state's context, not of this one.
+        y = data.rewards[i, 0] + (1 - data.dones[i, 0]) * model.gamma * next_target[i, c_next].max()
         errors.append(y - online[i, c, a])
         td.append(torch.nn.functional.smooth_l1_loss(online[i, c, a], y))
         huber = [torch.nn.functional.smooth_l1_loss(online[i, h, a], earlier[i, h, a]) for h in range(3) if h != c]
@@ -273,17 +314,47 @@ def test_one_context_without_distillation_is_dqn():
             p.add_(0.1 * torch.randn_like(p))
     for ours, theirs in ((iq.q_net, dqn.q_net), (iq.q_net_target, dqn.q_net_target)):
         ours.shared[0].load_state_dict(theirs.q_net[0].state_dict())
-        ours.heads[0].load_state_dict(theirs.q_net[2].state_dict())
+        ours.heads.load_state_dict(theirs.q_net[2].state_dict())
     for model in (dqn, iq):
         fill_buffer(model, 40)
         model.set_logger(silent_logger())
         np.random.seed(1)  # the same minibatches for both
         model.train(gradient_steps=3, batch_size=16)
-    assert iq.logger.name_to_value["train/loss"] == dqn.logger.name_to_value["train/loss"]
+    # The same loss, averaged in float32 here and in float64 by DQN.
+    assert iq.logger.name_to_value["train/loss"] == pytest.approx(dqn.logger.name_to_value["train/loss"], rel=1e-6)
     assert iq.logger.name_to_value["train/distillation_loss"] == 0.0
-    for ours, theirs in ((iq.q_net.shared[0], dqn.q_net.q_net[0]), (iq.q_net.heads[0], dqn.q_net.q_net[2])):
+    for ours, theirs in ((iq.q_net.shared[0], dqn.q_net.q_net[0]), (iq.q_net.heads, dqn.q_net.q_net[2])):
         for name, value in ours.state_dict().items():
             torch.testing.assert_close(value, theirs.state_dict()[name], rtol=0, atol=1e-7)
+
+
+def test_anchor_lags_the_online_network_and_holds_the_other_heads():
+    model = small_iq(anchor_update_interval=256, target_update_interval=10, train_freq=16, gradient_steps=4)
+    snapshots = {}
+
+    class OnlineAtRolloutStart(BaseCallback):
+        def _on_rollout_start(self):
+            snapshots[self.model.num_timesteps] = {k: v.clone() for k, v in self.model.q_net.state_dict().items()}
+
+        def _on_step(self):
+            return True
+
+    model.learn(320, callback=OnlineAtRolloutStart())
+    anchor = model.policy.q_net_anchor
+    assert anchor is not None and model.policy.distillation_anchor is anchor
+    # Refreshed at the 256th env step, inside the rollout of steps 241-256: the online net trained at step 240.
+    for name, value in anchor.state_dict().items():
+        assert torch.equal(value, snapshots[240][name]), name
+    assert not torch.equal(anchor.heads.weight, model.q_net.heads.weight)
+    optimized = {id(p) for group in model.policy.optimizer.param_groups for p in group["params"]}
+    assert not optimized & {id(p) for p in anchor.parameters()}
+    # L_KD is taken against the anchor, not the target network.
+    data = model.replay_buffer.sample(8)
+    online = model._taken(model.q_net(data.observations), data.actions)
+    earlier = model._taken(anchor(data.observations), data.actions)
+    torch.testing.assert_close(model.losses(data, 1.0)["distillation"],
+                               head_distillation_loss(online, earlier, data.contexts))  # fmt: skip
+    assert small_iq().policy.q_net_anchor is None and small_iq().policy.distillation_anchor is not None
 
 
 def test_distillation_weight_follows_the_exploration_schedule():
@@ -377,7 +448,8 @@ def test_save_load_keeps_actions_and_contexts(trained, tmp_path):
     assert np.array_equal(loaded.replay_buffer.contexts, model.replay_buffer.contexts)
     loaded.set_env(gym.make("CartPole-v1"))
     loaded.learn(64, reset_num_timesteps=False)  # the loaded k-means goes on: no new warm-up
-    assert loaded._warmup_states == [] and loaded.policy.context_model.kmeans.counts.sum() == LEARN_STEPS + 64
+    counts = model.policy.context_model.kmeans.counts.sum().item()
+    assert loaded._warmup_states == [] and loaded.policy.context_model.kmeans.counts.sum() >= counts + 64
 
 
 # -- IQ-RE -----------------------------------------------------------------------------------------
@@ -414,7 +486,8 @@ def test_random_encoder_is_seeded_and_never_trained():
         (dict(n_contexts=0), r"n_contexts=0; expected an int >= 1"),
         (dict(cluster_normalization="minmax"), r"cluster_normalization='minmax'; expected one of"),
         (dict(context_encoder="resnet"), r"context_encoder='resnet'; expected one of"),
-        (dict(cluster_warmup=300, learning_starts=200), r"cluster_warmup=300; expected <= learning_starts \(200\)"),
+        (dict(anchor_update_interval=0), r"anchor_update_interval=0; expected None \(the target network\)"),
+        (dict(anchor_update_interval=2.5), r"anchor_update_interval=2.5"),
         (dict(cluster_warmup=3), r"cluster_warmup=3; expected an int >= n_contexts \(4\)"),
         (dict(cluster_warmup=200, buffer_size=100), r"cluster_warmup=200; expected a warm-up that fits"),
         (dict(distillation_weight="1-epsilon"), r"distillation_weight='1-epsilon'; expected '1-eps' or a number"),
@@ -446,3 +519,36 @@ def test_hyperparameter_files_hold_valid_settings(algo, make_env):
         model = {"iq": IQ, "iq_re": IQRE}[algo](params["policy"], make_env(), _init_setup_model=False, **kwargs)
         model._validate()
         assert model.distillation_weight == "1-eps" and model.n_contexts == 4
+
+
+def test_iq_re_on_minatar_clusters_a_random_copy_of_the_policy_trunk():
+    pytest.importorskip("minatar")
+    from agents.baselines import build_agent
+    from agents.torch_layers import MinAtarCNN
+
+    model, params = build_agent("iq_re", "MinAtar-Breakout-v1", 0, hyperparams={"learning_starts": 100,
+                                "cluster_warmup": 100, "buffer_size": 1000})  # fmt: skip
+    assert isinstance(model.q_net.features_extractor, MinAtarCNN) and params["policy"] == "CnnPolicy"
+    encoder = model.policy.context_model.encoder
+    assert isinstance(encoder.extractor, MinAtarCNN) and encoder.features_dim == 50
+    assert all(not p.requires_grad for p in encoder.parameters())
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    model.learn(300)
+    assert all(torch.equal(before[k], v) for k, v in encoder.state_dict().items())
+    assert bool(model.policy.context_model.kmeans.fitted)
+    assert len(np.unique(model.replay_buffer.contexts[:300])) > 1
+    with pytest.raises(ValueError, match="features_extractor_class='Nature'"):
+        build_agent("dqn", "MinAtar-Breakout-v1", 0, hyperparams={"policy_kwargs": {
+            "features_extractor_class": "Nature"}})  # fmt: skip
+
+
+def test_each_observed_state_is_encoded_once():
+    """IQ-RE's random encoder runs once per observed state (each s_{t+1}, and the first state of each
+    episode), not again to act: 120 steps of 20-step episodes encode 120 + 6 + 1 states."""
+    model = small_iq(FakeImageEnv(), cls=IQRE, policy="CnnPolicy", learning_starts=40, cluster_warmup=40,
+                     buffer_size=256, batch_size=8, train_freq=4, gradient_steps=1, policy_kwargs=None,
+                     exploration_fraction=0.01)  # fmt: skip
+    encoded = []
+    model.policy.context_model.encoder.register_forward_hook(lambda module, args, out: encoded.append(len(out)))
+    model.learn(120)
+    assert sum(encoded) == 120 + 120 // 20 + 1

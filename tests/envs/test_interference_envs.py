@@ -7,7 +7,13 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import kd_envs  # noqa: F401  (registers the environments)
-from kd_envs.envs import CARTPOLE_CONTEXT_NAMES, CARTPOLE_CONTEXTS, InterferenceCartPoleEnv
+from kd_envs.envs import (
+    CARTPOLE_CONFLICTING_CONTEXT_NAMES,
+    CARTPOLE_CONFLICTING_CONTEXTS,
+    CARTPOLE_CONTEXT_NAMES,
+    CARTPOLE_CONTEXTS,
+    InterferenceCartPoleEnv,
+)
 from kd_envs.wrappers import ContextDrift, DriftSchedule
 
 STANDARD = dict(CARTPOLE_CONTEXTS[0])
@@ -55,8 +61,10 @@ def visit(env: gym.Env, episodes: int, steps: int = 3, seed: int = 0) -> list[di
 # -- checkers --------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"drift": "cyclic", "phase_length": 1}, {"drift": "smooth", "phase_unit": "steps", "phase_length": 5}],
-)
+    [{}, {"drift": "cyclic", "phase_length": 1}, {"drift": "smooth", "phase_unit": "steps", "phase_length": 5},
+     {"drift": "cyclic", "phase_length": 1, "contexts": "conflicting", "visible_context": True},
+     {"drift": "smooth", "phase_unit": "steps", "phase_length": 5, "visible_context": True}],
+)  # fmt: skip
 def test_cartpole_checkers_pass(kwargs):
     env = cartpole(**kwargs)
     gym_check_env(env.unwrapped, skip_render_check=True)
@@ -82,10 +90,47 @@ ACTIONS = np.random.default_rng(0).integers(0, 2, size=60)
 def test_presets():
     assert CARTPOLE_CONTEXT_NAMES == ("standard", "long_heavy_pole", "strong_gravity_weak_push")
     assert [dict(c) for c in CARTPOLE_CONTEXTS] == [
-        {"gravity": 9.8, "masscart": 1.0, "masspole": 0.1, "length": 0.5, "force_mag": 10.0},
-        {"gravity": 9.8, "masscart": 1.0, "masspole": 0.5, "length": 1.0, "force_mag": 10.0},
-        {"gravity": 15.0, "masscart": 1.0, "masspole": 0.1, "length": 0.5, "force_mag": 7.0},
+        {"gravity": 9.8, "masscart": 1.0, "masspole": 0.1, "length": 0.5, "force_mag": 10.0, "push_direction": 1.0},
+        {"gravity": 9.8, "masscart": 1.0, "masspole": 0.5, "length": 1.0, "force_mag": 10.0, "push_direction": 1.0},
+        {"gravity": 15.0, "masscart": 1.0, "masspole": 0.1, "length": 0.5, "force_mag": 7.0, "push_direction": 1.0},
     ]
+    assert CARTPOLE_CONFLICTING_CONTEXT_NAMES == ("standard", "reversed_push")
+    assert [dict(c) for c in CARTPOLE_CONFLICTING_CONTEXTS] == [STANDARD, {**STANDARD, "push_direction": -1.0}]
+    assert cartpole(contexts=None).get_wrapper_attr("contexts") == cartpole().get_wrapper_attr("contexts")
+
+
+def test_reversed_push_needs_the_opposite_action_in_the_same_state():
+    """The conflicting contexts: from the same start, flipped actions give the same trajectory."""
+    standard = rollout(cartpole(contexts="conflicting"), ACTIONS)
+    reversed_push = rollout(cartpole(contexts="conflicting", context=1), 1 - ACTIONS)
+    assert len(standard) > 10
+    np.testing.assert_array_equal(reversed_push, standard)
+    assert np.abs(rollout(cartpole(contexts="conflicting", context=1), ACTIONS)[:10] - standard[:10]).max() > 1e-3
+
+
+def test_visible_context_appends_the_one_hot_and_hidden_keeps_cartpole():
+    env = cartpole(contexts="conflicting", drift="cyclic", phase_length=1, visible_context=True)
+    assert env.observation_space.shape == (6,) and env.observation_space.dtype == np.float32
+    for episode in range(4):
+        obs, info = env.reset(seed=0 if episode == 0 else None)
+        np.testing.assert_array_equal(obs[4:], np.eye(2, dtype=np.float32)[episode % 2])
+        assert info["context"] == episode % 2
+        obs, *_ = env.step(0)
+        np.testing.assert_array_equal(obs[4:], np.eye(2, dtype=np.float32)[episode % 2])
+    hidden = cartpole(contexts="conflicting", drift="cyclic", phase_length=1)
+    assert hidden.observation_space.shape == (4,)
+    visible = cartpole(visible_context=True)
+    np.testing.assert_array_equal(rollout(visible, ACTIONS)[:, :4], rollout(cartpole(), ACTIONS))
+
+    smooth = cartpole(drift="smooth", phase_unit="steps", phase_length=4, visible_context=True)
+    smooth.reset(seed=0)
+    for t in range(1, 6):
+        obs, _, _, _, info = smooth.step(0)
+        w = ((t - 1) % 4) / 4  # the step taken at t − 1 steps since the reset
+        expected = np.zeros(3, np.float32)
+        expected[info["context"]] += 1 - w
+        expected[(info["context"] + 1) % 3] += w
+        np.testing.assert_allclose(obs[4:], expected, rtol=0, atol=1e-7)
 
 
 def test_standard_context_is_cartpole_v1():
@@ -257,6 +302,9 @@ def test_same_seed_same_episodes(kwargs):
         ({"drift": "cyclic", "contexts": [{}]}, r"kind='cyclic' with 1 context; expected at least 2"),
         ({"contexts": [{"gravty": 9.8}]}, r"unknown context parameter\(s\) \['gravty'\].*'gravity'"),
         ({"contexts": [{}, {"masspole": -0.1}]}, r"masspole=-0.1; expected a finite number > 0"),
+        ({"contexts": "opposite"}, r"contexts='opposite'; expected a preset name \('physics', 'conflicting'\)"),
+        ({"contexts": [{"push_direction": -2}]}, r"push_direction=-2; expected a number in \[-1, 1\]"),
+        ({"visible_context": "yes"}, r"visible_context='yes'; expected True or False"),
     ],
 )
 def test_cartpole_bad_kwargs(kwargs, match):
@@ -344,3 +392,45 @@ def test_atari_same_seed_same_episodes():
 def test_atari_bad_kwargs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         atari(**kwargs)
+
+
+# -- MinAtar (optional extra) ----------------------------------------------------------------------
+@pytest.mark.parametrize("game", ["Breakout", "SpaceInvaders"])
+# Any warning fails but SB3 checker's two that assume NatureCNN (MinAtar's 10x10 grids of 0/1 go to
+# agents.torch_layers.MinAtarCNN).
+@pytest.mark.filterwarnings("ignore:It seems that your observation space")
+@pytest.mark.filterwarnings("ignore:The minimal resolution for an image is 36x36")
+@pytest.mark.filterwarnings("error")
+def test_minatar_channels_first_checkers_and_seeding(game):
+    pytest.importorskip("minatar")
+    env = gym.make(f"MinAtar-{game}-v1")
+    assert env.spec.max_episode_steps == 10_000
+    space = env.observation_space
+    assert space.dtype == np.uint8 and space.shape[1:] == (10, 10) and space.high.max() == 1
+    inner = env.unwrapped
+    grid = inner.game.state()  # MinAtar's own (10, 10, C) bool grid
+    obs, _ = env.reset(seed=0)
+    grid = inner.game.state()
+    np.testing.assert_array_equal(obs, np.moveaxis(grid, -1, 0).astype(np.uint8))
+    sb3_check_env(env, warn=True)
+
+    def episode(seed):
+        env.reset(seed=seed)
+        out = []
+        for t in range(200):
+            obs, reward, terminated, truncated, _ = env.step(t % env.action_space.n)
+            out.append((obs.copy(), reward))
+            if terminated or truncated:
+                break
+        return out
+
+    first, second = episode(5), episode(5)
+    assert len(first) == len(second) and all(np.array_equal(a, b) and r == s for (a, r), (b, s) in zip(first, second))
+
+
+def test_minatar_bad_game_is_named():
+    pytest.importorskip("minatar")
+    from kd_envs.wrappers.minatar import make_minatar
+
+    with pytest.raises(ValueError, match=r"game='Pong'; expected one of \('Breakout'"):
+        make_minatar("Pong")
