@@ -239,7 +239,38 @@ def report(records: dict[str, dict[str, list[dict]]], stem: Path, scores: dict |
         fig.savefig(f"{stem}-{setting}-forgetting.png", dpi=110)
         plt.close(fig)
     Path(f"{stem}.json").write_text(json.dumps(numbers, indent=1))
+    if scores:
+        Path(f"{stem}.md").write_text(markdown_tables(numbers))
     print(f"wrote {stem}.png, {stem}.json" + "".join(f", {stem}-{s}-forgetting.png" for s in drift))
+
+
+def _interval(aggregate_: dict) -> str:
+    low, high = aggregate_["iqm_ci95"]
+    return f"{aggregate_['iqm']:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def markdown_tables(numbers: dict[str, dict[str, dict]]) -> str:
+    """The study's table (one row per setting and algorithm): the greedy score's and the training-return
+    AUC's IQM [95% CI] and mean ± std from the entries, and the mean context interference (off-diagonal
+    of the context-interference matrix) and forgetting where measured."""
+    lines = ["| setting | agent | greedy return, IQM [95% CI] | mean ± std | training-return AUC, IQM [95% CI] |"
+             " mean ± std | context interference | final forgetting |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for setting, algos in numbers.items():
+        for algo, values in algos.items():
+            entry = values.get("entry")
+            if not entry:
+                continue
+            greedy, auc = entry["greedy"], entry["training_return_auc"]
+            interference = values.get("context_interference")
+            forgetting_ = values.get("final_forgetting")
+            lines.append(
+                f"| {setting} | {algo} | {_interval(greedy)} | {greedy['mean']:.1f} ± {greedy['std']:.1f} "
+                f"| {_interval(auc)} | {auc['mean']:.1f} ± {auc['std']:.1f} "
+                f"| {f'{np.mean(interference):+.3f}' if interference else '–'} "
+                f"| {f'{np.mean(forgetting_):.0f}' if forgetting_ and setting.startswith('conflict') else '–'} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def context_matrix_figure(records: dict[str, dict[str, list[dict]]], path: Path) -> None:

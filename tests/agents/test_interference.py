@@ -294,6 +294,8 @@ def test_study_script_runs_end_to_end_at_a_tiny_budget(tmp_path):
     assert names == ["CartPole-v1__dqn__pytest.json", "CartPole-v1__iq__pytest.json",
                      f"{ENV_ID}__dqn_conflict_visible__pytest.json", f"{ENV_ID}__iq_conflict_visible__pytest.json"]
     assert (board / "Interference-study.png").is_file() and (board / "Interference-context-matrices.png").is_file()
+    table = (board / "Interference-study.md").read_text()
+    assert "| cartpole | iq |" in table and "| conflict_visible | dqn |" in table
     numbers = json.loads((board / "Interference-study.json").read_text())
     assert set(numbers) == {"cartpole", "conflict_visible"} and set(numbers["conflict_visible"]) == {"dqn", "iq"}
     assert len(numbers["cartpole"]["iq"]["context_interference"]) == 1  # measured on the single-task setting
