@@ -202,9 +202,33 @@ def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
             students_lines, students_plot = _render_students(env_id, searches, directory, plt)
             lines += students_lines
             plots.append(students_plot)
+    lines += _study_sections(directory)
     readme = directory / "README.md"
     readme.write_text("\n".join(lines) + "\n")
     return readme, plots
+
+
+# Studies whose report (a markdown table written beside the entries, and figures) the leaderboard
+# page shows after the per-env tables: (title, table file, figures, what it is).
+STUDY_REPORTS = (
+    ("Interference study", "Interference-study.md",
+     ("Interference-context-matrices.png", "Interference-study.png",
+      "Interference-study-conflict_visible-forgetting.png", "Interference-study-conflict_hidden-forgetting.png"),
+     "Written by `scripts/interference_study.py` from the entries above and their runs' records: greedy "
+     "return and the paper's training-return AUC (IQM [95% CI] over training seeds), the mean off-diagonal "
+     "of the context-interference matrix (single-task settings) and the final forgetting (drift settings)."),
+)  # fmt: skip
+
+
+def _study_sections(directory: Path) -> list[str]:
+    lines: list[str] = []
+    for title, table, figures, about in STUDY_REPORTS:
+        if not (directory / table).is_file():
+            continue
+        lines += [f"## {title}", "", about, "", (directory / table).read_text().rstrip(), ""]
+        lines += [f"![{figure}]({figure})" for figure in figures if (directory / figure).is_file()]
+        lines.append("")
+    return lines
 
 
 # Columns of the rendered table for envs whose final info reports confident prediction (TemperatureKD-v0).

@@ -152,3 +152,15 @@ def test_render_temperature_response_and_confident_prediction_columns(tmp_path, 
     assert "| 0.1000 → 0.0500 | 1.0000 → 0.5000 | 0.9000 | 0.0100 |" in row
     row = next(line for line in text.splitlines() if line.startswith("| no_kd | official"))
     assert "| – | – | – | – |" in row  # an entry without the measures
+
+
+def test_render_shows_a_study_report_after_the_tables(tmp_path):
+    from agents.leaderboard import render
+
+    (tmp_path / "Interference-study.md").write_text("| setting | agent |\n|---|---|\n| cartpole | iq |\n")
+    (tmp_path / "Interference-study.png").write_bytes(b"png")
+    readme, _ = render(tmp_path)
+    text = readme.read_text()
+    assert "## Interference study" in text and "| cartpole | iq |" in text
+    assert "![Interference-study.png](Interference-study.png)" in text
+    assert "Interference-context-matrices.png" not in text  # only figures that exist
