@@ -176,7 +176,8 @@ def context_interference_matrix(
     policy = model.policy
     saved_policy = {k: v.clone() for k, v in policy.state_dict().items()}
     saved_optimizer = copy.deepcopy(policy.optimizer.state_dict())
-    saved_updates, saved_logger, saved_np = model._n_updates, model._logger, np.random.get_state()
+    # A model that never learned has no logger yet: it gets none back.
+    saved_updates, saved_logger, saved_np = model._n_updates, model.__dict__.get("_logger"), np.random.get_state()
     before = [_huber_td_loss(model, samples) for samples in evaluation]
     matrix = np.zeros((n_contexts, n_contexts))
     try:
@@ -189,7 +190,11 @@ def context_interference_matrix(
             policy.load_state_dict(saved_policy)
             policy.optimizer.load_state_dict(copy.deepcopy(saved_optimizer))
     finally:
-        model.replay_buffer, model._n_updates, model._logger = buffer, saved_updates, saved_logger
+        model.replay_buffer, model._n_updates = buffer, saved_updates
+        if saved_logger is None:
+            del model._logger
+        else:
+            model._logger = saved_logger
         policy.load_state_dict(saved_policy)
         policy.optimizer.load_state_dict(saved_optimizer)
         np.random.set_state(saved_np)

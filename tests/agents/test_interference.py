@@ -303,3 +303,4 @@ def test_study_script_runs_end_to_end_at_a_tiny_budget(tmp_path):
     entry = json.loads((board / "entries" / "CartPole-v1__iq__pytest.json").read_text())
     assert entry["training_return_auc"]["runs"] == 1
     assert verify_entry(board / "entries" / "CartPole-v1__iq__pytest.json", board, progress=False) == []
+
