@@ -21,15 +21,15 @@ it interfered with what was already learned there.
 
 The context-interference matrix (Zhang et al., the IQ paper's figure on CartPole): the states the
 agent has experienced (its replay buffer) are divided into k contexts by k-means (k = 3, on the
-standardised observations); then, on a copy of the agent, a block of gradient steps is taken on the
-transitions of one context i only, and for every context j
+standardised observations); then the agent takes a block of gradient steps on the transitions of one
+context i only, and for every context j
 
     M[i, j] = (L_j(after) − L_j(before)) / L_j(before),
 
 L_j the Huber TD loss on a fixed sample of context j's transitions. Off the diagonal, a positive
-M[i, j] is interference: learning context i raised the TD loss on context j. The agent itself is
-restored exactly (weights, optimizer state, update count, global NumPy generator), so a run that
-measures trains as one that does not.
+M[i, j] is interference: learning context i raised the TD loss on context j. After each block the
+agent is restored exactly (weights, optimizer state, update count, global NumPy generator), so a run
+that measures trains as one that does not.
 """
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ class _ContextSampler:
     """Stands in for a replay buffer while the agent trains on one context: ``sample`` draws, with its
     own generator, from the given rows of the real buffer (one env)."""
 
-    def __init__(self, buffer, rows: np.ndarray, rng: np.random.Generator, vec_normalize_env=None):
-        self.buffer, self.rows, self.rng, self.vec_normalize_env = buffer, rows, rng, vec_normalize_env
+    def __init__(self, buffer, rows: np.ndarray, rng: np.random.Generator):
+        self.buffer, self.rows, self.rng = buffer, rows, rng
 
     def sample(self, batch_size: int, env=None):
         return self.buffer._get_samples(self.rng.choice(self.rows, size=batch_size), env=env)
