@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -136,16 +138,10 @@ def slim_model_zip(source: Path, target: Path) -> None:
     """Write an SB3 ``model.zip`` for the leaderboard: the optimizer's moments dropped (its state
     emptied, its settings kept, so SB3's ``load`` still finds every object) and the archive deflated.
     Acting and evaluation are unchanged; resuming training would restart the optimizer's moments."""
-    import zipfile
-
-    import torch
-
     with zipfile.ZipFile(source) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
     name = "policy.optimizer.pth"
     if name in members:
-        import io
-
         state = torch.load(io.BytesIO(members[name]), map_location="cpu", weights_only=False)
         buffer = io.BytesIO()
         torch.save({"state": {}, "param_groups": state["param_groups"]}, buffer)

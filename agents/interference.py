@@ -448,7 +448,8 @@ def train_interference_run(
     if matrix is not None:
         record["context_interference"] = matrix.record()
     record["summary"] = summarise_run(record)
-    (out_dir / "interference.json").write_text(json.dumps(record, indent=1))
+    # Compact: a run's record holds every AEI value and training episode (hundreds of kB indented).
+    (out_dir / "interference.json").write_text(json.dumps(record, separators=(",", ":")))
     return record
 
 
@@ -468,6 +469,27 @@ def training_return_auc(episodes: Sequence[Sequence[float]], windows: int = 20) 
         last = float(returns[inside].mean()) if inside.any() else last
         scores.append(last)
     return float(np.mean(scores))
+
+
+def run_interference_jobs(
+    jobs: Sequence[Mapping[str, Any]], n_jobs: int = 2, description: str = "training runs"
+) -> None:
+    """Train :func:`train_interference_run` jobs (its keyword arguments), ``n_jobs`` at a time in spawned
+    processes of one torch thread each (in this process when ``n_jobs`` is 1), with a progress bar."""
+    from tqdm.auto import tqdm
+
+    if n_jobs == 1:
+        for job in tqdm(jobs, desc=description, unit="run"):
+            train_interference_run(**job)
+        return
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=th.set_num_threads,
+                             initargs=(1,)) as pool:  # fmt: skip
+        futures = [pool.submit(train_interference_run, **job) for job in jobs]
+        for future in tqdm(as_completed(futures), total=len(futures), desc=description, unit="run"):
+            future.result()
 
 
 def summarise_run(record: Mapping[str, Any]) -> dict[str, Any]:

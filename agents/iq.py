@@ -735,8 +735,8 @@ class IQ(DQN):
         contexts, encoded = self._last_obs_contexts()
         # s_{t+1} as the policy sees it: the terminal observation where an episode ended (VecEnv reset
         # already), normalised by VecNormalize as the policy's input is.
-        next_view = np.array(new_obs, copy=True)
         ended = [i for i, done in enumerate(dones) if done and infos[i].get("terminal_observation") is not None]
+        next_view = np.array(new_obs, copy=True) if ended else new_obs
         for i in ended:
             next_view[i] = infos[i]["terminal_observation"]
         next_encoded = context_model.encode(obs_as_tensor(next_view, self.device))

@@ -23,16 +23,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from agents.baselines import load_hyperparams
 from agents.evaluation import EVALUATION_SEEDS, save_entry, trained_agents_entry
-from agents.interference import STUDY_SETTINGS, context_env_kwargs, evaluation_contexts, train_interference_run
+from agents.interference import STUDY_SETTINGS, context_env_kwargs, evaluation_contexts, run_interference_jobs
 from agents.leaderboard import LEADERBOARD_DIR, aggregate, render
 
 DEFAULT_SETTINGS = ("cartpole", "acrobot", "conflict_visible", "conflict_hidden")
@@ -90,8 +88,6 @@ def main(argv: list[str] | None = None) -> None:
         for d in dirs:
             if (d / "interference.json").is_file():
                 continue
-            from agents.baselines import load_hyperparams
-
             steps = budget or int(load_hyperparams(algo, env_id)["n_timesteps"])
             jobs.append({"algo": algo, "env_id": env_id, "seed": int(d.name.split("_")[1]), "out_dir": str(d),
                          "env_kwargs": kwargs, "total_timesteps": budget,
@@ -103,15 +99,8 @@ def main(argv: list[str] | None = None) -> None:
                          "eval_seeds": (2000, 2001, 2002)})  # fmt: skip
     # The longest first, so the two workers finish together.
     jobs.sort(key=lambda job: (job["algo"] == "iq_re", job["env_id"].startswith("MinAtar")), reverse=True)
-    if jobs and not args.report_only and args.jobs == 1:
-        for job in tqdm(jobs, desc="training runs", unit="run"):
-            train_interference_run(**job)
-    elif jobs and not args.report_only:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
-                                 initargs=(1,)) as pool:  # fmt: skip
-            futures = [pool.submit(train_interference_run, **job) for job in jobs]
-            for future in tqdm(as_completed(futures), total=len(futures), desc="training runs", unit="run"):
-                future.result()
+    if jobs and not args.report_only:
+        run_interference_jobs(jobs, args.jobs)
 
     records: dict[str, dict[str, list[dict]]] = {}
     scores: dict[str, dict[str, dict]] = {}

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from agents.interference import STUDY_SETTINGS, train_interference_run
+from agents.interference import STUDY_SETTINGS, run_interference_jobs
 
 CANDIDATES = {
     "target_anchor": {"anchor_update_interval": None, "distillation_weight": "1-eps"},
@@ -50,11 +47,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, params in CANDIDATES.items() for seed in VALIDATION_SEEDS
             if not (args.runs / name / f"seed_{seed}" / "interference.json").is_file()]  # fmt: skip
     if jobs and not args.report_only:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
-                                 initargs=(1,)) as pool:  # fmt: skip
-            futures = [pool.submit(train_interference_run, **job) for job in jobs]
-            for future in tqdm(as_completed(futures), total=len(futures), desc="IQ candidates", unit="run"):
-                future.result()
+        run_interference_jobs(jobs, args.jobs, "IQ candidates")
     table = {}
     for name, params in CANDIDATES.items():
         paths = [args.runs / name / f"seed_{s}" / "interference.json" for s in VALIDATION_SEEDS]
