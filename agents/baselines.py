@@ -19,12 +19,12 @@ import yaml
 from sb3_contrib import QRDQN, TQC, MaskablePPO
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, StopTrainingOnMaxEpisodes
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 
 import kd_envs  # noqa: F401  (registers the environments)
-from agents.compression import SEARCH_ENVS, RandomSearch, SearchRecordCallback
+from agents.compression import SEARCH_ENVS, AgingEvolution, RandomSearch, SearchRecordCallback
 from agents.instance_policy import InstancePolicy
 from agents.iq import IQ, IQRE
 from agents.n2n import N2NAgent
@@ -35,14 +35,17 @@ from kd_envs.tasks import atomic_write
 # SB3 / sb3-contrib algorithms, and ours with the same constructor, learn, save and load.
 ALGOS: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "maskable_ppo": MaskablePPO,
-    "dqn": DQN, "qrdqn": QRDQN, "random_search": RandomSearch, "n2n": N2NAgent, "rlkd": RLKD, "iq": IQ, "iq_re": IQRE,
+    "dqn": DQN, "qrdqn": QRDQN, "random_search": RandomSearch, "evolution": AgingEvolution,
+    "n2n": N2NAgent, "rlkd": RLKD, "iq": IQ, "iq_re": IQRE,
 }  # fmt: skip
 # Our policy classes, by the name a YAML file gives them (SB3's own names pass through).
 POLICIES: dict[str, type] = {"InstancePolicy": InstancePolicy}
 HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
 # rl-zoo3 keys handled here rather than passed to the algorithm. ``env_kwargs`` in a YAML file apply to
 # the *training* env only (RLKD's efficient exploration); entries evaluate on the env kwargs of the run.
-_ZOO_KEYS = {"n_timesteps", "policy", "n_envs", "noise_type", "noise_std", "env_kwargs"}
+# ``n_students`` (search envs only) is a search's budget in students proposed (finished episodes); it
+# replaces ``n_timesteps``, so that searchers whose episodes differ in length get equal budgets.
+_ZOO_KEYS = {"n_timesteps", "n_students", "policy", "n_envs", "noise_type", "noise_std", "env_kwargs"}
 _UNSUPPORTED_ZOO_KEYS = {"normalize", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper"}
 
 
@@ -164,9 +167,18 @@ def train_agent(
     out_dir.mkdir(parents=True, exist_ok=True)
     tensorboard_log = str(out_dir / "tb") if tensorboard else None
     model, params = build_agent(algo, env_id, seed, env_kwargs, hyperparams, tensorboard_log, init_from=init_from)
-    steps = int(total_timesteps if total_timesteps is not None else params["n_timesteps"])
     search = SearchRecordCallback() if env_id in SEARCH_ENVS else None
-    callback = CallbackList([EpisodeInfoCallback(), *([search] if search else []), *callbacks])
+    budget: list[BaseCallback] = []
+    if params.get("n_students") is not None:
+        if search is None:
+            raise ValueError(f"n_students is a search budget; {env_id} is not a search env ({SEARCH_ENVS})")
+        n_students = int(params["n_students"])
+        budget.append(StopTrainingOnMaxEpisodes(n_students))
+        # An episode takes at most two steps per teacher layer: the step count never binds first.
+        steps = n_students * 2 * int(model.get_env().get_attr("num_layers")[0])
+    if total_timesteps is not None or not budget:
+        steps = int(total_timesteps if total_timesteps is not None else params["n_timesteps"])
+    callback = CallbackList([EpisodeInfoCallback(), *([search] if search else []), *budget, *callbacks])
     model.learn(total_timesteps=steps, callback=callback, progress_bar=progress_bar, tb_log_name=f"{algo}_seed{seed}")
     model.save(out_dir / "model.zip")
     if search is not None:

@@ -217,6 +217,10 @@ STUDY_REPORTS = (
      "Written by `scripts/interference_study.py` from the entries above and their runs' records: greedy "
      "return and the paper's training-return AUC (IQM [95% CI] over training seeds), the mean off-diagonal "
      "of the context-interference matrix (single-task settings) and the final forgetting (drift settings)."),
+    ("N2N study", "N2N-study.md", ("N2N-transfer.png",),
+     "Written by `scripts/n2n_study.py` from the N2NCompress-v0 entries above and their searches: the final "
+     "reward of each search's best student (test split) beside what the searches saw (validation proxy), "
+     "the compression target, N2N's policy transfer and the cost of a search."),
 )  # fmt: skip
 
 

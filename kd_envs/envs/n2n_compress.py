@@ -18,6 +18,9 @@ from kd_envs.tasks.compression import DistillConfig, StudentEvaluator
 DEFAULT_SHRINK_FACTORS = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 REMOVE = 1  # in the removal stage; every other action keeps the layer
 STAGES = ("removal", "shrink")
+# What an episode decides: both stages (the joint single-episode mode), or one of them, as the authors'
+# two runs do (stage 1 removal, then stage 2 shrinkage of stage 1's best student).
+STAGE_MODES = ("both", "removal", "shrink")
 DEGENERATE_REWARD = -1.0
 
 
@@ -38,14 +41,23 @@ class N2NCompressEnv(gym.Env):
     2. **Layer shrinkage**: one step per kept layer, in order: the index of a shrink factor in
        ``shrink_factors``; the layer keeps ``round(factor · width)`` channels (conv) or units (linear).
 
+    ``stages="both"`` (the default) runs both stages in one episode. The paper's protocol runs them as
+    two searches (the authors' ``run.py removal`` then ``run.py shrinkage --model <stage-1 model>``):
+    ``stages="removal"`` episodes only remove layers (the kept ones keep their width), and
+    ``stages="shrink"`` episodes only shrink the layers left after removing ``removed_layers`` (stage 1's
+    best student, e.g. its ``info["removed_layers"]``). Rewards are always measured against the task's
+    teacher, so the three modes score students on one scale (the authors measure stage 2's compression
+    and accuracy against the stage-1 model and distil from it; here the teacher stays the teacher).
+
     The teacher is described by a layer spec (:class:`kd_envs.tasks.architecture.Architecture`): conv
     layers (conv → BatchNorm → ReLU, optionally a max pool), linear layers, residual blocks as spans of
     layers, and a fixed classifier head that is not part of the action sequence. Removal rewires each
     layer to whatever precedes it; a residual block keeps the layers left in its span and vanishes with
     the last of them; a shortcut whose shapes no longer agree becomes a 1x1 projection. Teachers:
-    ``mnist1d`` (1-D CNN, 3 layers, the default), ``mnist1d-vgg`` (VGG-style, 6 layers), ``digits``
-    (MLP), and the CIFAR ResNets of ``cifar10-resnet56-resnet20`` / ``cifar100-resnet110-resnet20``
-    (from a local CIFAR folder).
+    ``mnist1d-resnet`` (the default: a 1-D ResNet-14, 13 conv layers in a stem and six residual blocks,
+    so 8^13 ≈ 5.5 · 10^11 students), ``mnist1d`` (1-D CNN, 3 layers, 511 students), ``mnist1d-vgg``
+    (VGG-style, 6 layers), ``digits`` (MLP), and the CIFAR ResNets of ``cifar10-resnet56-resnet20`` /
+    ``cifar100-resnet110-resnet20`` (from a local CIFAR folder).
 
     ## Action Space
     ``Discrete(max(2, K))``, K = ``len(shrink_factors)``: one space for both stages, so that any agent
@@ -95,15 +107,17 @@ class N2NCompressEnv(gym.Env):
     The first layer of the removal stage, nothing decided.
 
     ## Episode End
-    Terminates after the last shrink decision (or after the removal stage when nothing is left).
-    No truncation: an episode has at most 2n steps.
+    Terminates after the last shrink decision (or after the removal stage when nothing is left, or
+    when ``stages="removal"``). No truncation: an episode has at most 2n steps.
 
     ## Arguments
     | Kwarg            | Default       | Meaning                                                          |
     |------------------|---------------|------------------------------------------------------------------|
-    | `task`           | `"mnist1d"`   | a name in `kd_envs.tasks.TASKS`, a `TaskConfig` or its dict      |
+    | `task`           | `"mnist1d-resnet"` | a name in `kd_envs.tasks.TASKS`, a `TaskConfig` or its dict |
     | `shrink_factors` | (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0) | the shrink stage's choices, in (0, 1]     |
-    | `epochs`         | 10            | training budget of each candidate (a search proxy; ~3 s on the default task) |
+    | `stages`         | `"both"`      | `"both"`, `"removal"` or `"shrink"`: what an episode decides (above) |
+    | `removed_layers` | ()            | with `stages="shrink"`: teacher layers removed before shrinking  |
+    | `epochs`         | 5             | each candidate's training (a search proxy, the authors' 5; 2–9 s here) |
     | `batch_size`     | 256           | candidate training batch size                                    |
     | `optimizer`      | `"adam"`      | `"adam"` or `"sgd"` (momentum 0.9, cosine schedule)              |
     | `lr`             | 1e-2          | candidate learning rate                                          |
@@ -118,19 +132,23 @@ class N2NCompressEnv(gym.Env):
     ``reset`` gives ``descriptors`` (raw, (n, 8)), ``teacher_parameters`` and ``teacher_accuracy``. The
     last step gives ``architecture`` (the student's spec as a dict), ``architecture_summary``,
     ``student_parameters``, ``teacher_parameters``, ``compression`` (C), ``accuracy`` (A),
-    ``teacher_accuracy``, ``train_seconds``, ``cached`` and ``degenerate`` (why R = −1, else "").
+    ``teacher_accuracy``, ``removed_layers`` (teacher indices), ``train_seconds``, ``cached`` and
+    ``degenerate`` (why R = −1, else "").
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; the deep default teacher (``mnist1d-resnet``), the 5-epoch proxy and the
+      ``stages`` / ``removed_layers`` options were added before any release.
     """
 
     metadata = {"render_modes": []}
 
     def __init__(
         self,
-        task: str | TaskConfig | dict[str, Any] = "mnist1d",
+        task: str | TaskConfig | dict[str, Any] = "mnist1d-resnet",
         shrink_factors: Sequence[float] = DEFAULT_SHRINK_FACTORS,
-        epochs: int = 10,
+        stages: str = "both",
+        removed_layers: Sequence[int] = (),
+        epochs: int = 5,
         batch_size: int = 256,
         optimizer: str = "adam",
         lr: float = 1e-2,
@@ -149,6 +167,9 @@ class N2NCompressEnv(gym.Env):
             raise ValueError(f"N2NCompress-v0: shrink_factors={self.shrink_factors} has repeats")
         if training_seed is not None and (not isinstance(training_seed, (int, np.integer)) or training_seed < 0):
             raise ValueError(f"N2NCompress-v0: training_seed={training_seed!r}; expected a non-negative int or None")
+        if stages not in STAGE_MODES:
+            raise ValueError(f"N2NCompress-v0: stages={stages!r}; expected one of {STAGE_MODES}")
+        self.stages = stages
         if render_mode is not None:
             raise ValueError(f"N2NCompress-v0: render_mode={render_mode!r}; this env does not render")
         try:
@@ -178,6 +199,7 @@ class N2NCompressEnv(gym.Env):
             )
 
         self.num_layers = n = len(self.teacher_architecture.layers)
+        self.removed_layers = self._check_removed_layers(removed_layers)
         self.descriptors = self.teacher_architecture.descriptors()
         scale = np.maximum(self.descriptors.max(axis=0), 1.0)
         self._layers_obs = (self.descriptors / scale).astype(np.float32)
@@ -211,6 +233,11 @@ class N2NCompressEnv(gym.Env):
         self._sequence = list(range(self.num_layers))
         self._kept.fill(-1.0)
         self._shrink.fill(-1.0)
+        if self.stages == "shrink":  # stage 1 was decided by an earlier search
+            self._kept.fill(1.0)
+            self._kept[list(self.removed_layers)] = 0.0
+            self._shrink[list(self.removed_layers)] = 0.0
+            self._stage, self._sequence = 1, [i for i in range(self.num_layers) if self._kept[i] == 1.0]
         info = {
             "descriptors": self.descriptors.copy(),
             "teacher_parameters": self.teacher_parameters,
@@ -234,13 +261,14 @@ class N2NCompressEnv(gym.Env):
             return self._observation(), 0.0, False, False, {"stage": STAGES[self._stage], "layer": layer}
         if self._stage == 0:
             kept = [i for i in range(self.num_layers) if self._kept[i] == 1.0]
-            if kept:
+            if kept and self.stages == "both":
                 self._stage, self._cursor, self._sequence = 1, 0, kept
                 return self._observation(), 0.0, False, False, {"stage": STAGES[0], "layer": layer}
-            obs = self._observation()
-            self._sequence = []
-            info = self._degenerate_info(None, 0, "nothing left: every layer removed")
-            return obs, DEGENERATE_REWARD, True, False, info
+            if not kept:
+                obs = self._observation()
+                self._sequence = []
+                info = self._degenerate_info(None, 0, "nothing left: every layer removed")
+                return obs, DEGENERATE_REWARD, True, False, info
         obs = self._observation()
         self._sequence = []
         reward, info = self._score()
@@ -288,6 +316,7 @@ class N2NCompressEnv(gym.Env):
             "compression": 1.0 - parameters / self.teacher_parameters,
             "accuracy": accuracy,
             "teacher_accuracy": self.teacher_accuracy,
+            "removed_layers": [i for i in range(self.num_layers) if self._kept[i] == 0.0],
             "train_seconds": seconds,
             "training_seed": self._episode_seed,
             "cached": cached,
@@ -295,6 +324,24 @@ class N2NCompressEnv(gym.Env):
         }
 
     # ---- helpers -----------------------------------------------------------------------------------
+    def _check_removed_layers(self, removed_layers: Sequence[int]) -> tuple[int, ...]:
+        name = f"N2NCompress-v0: removed_layers={removed_layers!r}"
+        try:
+            removed = tuple(removed_layers)
+        except TypeError:
+            raise ValueError(f"{name}; expected a sequence of layer indices") from None
+        if any(not isinstance(i, (int, np.integer)) or isinstance(i, bool) for i in removed):
+            raise ValueError(f"{name}; expected integers (teacher layer indices)")
+        removed = tuple(int(i) for i in removed)
+        if removed and self.stages != "shrink":
+            raise ValueError(f"{name} with stages={self.stages!r}; layers are removed beforehand only with "
+                             "stages='shrink'")  # fmt: skip
+        if any(not 0 <= i < self.num_layers for i in removed) or len(set(removed)) != len(removed):
+            raise ValueError(f"{name}; expected distinct indices in [0, {self.num_layers})")
+        if len(removed) == self.num_layers:
+            raise ValueError(f"{name} removes every one of the teacher's {self.num_layers} layers")
+        return tuple(sorted(removed))
+
     def _check_action(self, action) -> int:
         arr = np.asarray(action)
         if arr.size != 1 or not np.issubdtype(arr.dtype, np.integer):

@@ -362,4 +362,14 @@ def architecture_of(config: ModelConfig, input_shape: tuple[int, ...], num_class
                 blocks.append((len(layers), len(layers) + 1))
                 layers += [LayerSpec("conv", planes, 3, stride if b == 0 else 1, 1), LayerSpec("conv", planes, 3, 1, 1)]
         return Architecture(input_shape, num_classes, tuple(layers), tuple(blocks))
+    if config.family == "resnet1d":
+        # A 1-D ResNet for sequences: a kernel-5 stem, then three stages of (depth-2)/6 two-conv blocks
+        # (width, 2 width, 4 width channels), the last two stages halving the length at their first conv.
+        layers, blocks = [LayerSpec("conv", config.width, 5, 1, 2)], []
+        for stage, stride in enumerate((1, 2, 2)):
+            planes = config.width * 2**stage
+            for b in range((config.depth - 2) // 6):
+                blocks.append((len(layers), len(layers) + 1))
+                layers += [LayerSpec("conv", planes, 3, stride if b == 0 else 1, 1), LayerSpec("conv", planes, 3, 1, 1)]
+        return Architecture(input_shape, num_classes, tuple(layers), tuple(blocks))
     raise ValueError(f"no architecture spec for model family {config.family!r}")

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-MODEL_FAMILIES = ("mlp", "cnn1d", "vgg", "resnet")
+MODEL_FAMILIES = ("mlp", "cnn1d", "vgg", "resnet", "resnet1d")
 CIFAR_RESNET_DEPTHS = (8, 14, 20, 32, 44, 56, 110)
 
 
@@ -22,9 +22,12 @@ class ModelConfig:
 
     ``family`` is one of :data:`MODEL_FAMILIES`. ``width`` is the hidden units (mlp) or channels
     (cnn1d; vgg's first stage, doubling per stage); ``depth`` the hidden layers (mlp), conv layers
-    (cnn1d), stages of two convs and a 2x max pool (vgg) or the CIFAR ResNet depth (one of
-    :data:`CIFAR_RESNET_DEPTHS`). vgg is compiled from its layer spec
-    (:func:`kd_envs.tasks.architecture.architecture_of`) and takes 1-D or image inputs.
+    (cnn1d), stages of two convs and a 2x max pool (vgg), the CIFAR ResNet depth (one of
+    :data:`CIFAR_RESNET_DEPTHS`), or the 1-D ResNet's depth 6n + 2 (resnet1d: a kernel-5 stem conv of
+    ``width`` channels, then three stages of n two-conv residual blocks with ``width``, 2 ``width`` and
+    4 ``width`` channels, the last two stages halving the length; 6n + 1 convs and the linear head, as
+    He et al. count their CIFAR ResNets). vgg and resnet1d are compiled from their layer specs
+    (:func:`kd_envs.tasks.architecture.architecture_of`); vgg takes 1-D or image inputs, resnet1d 1-D.
     """
 
     family: str = "cnn1d"
@@ -37,7 +40,9 @@ class ModelConfig:
         if self.family == "resnet":
             if self.depth not in CIFAR_RESNET_DEPTHS:
                 raise ValueError(f"ModelConfig.depth={self.depth} for resnet: expected one of {CIFAR_RESNET_DEPTHS}")
-        else:
+        elif self.family == "resnet1d" and (self.depth < 8 or (self.depth - 2) % 6):
+            raise ValueError(f"ModelConfig.depth={self.depth} for resnet1d: expected 6n + 2 (8, 14, 20, ...)")
+        if self.family != "resnet":
             if self.width < 1:
                 raise ValueError(f"ModelConfig.width={self.width}: expected a positive integer")
             if self.depth < 1:
@@ -170,9 +175,11 @@ def build_model(
         if len(input_shape) != 1:
             raise ValueError(f"cnn1d expects 1-D samples, got input shape {input_shape}")
         make = lambda: CNN1d(input_shape[0], num_classes, config.width, config.depth)  # noqa: E731
-    elif config.family == "vgg":
+    elif config.family in ("vgg", "resnet1d"):
         from kd_envs.tasks.architecture import ArchitectureNet, architecture_of  # it builds on ModelConfig
 
+        if config.family == "resnet1d" and len(input_shape) != 1:
+            raise ValueError(f"resnet1d expects 1-D samples, got input shape {input_shape}")
         make = lambda: ArchitectureNet(architecture_of(config, input_shape, num_classes))  # noqa: E731
     else:
         if len(input_shape) != 3:

@@ -94,6 +94,9 @@ TASKS: dict[str, TaskConfig] = {
     ),
     # The first default (every instance labelled, a 1-D CNN 8x2 student): cross-entropy alone wins.
     "mnist1d": TaskConfig(),
+    # N2NCompress-v0's default: a deep teacher for layer removal, a 1-D ResNet-14 (13 convs: a stem and
+    # three stages of two residual blocks, 16/32/64 channels; 61,242 parameters), shipped.
+    "mnist1d-resnet": TaskConfig(teacher=ModelConfig("resnet1d", width=16, depth=14)),
     # A deeper teacher for layer removal (N2NCompress-v0): VGG-style, 6 convs in 3 pooled stages.
     "mnist1d-vgg": TaskConfig(teacher=ModelConfig("vgg", width=16, depth=3)),
     "digits": TaskConfig(

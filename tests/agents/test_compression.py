@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from agents.baselines import ALGOS, build_agent, load_agent, load_hyperparams, train_agent
-from agents.compression import RandomSearch, SearchRecordCallback, final_evaluation
+from agents.compression import AgingEvolution, RandomSearch, SearchRecordCallback, final_evaluation, two_stage_search
 from agents.evaluation import save_entry, search_entry, verify_entry
 from agents.leaderboard import render
 
 ENV_ID = "N2NCompress-v0"
-SEARCH_ALGOS = ("random_search", "maskable_ppo", "n2n")
+SEARCH_ALGOS = ("random_search", "evolution", "maskable_ppo", "n2n")
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def search_dirs(tmp_path_factory, tiny_n2n_kwargs):
 @pytest.mark.parametrize("algo", SEARCH_ALGOS)
 def test_every_search_algo_has_n2n_settings(algo, tiny_n2n_kwargs):
     params = load_hyperparams(algo, ENV_ID)
-    assert params["n_timesteps"] == load_hyperparams("random_search", ENV_ID)["n_timesteps"]  # same budget
+    assert params["n_students"] == load_hyperparams("random_search", ENV_ID)["n_students"]  # same budget
     model, _ = build_agent(algo, ENV_ID, seed=0, env_kwargs=tiny_n2n_kwargs)
     assert type(model) is ALGOS[algo]
 
@@ -128,3 +128,68 @@ def test_n2n_policy_transfer_to_a_deeper_teacher(tmp_path, tiny_n2n_kwargs):
     for p, q in zip(transferred.policy.parameters(), first.model.policy.parameters(), strict=True):
         assert torch.equal(p, q)
     assert json.loads((tmp_path / "b" / "search.json").read_text())["episodes"] >= 1
+
+
+@pytest.mark.parametrize("algo", SEARCH_ALGOS)
+def test_the_budget_in_students_is_the_same_for_every_searcher(tmp_path, tiny_n2n_kwargs, algo):
+    small_ppo = {"n_steps": 20, "batch_size": 20, "n_epochs": 1} if algo == "maskable_ppo" else {}
+    hyperparams = {"n_students": 7, **small_ppo}
+    trained = train_agent(algo, ENV_ID, 0, tmp_path, env_kwargs=tiny_n2n_kwargs, hyperparams=hyperparams,
+                          progress_bar=False, tensorboard=False)  # fmt: skip
+    assert json.loads((tmp_path / "search.json").read_text())["episodes"] == 7
+    assert trained.config["hyperparams"]["n_students"] == 7
+
+
+def run_evolution(kwargs, seed, episodes, population_size=4, sample_size=4):
+    model = AgingEvolution("EvolutionPolicy", gym.make(ENV_ID, **kwargs), seed=seed, population_size=population_size,
+                           sample_size=sample_size)  # fmt: skip
+    record = SearchRecordCallback()
+    from stable_baselines3.common.callbacks import StopTrainingOnMaxEpisodes
+
+    model.learn(10_000, callback=[record, StopTrainingOnMaxEpisodes(episodes)])
+    return model, record
+
+
+def test_aging_evolution_mutates_the_tournament_winner_once_and_the_oldest_dies(tiny_n2n_kwargs):
+    model, record = run_evolution(tiny_n2n_kwargs, seed=0, episodes=12)
+    assert model.evaluated == 12
+    # Aging: the population is the last P students evaluated, in order.
+    assert [m["reward"] for m in model.population] == [h["reward"] for h in record.history[-4:]]
+    # With S = P the tournament is the whole population: the child is one mutation of its best member.
+    parent = max(model.population, key=lambda m: m["reward"])
+    child = model.propose()
+    changed = [key for key in child if child[key] != parent["genotype"].get(key)]
+    assert len(changed) == 1
+    valid = dict(parent["decisions"])[changed[0]]
+    assert len(valid) > 1 and child[changed[0]] in valid
+    # Before the population is full, every member is random.
+    fresh = AgingEvolution("EvolutionPolicy", gym.make(ENV_ID, **tiny_n2n_kwargs), seed=0, population_size=4,
+                           sample_size=2)  # fmt: skip
+    assert fresh.propose() == {}
+
+
+def test_aging_evolution_is_seeded_and_checks_its_settings(tiny_n2n_kwargs):
+    runs = [run_evolution(tiny_n2n_kwargs, seed=s, episodes=10)[1].history for s in (3, 3, 4)]
+    summaries = [[h["architecture_summary"] for h in run] for run in runs]
+    assert summaries[0] == summaries[1] != summaries[2]
+    env = gym.make(ENV_ID, **tiny_n2n_kwargs)
+    with pytest.raises(ValueError, match="sample_size=5 exceeds population_size=4"):
+        AgingEvolution("EvolutionPolicy", env, population_size=4, sample_size=5)
+    with pytest.raises(ValueError, match="population_size=0"):
+        AgingEvolution("EvolutionPolicy", env, population_size=0)
+
+
+def test_two_stage_search_shrinks_the_best_removal(tmp_path, tiny_n2n_kwargs):
+    summary = two_stage_search("random_search", 1, tmp_path, 10, tiny_n2n_kwargs)
+    stage1 = json.loads((tmp_path / "stage1" / "search.json").read_text())
+    parent = stage1["best"]["removed_layers"]
+    stage2_config = json.loads((tmp_path / "stage2" / "config.json").read_text())
+    assert stage2_config["env_kwargs"]["stages"] == "shrink" and stage2_config["env_kwargs"]["removed_layers"] == parent
+    assert summary["episodes"] == 10 and [h["stage"] for h in summary["history"]] == ["removal"] * 5 + ["shrink"] * 5
+    assert all(h["removed_layers"] == parent for h in summary["history"][5:])
+    # Stage 1 keeps full widths (lin32); the best of either stage is the run's best.
+    assert all(set(h["architecture_summary"].split()) <= {"lin32", "(no"} | {"layers)"} for h in summary["history"][:5])
+    assert summary["best"]["reward"] == max(h["reward"] for h in summary["history"] if not h["degenerate"])
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["env_kwargs"] == tiny_n2n_kwargs and config["protocol"]["parent_removed_layers"] == parent
+    assert (tmp_path / "model.zip").is_file()

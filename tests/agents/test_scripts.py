@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from agents.leaderboard import LEADERBOARD_DIR
@@ -134,3 +135,35 @@ def test_reliability_report_replays_the_best_entry_and_cross_entropy(tmp_path, t
         assert r["scaled"]["ece"] == pytest.approx(first["student_test_ece_scaled"])
         assert r["student_test_accuracy"] == first["student_test_accuracy"]
     assert reports[0]["entry"] == "no_kd"
+
+
+def test_n2n_study_runs_every_part_and_reports(tmp_path, tiny_n2n_kwargs, fast_bootstrap):
+    from kd_envs.tasks import ModelConfig, TaskConfig
+
+    study = load_script("n2n_study")
+    base = TaskConfig.from_dict(tiny_n2n_kwargs["task"])
+    source = TaskConfig(dataset=base.dataset, teacher=ModelConfig("mlp", width=32, depth=2),
+                        teacher_training=base.teacher_training)  # fmt: skip
+    board = tmp_path / "board"
+    (board / "entries").mkdir(parents=True)
+    argv = ["--seeds", "0", "1", "--transfer-seeds", "0", "--students", "6", "--final-epochs", "1", "--jobs", "1",
+            "--runs", str(tmp_path / "runs"), "--tag", "test", "--leaderboard-dir", str(board),
+            "--env-kwargs", json.dumps({**tiny_n2n_kwargs, "training_seed": 0}),
+            "--transfer-source", json.dumps(source.to_dict())]  # fmt: skip
+    study.main(argv)
+    names = sorted(p.name for p in (board / "entries").glob("*.json"))
+    assert names == sorted(f"N2NCompress-v0__{n}__test.json" for n in
+                           ("random_search", "evolution", "n2n", "maskable_ppo", "n2n_two_stage"))  # fmt: skip
+    report = json.loads((board / "N2N-study.json").read_text())
+    assert set(report["agents"]) == {"random_search", "evolution", "n2n", "maskable_ppo", "n2n_two_stage"}
+    for row in report["agents"].values():
+        assert row["searches"] == 2 and row["final_reward"]["runs"] == 2
+    transfer = report["transfer"]
+    assert transfer["seeds"] == [0] and len(transfer["curves"]["transfer"]) == 6
+    scratch = json.loads((tmp_path / "runs" / "joint" / "n2n" / "seed_0" / "search.json").read_text())
+    assert transfer["scratch"]["first"] == [pytest.approx(np.mean([h["reward"] for h in scratch["history"][:10]]))]
+    assert "N2N study" in (board / "README.md").read_text() and (board / "N2N-transfer.png").is_file()
+    # A second call finds every search done and trains nothing new.
+    before = sorted(p.stat().st_mtime for p in (tmp_path / "runs").rglob("search.json"))
+    study.main(argv)
+    assert sorted(p.stat().st_mtime for p in (tmp_path / "runs").rglob("search.json")) == before

@@ -137,6 +137,13 @@ def test_single_shrink_factor_means_removal_only(tiny_n2n_kwargs):
         (dict(training_seed=-3), "training_seed"),
         (dict(task="imagenet"), "task"),
         (dict(render_mode="human"), "render"),
+        (dict(stages="shrinkage"), "stages"),
+        (dict(removed_layers=[1]), "removed_layers"),  # only with stages="shrink"
+        (dict(stages="shrink", removed_layers=[3]), "removed_layers"),
+        (dict(stages="shrink", removed_layers=[1, 1]), "removed_layers"),
+        (dict(stages="shrink", removed_layers=[0, 1, 2]), "removed_layers"),
+        (dict(stages="shrink", removed_layers=[0.5]), "removed_layers"),
+        (dict(stages="shrink", removed_layers=5), "removed_layers"),
     ],
 )
 def test_bad_kwargs_name_the_kwarg(tiny_n2n_kwargs, kwargs, message):
@@ -195,3 +202,63 @@ def test_shapes_that_cannot_connect_give_minus_one(tiny_n2n_kwargs):
     reward, info = steps[-1][1], steps[-1][4]
     assert reward == -1.0 and info["degenerate"].startswith("shapes do not connect")
     assert info["student_parameters"] > 0 and info["train_seconds"] == 0.0
+
+
+def test_removal_only_episodes_keep_full_widths(tiny_n2n_kwargs):
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, stages="removal")
+    joint = gym.make("N2NCompress-v0", **tiny_n2n_kwargs)
+    steps = play(env, [0, 1, 0], seed=0)
+    assert len(steps) == 3 and steps[-1][2]  # one step per teacher layer, then the end
+    assert all(obs["stage"].tolist() == [1.0, 0.0] for obs, *_ in steps[:-1])
+    last = steps[-1][4]
+    assert last["removed_layers"] == [1] and last["architecture_summary"] == "lin32 lin32"
+    # The same student as the joint episode that keeps the two layers at factor 1.0 (index 6).
+    joint_steps = play(joint, [0, 1, 0, 6, 6], seed=0)
+    assert joint_steps[-1][4]["architecture"] == last["architecture"]
+    assert joint_steps[-1][1] == steps[-1][1]
+    # Keeping every layer leaves the teacher: not smaller, so -1.
+    assert play(env, [0, 0, 0], seed=0)[-1][1] == -1.0
+
+
+def test_shrink_only_episodes_start_from_the_parent(tiny_n2n_kwargs):
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, stages="shrink", removed_layers=[0])
+    obs, _ = env.reset(seed=0)
+    assert obs["stage"].tolist() == [0.0, 1.0] and obs["kept"].tolist() == [0.0, 1.0, 1.0]
+    assert obs["position"].tolist() == [0.0, 1.0, 0.0] and obs["shrink"].tolist() == [0.0, -1.0, -1.0]
+    assert env.unwrapped.action_masks().sum() == len(DEFAULT_SHRINK_FACTORS)
+    steps = play(env, [1, 0], seed=0)  # factors 0.5 and 0.25 for layers 1 and 2
+    assert len(steps) == 2 and steps[-1][2]
+    # Stage 2 of the paper's protocol gives what the joint episode with the same decisions gives.
+    joint = gym.make("N2NCompress-v0", **tiny_n2n_kwargs)
+    joint_steps = play(joint, [1, 0, 0, 1, 0], seed=0)
+    assert steps[-1][4]["architecture"] == joint_steps[-1][4]["architecture"]
+    assert steps[-1][4]["architecture_summary"] == "lin16 lin8" and steps[-1][4]["removed_layers"] == [0]
+    assert steps[-1][1] == joint_steps[-1][1]
+
+
+@pytest.mark.parametrize("stages", ["removal", "shrink"])
+def test_stage_modes_pass_the_checkers(tiny_n2n_kwargs, stages):
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    extra = {"removed_layers": [2]} if stages == "shrink" else {}
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, stages=stages, **extra, cache_students=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped, skip_render_check=True)
+    assert [str(w.message) for w in caught] == []
+
+
+def test_the_deep_default_teacher_is_shipped_and_its_space_is_large(tmp_path):
+    from kd_envs.tasks.task import TASKS
+
+    env = gym.make("N2NCompress-v0", cache_dir=str(tmp_path))  # the shipped teacher: nothing trains
+    n2n = env.unwrapped
+    assert n2n.task.config == TASKS["mnist1d-resnet"]
+    assert n2n.task.teacher_record["source"] == "shipped"
+    assert n2n.num_layers == 13 and len(n2n.teacher_architecture.residual_blocks) == 6
+    assert n2n.teacher_parameters == 61242 and n2n.distill_config.training.epochs == 5
+    # Students: every subset of kept layers, each kept layer with any of the K factors: (K + 1)^n - 1.
+    assert (len(n2n.shrink_factors) + 1) ** n2n.num_layers - 1 >= 10**6
+    assert not list(tmp_path.rglob("*.pt"))

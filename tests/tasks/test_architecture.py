@@ -20,6 +20,7 @@ FAMILIES = [
     (ModelConfig("vgg", width=8, depth=2), (3, 16, 16)),
     (ModelConfig("resnet", depth=20), (3, 32, 32)),
     (ModelConfig("resnet", depth=8), (3, 32, 32)),
+    (ModelConfig("resnet1d", width=4, depth=8), (40,)),
 ]
 
 

@@ -20,6 +20,7 @@ from kd_envs.tasks.models import (
         ({"family": "mlp", "width": 0}, "ModelConfig.width=0"),
         ({"family": "cnn1d", "depth": 0}, "ModelConfig.depth=0"),
         ({"family": "resnet", "depth": 18}, "ModelConfig.depth=18"),
+        ({"family": "resnet1d", "depth": 12}, "ModelConfig.depth=12"),
     ],
 )
 def test_model_config_errors_name_the_field(kwargs, field):
@@ -126,3 +127,19 @@ def test_build_model_without_generator_uses_the_global_one():
     torch.manual_seed(123)
     b = build_model(ModelConfig("mlp", 8, 1), (5,), 3)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_resnet1d_hand_count_and_shape():
+    # Stem conv 1->16 (k5) + BN; stage 1: four 16->16 k3 convs + BN; stage 2: 16->32 then three 32->32,
+    # a 1x1 16->32 projection; stage 3 likewise at 64; head 64 -> 10.
+    stem = 16 * 5 + 32
+    stage1 = 4 * (16 * 16 * 3 + 32)
+    stage2 = (32 * 16 * 3 + 64) + 3 * (32 * 32 * 3 + 64) + (32 * 16 + 64)
+    stage3 = (64 * 32 * 3 + 128) + 3 * (64 * 64 * 3 + 128) + (64 * 32 + 128)
+    model = build_model(ModelConfig("resnet1d", width=16, depth=14), (40,), num_classes=10)
+    assert count_parameters(model) == stem + stage1 + stage2 + stage3 + 64 * 10 + 10 == 61242
+    logits, features = model(torch.randn(3, 40), return_features=True)
+    assert logits.shape == (3, 10) and len(features) == 7  # the stem and six residual blocks
+    assert [tuple(f.shape[1:]) for f in features] == [(16, 40)] * 3 + [(32, 20)] * 2 + [(64, 10)] * 2
+    with pytest.raises(ValueError, match="1-D samples"):
+        build_model(ModelConfig("resnet1d", width=4, depth=8), (3, 8, 8), num_classes=10)
