@@ -4,6 +4,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -163,6 +164,11 @@ def test_n2n_study_runs_every_part_and_reports(tmp_path, tiny_n2n_kwargs, fast_b
     scratch = json.loads((tmp_path / "runs" / "joint" / "n2n" / "seed_0" / "search.json").read_text())
     assert transfer["scratch"]["first"] == [pytest.approx(np.mean([h["reward"] for h in scratch["history"][:10]]))]
     assert "N2N study" in (board / "README.md").read_text() and (board / "N2N-transfer.png").is_file()
+    # Every proposed student can be rebuilt from its record (the compression target's candidates are).
+    teacher = gym.make("N2NCompress-v0", **tiny_n2n_kwargs).unwrapped.teacher_architecture
+    for h in scratch["history"]:
+        if not h["degenerate"]:
+            assert study.student_from_record(teacher, h).num_parameters() == h["student_parameters"]
     # A second call finds every search done and trains nothing new.
     before = sorted(p.stat().st_mtime for p in (tmp_path / "runs").rglob("search.json"))
     study.main(argv)
