@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -74,45 +74,78 @@ def run_job(job: dict[str, Any]) -> str:
     return f"trained {out}"
 
 
-def run_jobs(jobs: list[dict[str, Any]], n_jobs: int, description: str) -> None:
+def run_jobs(jobs: list[dict[str, Any]], n_jobs: int, description: str = "study jobs") -> None:
+    """Run ``jobs`` in their list order, ``n_jobs`` at a time in spawned processes (in this process when
+    ``n_jobs`` is 1); a job with ``after`` (output folders) starts once those jobs are done, and a free
+    worker takes the first job in the list that is ready."""
+    pending, done = list(jobs), set()
+
+    def ready(job: dict[str, Any]) -> bool:
+        return all(str(d) in done for d in job.get("after", ()))
+
+    bar = tqdm(total=len(jobs), desc=description, unit="job")
     if n_jobs == 1:
-        for job in tqdm(jobs, desc=description, unit="job"):
+        while pending:
+            job = next(j for j in pending if ready(j))
+            pending.remove(job)
             run_job(job)
+            if job["kind"] != "final":
+                done.add(job["out"])
+            bar.update()
+        bar.close()
         return
     with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_job, job) for job in jobs]
-        for future in tqdm(as_completed(futures), total=len(futures), desc=description, unit="job"):
-            future.result()
+        running: dict[Any, dict[str, Any]] = {}
+        while pending or running:
+            while len(running) < n_jobs and any(ready(j) for j in pending):
+                job = next(j for j in pending if ready(j))
+                pending.remove(job)
+                running[pool.submit(run_job, job)] = job
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()
+                job = running.pop(future)
+                if job["kind"] != "final":
+                    done.add(job["out"])
+                bar.update()
+    bar.close()
 
 
-def search_jobs(args) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(searches that need nothing else, transfer searches that need their source policy)."""
-    first: list[dict[str, Any]] = []
-    for seed in args.seeds:  # seed-major: a partial run has every agent on the same seeds
+def study_jobs(args) -> list[dict[str, Any]]:
+    """Every job of the study, most needed first: the joint searches (seed-major, so that a partial run
+    has every agent on the same seeds), each followed by its best student's final training; then the
+    transfer (source searches on the VGG-style teacher, then the searches they start); then the two-stage
+    searches and their final training."""
+    jobs: list[dict[str, Any]] = []
+
+    def search(kind: str, algo: str, seed: int, out: Path, env_kwargs: dict[str, Any], **extra) -> None:
+        jobs.append({"kind": kind, "algo": algo, "seed": seed, "students": args.students, "env_kwargs": env_kwargs,
+                     "out": str(out), **extra})  # fmt: skip
+
+    def final(out: Path) -> None:
+        jobs.append({"kind": "final", "out": str(out), "after": [str(out)], "seeds": list(SEARCH_EVALUATION_SEEDS),
+                     "epochs": args.final_epochs})  # fmt: skip
+
+    for seed in args.seeds:
         for algo in args.agents:
-            first.append({"kind": "search", "algo": algo, "seed": seed, "students": args.students,
-                          "env_kwargs": args.env_kwargs, "out": str(args.runs / "joint" / algo / f"seed_{seed}")})
-        if not args.no_two_stage:
-            first.append({"kind": "two_stage", "algo": "n2n", "seed": seed, "students": args.students,
-                          "env_kwargs": args.env_kwargs, "out": str(args.runs / "two_stage" / "n2n" / f"seed_{seed}")})
-    transfer: list[dict[str, Any]] = []
+            search("search", algo, seed, args.runs / "joint" / algo / f"seed_{seed}", args.env_kwargs)
+    for seed in args.seeds:
+        for algo in args.agents:
+            final(args.runs / "joint" / algo / f"seed_{seed}")
     if not args.no_transfer:
         for seed in args.transfer_seeds:
             source = args.runs / "transfer_source" / "n2n" / f"seed_{seed}"
-            first.append({"kind": "search", "algo": "n2n", "seed": seed, "students": args.students,
-                          "env_kwargs": {**args.env_kwargs, "task": args.transfer_source}, "out": str(source)})
-            transfer.append({"kind": "search", "algo": "n2n", "seed": seed, "students": args.students,
-                             "env_kwargs": args.env_kwargs, "init_from": str(source / "model.zip"),
-                             "out": str(args.runs / "transfer" / "n2n" / f"seed_{seed}")})
-    return first, transfer  # fmt: skip
-
-
-def final_jobs(args) -> list[dict[str, Any]]:
-    dirs = [args.runs / "joint" / algo / f"seed_{s}" for algo in args.agents for s in args.seeds]
+            search("search", "n2n", seed, source, {**args.env_kwargs, "task": args.transfer_source})
+        for seed in args.transfer_seeds:
+            source = args.runs / "transfer_source" / "n2n" / f"seed_{seed}"
+            search("search", "n2n", seed, args.runs / "transfer" / "n2n" / f"seed_{seed}", args.env_kwargs,
+                   init_from=str(source / "model.zip"), after=[str(source)])  # fmt: skip
     if not args.no_two_stage:
-        dirs += [args.runs / "two_stage" / "n2n" / f"seed_{s}" for s in args.seeds]
-    return [{"kind": "final", "out": str(d), "seeds": list(SEARCH_EVALUATION_SEEDS), "epochs": args.final_epochs}
-            for d in dirs if (d / "search.json").is_file()]  # fmt: skip
+        for seed in args.seeds:
+            search("two_stage", "n2n", seed, args.runs / "two_stage" / "n2n" / f"seed_{seed}", args.env_kwargs)
+        for seed in args.seeds:
+            final(args.runs / "two_stage" / "n2n" / f"seed_{seed}")
+    return jobs
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -137,10 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
 
     if not args.report_only:
-        first, transfer = search_jobs(args)
-        run_jobs(first, args.jobs, "searches")
-        run_jobs(transfer, args.jobs, "transfer searches")
-        run_jobs(final_jobs(args), args.jobs, "final training of the best students")
+        run_jobs(study_jobs(args), args.jobs)
     report(args)
 
 
