@@ -104,7 +104,8 @@ class N2NCompressEnv(gym.Env):
     options and the training seed: a repeated architecture is free.
 
     ## Starting State
-    The first layer of the removal stage, nothing decided.
+    The first layer of the removal stage, nothing decided (with ``stages="shrink"``: the first layer left
+    after ``removed_layers``, in the shrink stage).
 
     ## Episode End
     Terminates after the last shrink decision (or after the removal stage when nothing is left, or
