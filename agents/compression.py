@@ -289,6 +289,14 @@ def two_stage_search(
     second search with ``stages="shrink"`` shrinks for the rest of the budget. Each stage starts a fresh
     agent (the authors train one controller per stage) seeded with ``seed``.
 
+    Where the authors' code (anubhavashok/N2N: ``run.py``, ``rl.py``, ``architecture.py``) differs:
+    they choose the stage-1 model by hand (no code ranks the saved students; here the best by validation
+    search reward); stage 2 measures C against the stage-1 model, accuracy against its test accuracy,
+    and distils from it (here: the task's teacher throughout, so that every stage and mode shares one
+    scale); each stage runs 100 updates of 5 rollouts (here: the budget is split); they never remove
+    the first layer, stride-2 convs or linear layers and shrink several attributes of a layer from an
+    11-entry lookup (here: any layer, its width, the env's factors).
+
     Writes ``stage1/`` and ``stage2/`` (each a :func:`agents.baselines.train_agent` run) and, in
     ``out_dir``, ``search.json`` (both stages' students in order, the best of either) with ``model.zip``
     (stage 2's agent) and ``config.json``, so that the run reads like a single search. Returns the summary."""

@@ -48,6 +48,7 @@ AGENTS = ("random_search", "evolution", "n2n", "maskable_ppo")
 # The proxy's training seed, shared by every search (see the module docstring).
 SEARCH_ENV_KWARGS = {"training_seed": 0}
 TRANSFER_SOURCE_TASK = "mnist1d-vgg"
+MIN_OFFICIAL_SEARCHES = 5
 # Episodes at each end of a search over which the transfer result averages the search reward.
 TRANSFER_WINDOW = 10
 # The compression target: >= 10x fewer parameters (C >= 0.9) at >= 95% of the teacher's test accuracy.
@@ -188,7 +189,10 @@ def report(args) -> None:
         if not dirs:
             continue
         name = entry_name(algo, part)
-        entry = search_entry(dirs, list(SEARCH_EVALUATION_SEEDS), args.tag, name, args.leaderboard_dir,
+        # An official entry needs at least MIN_OFFICIAL_SEARCHES searches; fewer (an unfinished study) are
+        # reported under another tag.
+        tag = args.tag if len(dirs) >= MIN_OFFICIAL_SEARCHES or args.tag != "official" else "partial"
+        entry = search_entry(dirs, list(SEARCH_EVALUATION_SEEDS), tag, name, args.leaderboard_dir,
                              args.final_epochs)  # fmt: skip
         save_entry(entry, args.leaderboard_dir)
         searches = [json.loads((d / "search.json").read_text()) for d in dirs]
