@@ -66,12 +66,12 @@ def run_job(job: dict[str, Any]) -> str:
         return f"final {out}"
     if (out / "search.json").is_file() and (out / "config.json").is_file():
         return f"done {out}"
-    hyperparams = {"n_students": job["students"]}
     if job["kind"] == "two_stage":
         two_stage_search(job["algo"], job["seed"], out, job["students"], job["env_kwargs"])
     else:
-        train_agent(job["algo"], ENV_ID, job["seed"], out, env_kwargs=job["env_kwargs"], hyperparams=hyperparams,
-                    progress_bar=False, init_from=job.get("init_from"))  # fmt: skip
+        train_agent(job["algo"], ENV_ID, job["seed"], out, env_kwargs=job["env_kwargs"],
+                    hyperparams={"n_students": job["students"]}, progress_bar=False,
+                    init_from=job.get("init_from"))  # fmt: skip
     return f"trained {out}"
 
 
