@@ -1,67 +1,8 @@
-"""Evaluate saved agents or a fixed policy on the fixed evaluation seeds; writes one leaderboard entry.
+"""`kd-gym evaluate` from a checkout (the logic: agents.common.commands.evaluate)."""
 
-python scripts/evaluate.py --fixed constant_t4
-python scripts/evaluate.py --models runs/TemperatureKD-v0/ppo/seed_* --tag official
-python scripts/evaluate.py --models runs/N2NCompress-v0/n2n/seed_*    # retrains each search's best student
-"""
+import sys
 
-from __future__ import annotations
-
-import argparse
-import json
-from pathlib import Path
-
-import torch
-
-from agents.compression import FULL_EPOCHS, SEARCH_ENVS
-from agents.evaluation import (
-    EVALUATION_SEEDS,
-    SEARCH_EVALUATION_SEEDS,
-    fixed_policy_entry,
-    save_entry,
-    search_entry,
-    trained_agents_entry,
-)
-from agents.fixed_policies import FIXED_POLICIES
-from agents.leaderboard import LEADERBOARD_DIR
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--fixed", choices=sorted(FIXED_POLICIES), help="a fixed reference policy")
-    what.add_argument("--models", nargs="+", help="folders written by scripts/train.py, one per training seed")
-    parser.add_argument("--env", default="TemperatureKD-v0", help="env id (fixed policies; agents know theirs)")
-    parser.add_argument("--env-kwargs", type=json.loads, default={}, help="JSON dict (fixed policies)")
-    parser.add_argument("--episodes", type=int, default=None,
-                        help=f"use the first N evaluation seeds of {list(EVALUATION_SEEDS)} (default: all; "
-                             f"{len(SEARCH_EVALUATION_SEEDS)} for searches, whose best student is retrained per seed)")
-    parser.add_argument("--final-epochs", type=int, default=FULL_EPOCHS,
-                        help="searches (N2NCompress-v0): epochs of the best student's final training")  # fmt: skip
-    parser.add_argument("--tag", default="official", help="entry tag; 'official' entries need >= 5 runs")
-    parser.add_argument("--name", default=None, help="agent name in the entry (default: the algorithm)")
-    parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR,
-                        help="where the entry is written and the models copied (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    first_config = json.loads((Path(args.models[0]) / "config.json").read_text()) if args.models else {}
-    search = first_config.get("env_id") in SEARCH_ENVS
-    episodes = len(SEARCH_EVALUATION_SEEDS if search else EVALUATION_SEEDS) if args.episodes is None else args.episodes
-    if not 1 <= episodes <= len(EVALUATION_SEEDS):
-        parser.error(f"--episodes must be in [1, {len(EVALUATION_SEEDS)}]")
-    seeds = EVALUATION_SEEDS[:episodes]
-    if args.fixed:
-        entry = fixed_policy_entry(args.fixed, args.env, args.env_kwargs, seeds, args.tag)
-    elif search:
-        entry = search_entry(args.models, seeds, args.tag, args.name, args.leaderboard_dir, args.final_epochs)
-    else:
-        entry = trained_agents_entry(args.models, seeds, args.tag, args.name, args.leaderboard_dir)
-    path = save_entry(entry, args.leaderboard_dir)
-    s = entry["summary"]
-    print(f"{entry['agent']['name']}: IQM {s['iqm']:.4f} [{s['iqm_ci95'][0]:.4f}, {s['iqm_ci95'][1]:.4f}], "
-          f"mean {s['mean']:.4f} ± {s['std']:.4f} over {s['runs']} runs -> {path}")  # fmt: skip
-
+from agents.common.commands.evaluate import main
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -8,7 +8,7 @@ two MinAtar games; then the leaderboard entries and the report.
     python scripts/interference_study.py --report-only        # entries + plots from finished runs
     python scripts/interference_study.py --seeds 0 --timesteps 6000 --no-minatar --tag quick  # a quick look
 
-Every run trains with agents.interference's callbacks (AEI, per-context training returns, greedy
+Every run trains with agents.common.interference's callbacks (AEI, per-context training returns, greedy
 evaluation curves, the context x phase matrix at each phase end, and on the single-task settings the
 context-interference matrix every tenth of the budget) and is saved under
 runs/interference/<setting>/<algo>/seed_<s>; finished runs are skipped, so the command resumes.
@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.baselines import load_hyperparams
-from agents.evaluation import EVALUATION_SEEDS, save_entry, trained_agents_entry
-from agents.interference import STUDY_SETTINGS, context_env_kwargs, evaluation_contexts, run_interference_jobs
-from agents.leaderboard import LEADERBOARD_DIR, aggregate, render
+from agents.common.evaluation import EVALUATION_SEEDS, save_entry, trained_agents_entry
+from agents.common.interference import STUDY_SETTINGS, context_env_kwargs, evaluation_contexts, run_interference_jobs
+from agents.common.leaderboard import LEADERBOARD_DIR, aggregate, render
+from agents.common.registry import load_hyperparams
 
 DEFAULT_SETTINGS = ("cartpole", "acrobot", "conflict_visible", "conflict_hidden")
 # Settings on which the context-interference matrix is measured: the paper's single-task problems.
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         entry["training_return_auc"] = aggregate(auc)
         entry["notes"] = ("greedy evaluation on every context held fixed" if settings else "greedy evaluation") + (
             f"; trained with {json.dumps(kwargs)}; training_return_auc: the paper's metric (area under the "
-            "training-return curve, agents.interference.training_return_auc)")
+            "training-return curve, agents.common.interference.training_return_auc)")
         path = save_entry(entry, args.leaderboard_dir)
         summary = entry["summary"]
         print(f"{path.name}: IQM {summary['iqm']:.1f} {summary['iqm_ci95']}; AUC IQM "

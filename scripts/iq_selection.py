@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.interference import STUDY_SETTINGS, run_interference_jobs
+from agents.common.interference import STUDY_SETTINGS, run_interference_jobs
 
 CANDIDATES = {
     "target_anchor": {"anchor_update_interval": None, "distillation_weight": "1-eps"},

@@ -11,7 +11,7 @@ Searches (saved under <runs>/<part>/<algo>/seed_<s>; finished ones are skipped, 
 - ``joint``: ``random_search``, ``evolution`` (aging evolution), ``n2n`` and ``maskable_ppo``, each with
   ``--students`` students per search, one search per seed;
 - ``two_stage``: N2N with the paper's protocol (half the budget removes layers, the other half shrinks
-  the best student of the first half; ``agents.compression.two_stage_search``);
+  the best student of the first half; ``agents.search.two_stage.two_stage_search``);
 - ``transfer_source``: N2N on ``mnist1d-vgg`` (seeds ``--transfer-seeds``), whose policies then start
   ``transfer`` searches on the deep default (the paper's VGG -> ResNet transfer).
 
@@ -37,10 +37,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.baselines import train_agent
-from agents.compression import FULL_EPOCHS, final_evaluation, two_stage_search
-from agents.evaluation import SEARCH_EVALUATION_SEEDS, save_entry, search_entry
-from agents.leaderboard import LEADERBOARD_DIR, aggregate, render
+from agents.common.compression import FULL_EPOCHS, final_evaluation
+from agents.common.evaluation import SEARCH_EVALUATION_SEEDS, save_entry, search_entry
+from agents.common.leaderboard import LEADERBOARD_DIR, aggregate, render
+from agents.common.training import train_agent
+from agents.search.two_stage import two_stage_search
 from kd_envs.tasks.architecture import Architecture
 
 ENV_ID = "N2NCompress-v0"

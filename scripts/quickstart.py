@@ -18,9 +18,15 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from agents.baselines import train_agent
-from agents.evaluation import EVALUATION_SEEDS, TRAINING_SEEDS, fixed_policy_entry, save_entry, trained_agents_entry
-from agents.leaderboard import render
+from agents.common.evaluation import (
+    EVALUATION_SEEDS,
+    TRAINING_SEEDS,
+    fixed_policy_entry,
+    save_entry,
+    trained_agents_entry,
+)
+from agents.common.leaderboard import render
+from agents.common.training import train_agent
 from kd_envs.tasks import make_task
 
 ENV_ID = "TemperatureKD-v0"

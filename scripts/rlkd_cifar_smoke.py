@@ -22,9 +22,9 @@ import torch
 from sklearn.datasets import load_digits
 
 import kd_envs  # noqa: F401
-from agents.baselines import train_agent
-from agents.evaluation import EVALUATION_SEEDS, run_episode
-from agents.fixed_policies import fixed_policy
+from agents.common.evaluation import EVALUATION_SEEDS, run_episode
+from agents.common.training import train_agent
+from agents.temperature.specs import fixed_policy
 from kd_envs.tasks import TASKS, count_parameters
 from kd_envs.tasks.datasets import write_cifar_files
 

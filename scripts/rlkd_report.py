@@ -19,10 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 import kd_envs  # noqa: F401
-from agents.baselines import load_agent
-from agents.evaluation import EVALUATION_SEEDS, trace_episode
-from agents.fixed_policies import FIXED_POLICIES, fixed_policy
-from agents.leaderboard import LEADERBOARD_DIR, load_entries
+from agents.common.evaluation import EVALUATION_SEEDS, trace_episode
+from agents.common.leaderboard import LEADERBOARD_DIR, load_entries
+from agents.common.training import load_agent
+from agents.temperature.specs import FIXED_POLICIES, fixed_policy
 
 ENV_ID = "TemperatureKD-v0"
 FIXED = ("no_kd", "constant_t1", "constant_t4", "constant_t8")

@@ -26,10 +26,9 @@ from pathlib import Path
 
 import torch
 
-from agents.evaluation import TRAINING_SEEDS, fixed_policy_entry, save_entry, searched_policies_entry
-from agents.fixed_policies import policy_from_spec
-from agents.leaderboard import LEADERBOARD_DIR, entry_path
-from agents.temperature_search import (
+from agents.common.evaluation import TRAINING_SEEDS, fixed_policy_entry, save_entry, searched_policies_entry
+from agents.common.leaderboard import LEADERBOARD_DIR, entry_path
+from agents.temperature.search import (
     CONSTANT_GRID,
     MAP_BIAS_RANGE,
     MAP_SLOPE_RANGE,
@@ -39,6 +38,7 @@ from agents.temperature_search import (
     select_best_constant,
     select_env_setting,
 )
+from agents.temperature.specs import policy_from_spec
 from kd_envs.envs.temperature_kd import FEATURE_LOSSES
 
 ENV_ID = "TemperatureKD-v0"

@@ -22,8 +22,8 @@ import torch
 from torch.nn import functional as F
 
 import kd_envs  # noqa: F401
-from agents.evaluation import entry_policies, run_episode
-from agents.leaderboard import LEADERBOARD_DIR, load_entries
+from agents.common.evaluation import entry_policies, run_episode
+from agents.common.leaderboard import LEADERBOARD_DIR, load_entries
 from kd_envs.metrics import expected_calibration_error, fit_temperature, reliability_bins
 from kd_envs.tasks import predict_logits
 

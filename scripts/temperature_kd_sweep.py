@@ -25,8 +25,8 @@ import torch
 from tqdm.auto import tqdm
 
 import kd_envs  # noqa: F401
-from agents.evaluation import run_episode
-from agents.fixed_policies import FixedTemperaturePolicy
+from agents.common.evaluation import run_episode
+from agents.temperature.policies import FixedTemperaturePolicy
 from kd_envs.tasks import TASKS, ModelConfig, TaskConfig, TrainConfig
 
 SWEEP_SEEDS = (0, 1, 2)

@@ -57,7 +57,7 @@ def tiny_ppo_hyperparams():
 @pytest.fixture(scope="session")
 def tiny_ppo_dirs(tmp_path_factory, tiny_json_kwargs, tiny_ppo_hyperparams):
     """Two PPO agents trained for two tiny episodes (training seeds 0 and 1), saved by ``train_agent``."""
-    from agents.baselines import train_agent
+    from agents.common.training import train_agent
 
     root = tmp_path_factory.mktemp("ppo")
     dirs = []
@@ -69,12 +69,22 @@ def tiny_ppo_dirs(tmp_path_factory, tiny_json_kwargs, tiny_ppo_hyperparams):
     return dirs
 
 
+@pytest.fixture(autouse=True)
+def clean_checkout(monkeypatch):
+    """Entries made by tests record a fixed clean commit: an official entry refuses a dirty checkout
+    (tests/agents/test_leaderboard.py tests that rule and the real git_commit), and a developer's tree
+    is dirty while the tests run."""
+    import agents.common.leaderboard
+
+    monkeypatch.setattr(agents.common.leaderboard, "git_commit", lambda repo=None: "0" * 40)
+
+
 @pytest.fixture
 def fast_bootstrap(monkeypatch):
     """Fewer bootstrap resamples for tests that build entries but do not check the interval's width."""
-    import agents.leaderboard
+    import agents.common.leaderboard
 
-    monkeypatch.setattr(agents.leaderboard, "BOOTSTRAP_REPS", 200)
+    monkeypatch.setattr(agents.common.leaderboard, "BOOTSTRAP_REPS", 200)
 
 
 def write_cifar(root: Path, name: str, train_per_file: int, num_test: int, seed: int = 0) -> dict:

@@ -91,7 +91,7 @@ class N2NCompressEnv(gym.Env):
     5 epochs, Adam 5e-4) and scored by R = C(2 − C) · A / A_teacher, C = 1 − params(student) /
     params(teacher), with A and A_teacher the student's and the teacher's accuracy on the validation
     split. The test split is not used (the final report of a search retrains its best student, see
-    ``agents.compression``). A degenerate student ends the episode with R = −1 and no training: nothing
+    ``agents.common.compression``). A degenerate student ends the episode with R = −1 and no training: nothing
     left (every layer removed; the episode then ends right after the removal stage), shapes that cannot
     connect, or not fewer parameters than the teacher.
 

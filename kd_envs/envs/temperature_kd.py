@@ -608,7 +608,7 @@ class TemperatureKDEnv(gym.Env):
     def batch_logits(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The coming batch's student logits (detached, from the very pass its update will use) and the
         teacher's logits, each (batch_size, classes). Not part of the observation: for baselines that
-        read the distillation loss itself, such as CTKD's learnable temperature (``agents.ctkd``)."""
+        read the distillation loss itself, such as CTKD's learnable temperature (``agents.temperature.ctkd``)."""
         if self._student is None:
             raise RuntimeError("TemperatureKD-v0: call reset() before batch_logits()")
         if self._epoch >= self.options.epochs:

@@ -7,7 +7,8 @@ import yaml
 from stable_baselines3.common.noise import NormalActionNoise
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.baselines import ALGOS, HYPERPARAMS_DIR, build_agent, load_agent, load_hyperparams, train_agent
+from agents.common.registry import ALGOS, HYPERPARAMS_DIR, load_hyperparams
+from agents.common.training import build_agent, load_agent, train_agent
 
 ENV_ID = "TemperatureKD-v0"
 # The algorithms with settings for TemperatureKD-v0 (search algorithms have N2NCompress-v0's only).

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.evaluation import (
+from agents.common.evaluation import (
     EVALUATION_SEEDS,
     TRAINING_SEEDS,
     evaluate,
@@ -19,7 +19,7 @@ from agents.evaluation import (
     trained_agents_entry,
     verify_entry,
 )
-from agents.fixed_policies import fixed_policy
+from agents.temperature.specs import fixed_policy
 
 ENV_ID = "TemperatureKD-v0"
 SEEDS = (1000, 1001)

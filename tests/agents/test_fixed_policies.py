@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.evaluation import fixed_policy_entry, run_episode
-from agents.fixed_policies import FIXED_POLICIES, fixed_policy
+from agents.common.evaluation import fixed_policy_entry, run_episode
+from agents.temperature.specs import FIXED_POLICIES, fixed_policy
 from kd_envs.envs.temperature_kd import action_to_temperature
 
 OBS = np.zeros((32, 3), dtype=np.float32)

@@ -4,8 +4,8 @@ import torch
 from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
 
-from agents.baselines import build_agent, load_agent, train_agent
-from agents.instance_policy import InstancePolicy
+from agents.common.training import build_agent, load_agent, train_agent
+from agents.rlkd.policies import InstancePolicy
 
 ENV_ID = "TemperatureKD-v0"
 HYPERPARAMS = {"policy": "InstancePolicy", "n_steps": 16, "batch_size": 16, "n_epochs": 1}

@@ -13,8 +13,8 @@ from sb3_contrib import QRDQN
 from stable_baselines3 import DQN
 
 import kd_envs  # noqa: F401
-from agents.evaluation import save_entry, trained_agents_entry, verify_entry
-from agents.interference import (
+from agents.common.evaluation import save_entry, trained_agents_entry, verify_entry
+from agents.common.interference import (
     ContextEvaluationCallback,
     ContextInterferenceCallback,
     InterferenceCallback,
@@ -27,7 +27,7 @@ from agents.interference import (
     train_interference_run,
     training_return_auc,
 )
-from agents.iq import IQ
+from agents.iq.iq import IQ
 
 ENV_ID = "InterferenceCartPole-v0"
 # Small DQN: trains every 16 steps from step 64, 4 gradient steps each.
@@ -123,7 +123,7 @@ def test_every_phase_end_evaluates_every_context():
     assert phases[-1]["timesteps"] == model.num_timesteps  # the end of training (704: rollouts of 16)
     # An untrained agent is scored by its greedy episodes: the same numbers as a separate evaluation.
     env = gym.make(ENV_ID, **context_env_kwargs(kwargs, 1))
-    from agents.evaluation import run_episode
+    from agents.common.evaluation import run_episode
 
     expected = np.mean([run_episode(env, model, s)["return"] for s in (2000, 2001)])
     assert phases[-1]["returns"][1] == pytest.approx(expected)

@@ -4,7 +4,6 @@ by hand, learning, reproducibility, save/load, the fixed random encoder and argu
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -19,17 +18,10 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.dqn.policies import DQNPolicy
 
-import agents.iq
-from agents.iq import (
-    IQ,
-    IQRE,
-    ContextReplayBuffer,
-    ContextReplayBufferSamples,
-    IQPolicy,
-    OnlineKMeans,
-    RandomNatureEncoder,
-    head_distillation_loss,
-)
+from agents.common.registry import HYPERPARAMS_DIR
+from agents.iq.buffers import ContextReplayBuffer, ContextReplayBufferSamples
+from agents.iq.iq import IQ, IQRE, head_distillation_loss
+from agents.iq.policies import IQPolicy, OnlineKMeans, RandomNatureEncoder
 
 CARTPOLE_OBS = spaces.Box(-np.inf, np.inf, (4,), np.float32)
 
@@ -511,7 +503,7 @@ def test_dqn_policy_is_refused():
 
 @pytest.mark.parametrize(("algo", "make_env"), [("iq", lambda: gym.make("CartPole-v1")), ("iq_re", FakeImageEnv)])
 def test_hyperparameter_files_hold_valid_settings(algo, make_env):
-    table = yaml.safe_load((Path(agents.iq.__file__).parent / "hyperparams" / f"{algo}.yml").read_text())
+    table = yaml.safe_load((HYPERPARAMS_DIR / f"{algo}.yml").read_text())
     assert table
     for params in table.values():
         kwargs = {k: v for k, v in params.items() if k not in ("n_timesteps", "policy")}
@@ -523,8 +515,8 @@ def test_hyperparameter_files_hold_valid_settings(algo, make_env):
 
 def test_iq_re_on_minatar_clusters_a_random_copy_of_the_policy_trunk():
     pytest.importorskip("minatar")
-    from agents.baselines import build_agent
-    from agents.torch_layers import MinAtarCNN
+    from agents.common.torch_layers import MinAtarCNN
+    from agents.common.training import build_agent
 
     model, params = build_agent("iq_re", "MinAtar-Breakout-v1", 0, hyperparams={"learning_starts": 100,
                                 "cluster_warmup": 100, "buffer_size": 1000})  # fmt: skip

@@ -1,12 +1,24 @@
+import functools
 import json
 import math
+import os
+import subprocess
 
 import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-import agents.leaderboard
-from agents.leaderboard import MIN_OFFICIAL_RUNS, aggregate, entry_path, load_entries, make_entry, render, write_entry
+import agents.common.leaderboard
+from agents.common.leaderboard import (
+    MIN_OFFICIAL_RUNS,
+    DirtyTreeError,
+    aggregate,
+    entry_path,
+    load_entries,
+    make_entry,
+    render,
+    write_entry,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -58,6 +70,33 @@ def fake_entry(env_id="TemperatureKD-v0", name="ppo", scores=(0.5, 0.6), tag="te
     return make_entry(env_id, {"epochs": 2}, agent, runs, [1000, 1001], "student_test_accuracy", {"numpy": "x"}, tag)
 
 
+def test_official_entries_refuse_a_dirty_or_unknown_checkout(monkeypatch, fast_bootstrap):
+    official = [0.5] * MIN_OFFICIAL_RUNS
+    for commit in ("1234abcd-dirty", None):
+        monkeypatch.setattr(agents.common.leaderboard, "git_commit", lambda repo=None, c=commit: c)
+        with pytest.raises(DirtyTreeError, match=f"git_commit={commit!r}"):
+            fake_entry(scores=official, tag="official")
+        assert fake_entry(scores=official, tag="quick")["git_commit"] == commit  # other tags record it as it is
+
+
+def test_git_commit_reads_the_checkout(tmp_path, monkeypatch):
+    monkeypatch.undo()  # the real git_commit, not the suite's fixed clean commit
+    git_commit = agents.common.leaderboard.git_commit
+    assert git_commit(tmp_path) is None  # not a checkout
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    run = functools.partial(subprocess.run, cwd=tmp_path, check=True, capture_output=True, env={**os.environ, **env})
+    run(["git", "init", "-q"])
+    (tmp_path / "a.txt").write_text("1")
+    run(["git", "add", "a.txt"])
+    run(["git", "commit", "-qm", "a"])
+    head = run(["git", "rev-parse", "HEAD"], text=True).stdout.strip()
+    assert git_commit(tmp_path) == head
+    (tmp_path / "untracked.txt").write_text("new files do not make the tree dirty")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "a.txt").write_text("2")
+    assert git_commit(tmp_path) == head + "-dirty"
+
+
 def test_make_entry(fast_bootstrap):
     entry = fake_entry(scores=(0.5, 0.7))
     assert [run["score"] for run in entry["runs"]] == pytest.approx([0.55, 0.75])
@@ -91,7 +130,7 @@ def test_write_entry_is_atomic(tmp_path, monkeypatch, interruption, fast_bootstr
         f.flush()
         raise interruption
 
-    monkeypatch.setattr(agents.leaderboard.json, "dump", half_dump)
+    monkeypatch.setattr(agents.common.leaderboard.json, "dump", half_dump)
     with pytest.raises(interruption):
         write_entry({"version": 2}, path)
     assert path.read_text() == before
@@ -138,8 +177,12 @@ def test_render_temperature_response_and_confident_prediction_columns(tmp_path, 
         return entry
 
     runs = (0.5, 0.6, 0.55, 0.52, 0.58)
-    entries = [constant("constant_t1", runs, ece=0.2), constant("constant_t4", tuple(s + 0.2 for s in runs), ece=0.1),
-               constant("no_kd", runs), constant("best_constant", runs, policy={"class": "constant", "temperature": 4})]
+    entries = [
+        constant("constant_t1", runs, ece=0.2),
+        constant("constant_t4", tuple(s + 0.2 for s in runs), ece=0.1),
+        constant("no_kd", runs),
+        constant("best_constant", runs, policy={"class": "constant", "temperature": 4}),
+    ]
     entries[-1]["agent"]["selection"] = {"validation_accuracy": {"1.0": 0.5, "4.0": 0.8}}
     for entry in entries:
         write_entry(entry, entry_path(entry["env_id"], entry["agent"]["name"], entry["tag"], tmp_path))
@@ -155,7 +198,7 @@ def test_render_temperature_response_and_confident_prediction_columns(tmp_path, 
 
 
 def test_render_shows_a_study_report_after_the_tables(tmp_path):
-    from agents.leaderboard import render
+    from agents.common.leaderboard import render
 
     (tmp_path / "Interference-study.md").write_text("| setting | agent |\n|---|---|\n| cartpole | iq |\n")
     (tmp_path / "Interference-study.png").write_bytes(b"png")

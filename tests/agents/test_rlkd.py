@@ -10,16 +10,11 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.baselines import load_agent, train_agent
-from agents.rlkd import (
-    RLKD,
-    InstanceRolloutBuffer,
-    RLKDPolicy,
-    calibrate,
-    instance_advantages,
-    reward_corrector_loss,
-    state_updater_loss,
-)
+from agents.common.training import load_agent, train_agent
+from agents.rlkd.buffers import InstanceRolloutBuffer
+from agents.rlkd.calibration import calibrate, instance_advantages, reward_corrector_loss, state_updater_loss
+from agents.rlkd.policies import RLKDPolicy
+from agents.rlkd.rlkd import RLKD
 
 
 class InstanceCreditEnv(gym.Env):

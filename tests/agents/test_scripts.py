@@ -8,9 +8,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from agents.leaderboard import LEADERBOARD_DIR
+from agents.common.commands import evaluate, leaderboard, train
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+LEADERBOARD_DIR = Path(__file__).resolve().parents[2] / "leaderboard"  # the tracked one
 ENV_ID = "TemperatureKD-v0"
 TAG = "pytest"
 
@@ -21,8 +22,6 @@ def load_script(name: str):
     spec.loader.exec_module(module)
     return module
 
-
-train, evaluate, leaderboard = (load_script(name) for name in ("train", "evaluate", "leaderboard"))
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from agents.ctkd import CTKDPolicy, GlobalTemperature, cosine_reversal_weight, gradient_reversal
-from agents.evaluation import fixed_policy_entry, run_episode, save_entry, verify_entry
-from agents.fixed_policies import LinearMapPolicy, ScheduledTemperaturePolicy, fixed_policy, policy_from_spec
-from agents.temperature_search import search_linear_map, select_best_constant, select_env_setting
+from agents.common.evaluation import fixed_policy_entry, run_episode, save_entry, verify_entry
+from agents.temperature.ctkd import CTKDPolicy, GlobalTemperature, cosine_reversal_weight, gradient_reversal
+from agents.temperature.policies import LinearMapPolicy, ScheduledTemperaturePolicy
+from agents.temperature.search import search_linear_map, select_best_constant, select_env_setting
+from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
 from kd_envs.losses import kd_loss
 

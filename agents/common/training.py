@@ -15,60 +15,16 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import yaml
-from sb3_contrib import QRDQN, TQC, MaskablePPO
-from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, StopTrainingOnMaxEpisodes
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 
 import kd_envs  # noqa: F401  (registers the environments)
-from agents.compression import SEARCH_ENVS, AgingEvolution, RandomSearch, SearchRecordCallback
-from agents.instance_policy import InstancePolicy
-from agents.iq import IQ, IQRE
-from agents.n2n import N2NAgent
-from agents.rlkd import RLKD
-from agents.torch_layers import FEATURES_EXTRACTORS
+from agents.common.compression import SEARCH_ENVS, SearchRecordCallback
+from agents.common.registry import POLICIES, ZOO_KEYS, algo_class, load_hyperparams
+from agents.common.torch_layers import FEATURES_EXTRACTORS
 from kd_envs.tasks import atomic_write
-
-# SB3 / sb3-contrib algorithms, and ours with the same constructor, learn, save and load.
-ALGOS: dict[str, type[BaseAlgorithm]] = {
-    "ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "maskable_ppo": MaskablePPO,
-    "dqn": DQN, "qrdqn": QRDQN, "random_search": RandomSearch, "evolution": AgingEvolution,
-    "n2n": N2NAgent, "rlkd": RLKD, "iq": IQ, "iq_re": IQRE,
-}  # fmt: skip
-# Our policy classes, by the name a YAML file gives them (SB3's own names pass through).
-POLICIES: dict[str, type] = {"InstancePolicy": InstancePolicy}
-HYPERPARAMS_DIR = Path(__file__).parent / "hyperparams"
-# rl-zoo3 keys handled here rather than passed to the algorithm. ``env_kwargs`` in a YAML file apply to
-# the *training* env only (RLKD's efficient exploration); entries evaluate on the env kwargs of the run.
-# ``n_students`` (search envs only) is a search's budget in students proposed (finished episodes); it
-# replaces ``n_timesteps``, so that searchers whose episodes differ in length get equal budgets.
-_ZOO_KEYS = {"n_timesteps", "n_students", "policy", "n_envs", "noise_type", "noise_std", "env_kwargs"}
-_UNSUPPORTED_ZOO_KEYS = {"normalize", "frame_stack", "env_wrapper", "callback", "vec_env_wrapper"}
-
-
-def algo_class(algo: str) -> type[BaseAlgorithm]:
-    if algo not in ALGOS:
-        raise ValueError(f"algo={algo!r}: expected one of {sorted(ALGOS)}")
-    return ALGOS[algo]
-
-
-def load_hyperparams(algo: str, env_id: str, directory: Path = HYPERPARAMS_DIR) -> dict[str, Any]:
-    """The settings for ``env_id`` from ``<directory>/<algo>.yml``."""
-    algo_class(algo)
-    path = Path(directory) / f"{algo}.yml"
-    if not path.is_file():
-        raise FileNotFoundError(f"no hyperparameter file {path} for algo {algo!r}")
-    table = yaml.safe_load(path.read_text()) or {}
-    if env_id not in table:
-        raise KeyError(f"{path} has no entry for {env_id!r}; it has {sorted(table)}")
-    params = dict(table[env_id])
-    unsupported = _UNSUPPORTED_ZOO_KEYS & set(params)
-    if unsupported:
-        raise ValueError(f"{path}[{env_id}] uses rl-zoo3 keys {sorted(unsupported)} that KD-Gym does not support")
-    return params
 
 
 @dataclass
@@ -103,7 +59,7 @@ def build_agent(
     env = make_vec_env(functools.partial(gym.make, env_id, **train_env_kwargs), n_envs=n_envs, seed=seed)
     # A copy: SB3 writes into policy_kwargs (A2C its optimizer class, SAC use_sde), which must not leak
     # into the settings recorded in config.json.
-    kwargs = copy.deepcopy({k: v for k, v in params.items() if k not in _ZOO_KEYS})
+    kwargs = copy.deepcopy({k: v for k, v in params.items() if k not in ZOO_KEYS})
     if params.get("noise_type"):
         if params["noise_type"] != "normal":
             raise ValueError(f"noise_type={params['noise_type']!r}: only 'normal' is supported")
@@ -162,7 +118,7 @@ def train_agent(
     evaluate it) in ``out_dir``; TensorBoard logs go to ``out_dir/tb``. On a search env
     (N2NCompress-v0) every finished episode's student and the best one go to ``search.json``.
     ``init_from`` starts from a saved agent's weights (see :func:`build_agent`); ``callbacks`` run beside
-    the built-in ones (e.g. :class:`agents.interference.InterferenceCallback`)."""
+    the built-in ones (e.g. :class:`agents.common.interference.InterferenceCallback`)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensorboard_log = str(out_dir / "tb") if tensorboard else None

@@ -4,7 +4,7 @@
 * :func:`select_env_setting`: the env kwargs (e.g. a feature-distillation weight) with the best
   validation accuracy for a given policy;
 * :func:`search_linear_map`: a black-box search (Optuna's TPE) of the four weights of a per-instance
-  map T = clip(w₀ + w·observation) (:class:`agents.fixed_policies.LinearMapPolicy`), on validation
+  map T = clip(w₀ + w·observation) (:class:`agents.temperature.policies.LinearMapPolicy`), on validation
   accuracy within a stated budget of episodes. It measures how much room per-instance temperatures
   have on a task: whatever a learned policy gains over the best constant, a 4-parameter map may too.
 
@@ -22,8 +22,8 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.evaluation import TRAINING_SEEDS, run_episode
-from agents.fixed_policies import FixedTemperaturePolicy, LinearMapPolicy
+from agents.common.evaluation import TRAINING_SEEDS, run_episode
+from agents.temperature.policies import FixedTemperaturePolicy, LinearMapPolicy
 
 SELECTION_METRIC = "student_val_accuracy"
 CONSTANT_GRID: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)

@@ -50,7 +50,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger
 from torch.nn import functional as F
 
-from agents.evaluation import run_episode
+from agents.common.evaluation import run_episode
+from agents.common.training import train_agent
 
 # gym.make kwargs of the interference envs that belong to the drift schedule, not to one context.
 DRIFT_KWARGS = ("drift", "phase_length", "phase_unit")
@@ -425,13 +426,12 @@ def train_interference_run(
     context_matrix_eval_size: int = 512,
     progress_bar: bool = False,
 ) -> dict[str, Any]:
-    """Train one agent with :func:`agents.baselines.train_agent` while measuring AEI, per-context
+    """Train one agent with :func:`agents.common.training.train_agent` while measuring AEI, per-context
     training returns, greedy return curves, the context × phase matrix and, every
     ``context_matrix_every`` steps, the context-interference matrix (:class:`ContextInterferenceCallback`);
     writes them, with their summary (:func:`summarise_run`), to ``out_dir/interference.json`` beside
     ``model.zip``. AEI is measured on one training call in ``aei_every`` (each costs four forward
     passes on the sample)."""
-    from agents.baselines import train_agent  # baselines imports this module's users, not the reverse
 
     out_dir = Path(out_dir)
     interference = InterferenceCallback(n_samples=aei_samples, every=aei_every)

@@ -21,7 +21,9 @@ import numpy as np
 
 from kd_envs.tasks import atomic_write
 
-LEADERBOARD_DIR = Path(__file__).resolve().parent.parent / "leaderboard"
+# The default leaderboard folder, relative to the working directory (the repository root for `make` and
+# the scripts); every function that reads or writes entries takes the folder as an argument.
+LEADERBOARD_DIR = Path("leaderboard")
 SCHEMA_VERSION = 1
 MIN_OFFICIAL_RUNS = 5
 BOOTSTRAP_REPS = 5000
@@ -63,7 +65,15 @@ def run_score(run: dict[str, Any], metric: str) -> float:
     return float(np.mean([episode[metric] for episode in run["episodes"]]))
 
 
-def git_commit(repo: Path = LEADERBOARD_DIR.parent) -> str | None:
+class DirtyTreeError(RuntimeError):
+    """An official entry was asked for from code that git cannot pin: uncommitted changes, or no checkout."""
+
+
+def git_commit(repo: Path | None = None) -> str | None:
+    """The commit of the checkout holding ``repo`` (default: this code's own checkout, which git finds
+    upward from this file's folder), with ``-dirty`` for uncommitted changes to tracked files; None
+    outside a git checkout (an installed wheel)."""
+    repo = Path(__file__).parent if repo is None else Path(repo)
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
@@ -84,7 +94,16 @@ def make_entry(
     tag: str = "official",
     notes: str = "",
 ) -> dict[str, Any]:
-    """An entry; ``runs`` is a list of {"training_seed", "model", "episodes": [per-seed results]}."""
+    """An entry; ``runs`` is a list of {"training_seed", "model", "episodes": [per-seed results]}.
+
+    An official entry (``tag="official"``) must be reproducible from a commit: from a dirty checkout or
+    no checkout at all it raises :class:`DirtyTreeError`; other tags record ``-dirty`` as it is."""
+    commit = git_commit()
+    if tag == "official" and (commit is None or commit.endswith("-dirty")):
+        raise DirtyTreeError(
+            f"tag='official' needs a clean git checkout (git_commit={commit!r}): commit or stash your changes, "
+            "or make the entry under another tag"
+        )
     for run in runs:
         run["score"] = run_score(run, metric)
     env_name, _, env_version = env_id.rpartition("-v")
@@ -105,7 +124,7 @@ def make_entry(
         "notes": notes,
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "packages": packages,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.fixed_policies import temperatures_to_actions
+from agents.temperature.policies import temperatures_to_actions
 from kd_envs.losses import kd_loss
 
 

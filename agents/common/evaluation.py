@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from agents.baselines import info_numbers, load_agent, package_versions
-from agents.compression import FULL_EPOCHS, final_evaluation
-from agents.fixed_policies import fixed_policy, policy_from_spec
-from agents.leaderboard import LEADERBOARD_DIR, aggregate, entry_path, make_entry, run_score, write_entry
+from agents.common.compression import FULL_EPOCHS, final_evaluation
+from agents.common.leaderboard import LEADERBOARD_DIR, aggregate, entry_path, make_entry, run_score, write_entry
+from agents.common.training import info_numbers, load_agent, package_versions
+from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
 from kd_envs.tasks import accuracy
 
@@ -32,7 +32,7 @@ assert not set(TRAINING_SEEDS) & set(EVALUATION_SEEDS)
 SEARCH_EVALUATION_SEEDS: tuple[int, ...] = EVALUATION_SEEDS[:3]
 
 # What an entry is ranked by, per env id: a key of the last step's info, or "return". N2N's is
-# C(2 - C) * A / A_teacher with test accuracies, from agents.compression.final_evaluation.
+# C(2 - C) * A / A_teacher with test accuracies, from agents.common.compression.final_evaluation.
 SCORE_METRIC: dict[str, str] = {"TemperatureKD-v0": "student_test_accuracy", "N2NCompress-v0": "final_reward"}
 
 
@@ -182,7 +182,7 @@ def fixed_policy_entry(
     selection: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a fixed policy; each evaluation episode is a run. ``name`` is one of
-    :data:`agents.fixed_policies.FIXED_POLICIES`, or, with ``policy_spec``, the name of a policy whose
+    :data:`agents.temperature.specs.FIXED_POLICIES`, or, with ``policy_spec``, the name of a policy whose
     parameters were chosen beforehand (``best_constant``): the entry stores the spec, and ``selection``
     (how it was chosen, on what) beside it."""
     policy = _fixed_policy(name, policy_spec, (env_kwargs or {}).get("action_scale", 6.0))
@@ -235,7 +235,7 @@ def trained_agents_entry(
     evaluation_env_kwargs: Sequence[dict[str, Any]] | None = None,
     extra_files: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Evaluate agents saved by :func:`agents.baselines.train_agent` (one per training seed, same env,
+    """Evaluate agents saved by :func:`agents.common.training.train_agent` (one per training seed, same env,
     kwargs and algorithm) and copy them under ``directory/models`` so the entry can be verified.
 
     By default the agents are evaluated on the env kwargs they trained with. ``evaluation_env_kwargs``
@@ -283,9 +283,9 @@ def search_entry(
     epochs: int = FULL_EPOCHS,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """An entry for searches on N2NCompress-v0 saved by :func:`agents.baselines.train_agent` (one per
+    """An entry for searches on N2NCompress-v0 saved by :func:`agents.common.training.train_agent` (one per
     training seed): each search's best student (``search.json``) is retrained with ``epochs`` epochs on
-    every evaluation seed and scored on the test split (:func:`agents.compression.final_evaluation`)."""
+    every evaluation seed and scored on the test split (:func:`agents.common.compression.final_evaluation`)."""
     configs = [json.loads((Path(d) / "config.json").read_text()) for d in model_dirs]
     first = _shared_config(configs)
     name = name or first["algo"]

@@ -1,0 +1,68 @@
+"""Evaluate saved agents or a fixed policy on the fixed evaluation seeds; writes one leaderboard entry.
+
+kd-gym evaluate --fixed constant_t4
+kd-gym evaluate --models runs/TemperatureKD-v0/ppo/seed_* --tag official
+kd-gym evaluate --models runs/N2NCompress-v0/n2n/seed_*    # retrains each search's best student
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from agents.common.compression import FULL_EPOCHS, SEARCH_ENVS
+from agents.common.evaluation import (
+    EVALUATION_SEEDS,
+    SEARCH_EVALUATION_SEEDS,
+    fixed_policy_entry,
+    save_entry,
+    search_entry,
+    trained_agents_entry,
+)
+from agents.common.leaderboard import LEADERBOARD_DIR
+from agents.temperature.specs import FIXED_POLICIES
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=formatter)
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--fixed", choices=sorted(FIXED_POLICIES), help="a fixed reference policy")
+    what.add_argument("--models", nargs="+", help="folders written by kd-gym train, one per training seed")
+    parser.add_argument("--env", default="TemperatureKD-v0", help="env id (fixed policies; agents know theirs)")
+    parser.add_argument("--env-kwargs", type=json.loads, default={}, help="JSON dict (fixed policies)")
+    parser.add_argument("--episodes", type=int, default=None,
+                        help=f"use the first N evaluation seeds of {list(EVALUATION_SEEDS)} (default: all; "
+                             f"{len(SEARCH_EVALUATION_SEEDS)} for searches, whose best student is retrained per seed)")
+    parser.add_argument("--final-epochs", type=int, default=FULL_EPOCHS,
+                        help="searches (N2NCompress-v0): epochs of the best student's final training")  # fmt: skip
+    parser.add_argument("--tag", default="official", help="entry tag; 'official' entries need >= 5 runs")
+    parser.add_argument("--name", default=None, help="agent name in the entry (default: the algorithm)")
+    parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR,
+                        help="where the entry is written and the models copied (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    first_config = json.loads((Path(args.models[0]) / "config.json").read_text()) if args.models else {}
+    search = first_config.get("env_id") in SEARCH_ENVS
+    episodes = len(SEARCH_EVALUATION_SEEDS if search else EVALUATION_SEEDS) if args.episodes is None else args.episodes
+    if not 1 <= episodes <= len(EVALUATION_SEEDS):
+        parser.error(f"--episodes must be in [1, {len(EVALUATION_SEEDS)}]")
+    seeds = EVALUATION_SEEDS[:episodes]
+    if args.fixed:
+        entry = fixed_policy_entry(args.fixed, args.env, args.env_kwargs, seeds, args.tag)
+    elif search:
+        entry = search_entry(args.models, seeds, args.tag, args.name, args.leaderboard_dir, args.final_epochs)
+    else:
+        entry = trained_agents_entry(args.models, seeds, args.tag, args.name, args.leaderboard_dir)
+    path = save_entry(entry, args.leaderboard_dir)
+    s = entry["summary"]
+    print(f"{entry['agent']['name']}: IQM {s['iqm']:.4f} [{s['iqm_ci95'][0]:.4f}, {s['iqm_ci95'][1]:.4f}], "
+          f"mean {s['mean']:.4f} ± {s['std']:.4f} over {s['runs']} runs -> {path}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Render leaderboard/README.md and its plots from the entries, or verify an entry by re-running it.
+
+kd-gym leaderboard                     # render
+kd-gym leaderboard --verify leaderboard/entries/TemperatureKD-v0__constant_t4__quick.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from agents.common.evaluation import verify_entry
+from agents.common.leaderboard import LEADERBOARD_DIR, render
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=formatter)
+    parser.add_argument("--verify", metavar="ENTRY", nargs="+", help="entry JSON file(s) to re-run")
+    parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR,
+                        help="the folder holding entries/ and models/ (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not args.verify:
+        readme, plots = render(args.leaderboard_dir)
+        print(f"wrote {readme} and {', '.join(map(str, plots))}")
+        return 0
+    failed = 0
+    for path in args.verify:
+        mismatches = verify_entry(path, args.leaderboard_dir)
+        if mismatches:
+            failed += 1
+            print(f"MISMATCH {path}:\n  " + "\n  ".join(mismatches[:20]))
+        else:
+            print(f"OK {path}: every recorded number matches exactly")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""Searchers of N2NCompress-v0 that learn no policy network: random search and aging evolution, each an
+SB3 ``BaseAlgorithm``; ``two_stage.py`` runs the N2N paper's two-stage protocol with any searcher."""
+
+from agents.search.evolution import AgingEvolution
+from agents.search.random_search import RandomSearch
+
+__all__ = ["RandomSearch", "AgingEvolution"]

@@ -1,0 +1,121 @@
+"""Aging (regularized) evolution on N2NCompress-v0 (Real et al., 2019), the architecture-search
+field's strongest simple baseline: tournament selection, one mutation per child, the oldest dies."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env import VecEnv
+
+import kd_envs  # noqa: F401  (registers the environments)
+from agents.search.random_search import RandomSearch
+
+
+class AgingEvolution(RandomSearch):
+    """Regularized (aging) evolution (Real et al., "Regularized Evolution for Image Classifier
+    Architecture Search", AAAI 2019, Algorithm 1) on N2NCompress-v0.
+
+    A genotype is the env's decisions, keyed by (stage, teacher layer): keep/remove for every layer
+    and a shrink factor index for every layer it kept. The first ``population_size`` students are
+    random (uniform over the valid actions, as :class:`RandomSearch`). After that each episode
+    samples ``sample_size`` members of the population uniformly, takes the best (by the episode's
+    reward) as the parent and plays a child that differs from it by one mutation: one decision of the
+    parent's episode changed to another valid action, which removes or restores a layer, or changes one
+    kept layer's shrink factor. The child joins the population and the oldest member dies. A restored
+    layer takes the shrink factor its genotype still holds from an ancestor, else a random one.
+    Repeated students are re-evaluated (with a fixed ``training_seed`` the env's cache makes that free).
+
+    Real et al. use P = 100, S = 25 for 20,000 models; the defaults (P = 20, S = 5) keep the same ratio
+    for searches of a few hundred students.
+
+    :param population_size: P, the number of living members.
+    :param sample_size: S, the tournament size (1 <= S <= P).
+    """
+
+    policy_name = "EvolutionPolicy"
+
+    def __init__(
+        self,
+        policy: str,
+        env: gym.Env | VecEnv,
+        seed: int | None = None,
+        population_size: int = 20,
+        sample_size: int = 5,
+        tensorboard_log: str | None = None,
+        verbose: int = 0,
+        device: str = "cpu",
+    ):
+        for name, value in (("population_size", population_size), ("sample_size", sample_size)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"AgingEvolution: {name}={value!r}; expected an integer >= 1")
+        if sample_size > population_size:
+            raise ValueError(f"AgingEvolution: sample_size={sample_size} exceeds population_size={population_size}")
+        super().__init__(policy, env, seed, tensorboard_log, verbose, device)
+        self.population_size, self.sample_size = int(population_size), int(sample_size)
+        # Members: {"genotype": {(stage, layer): action}, "decisions": [((stage, layer), valid actions)], "reward"}
+        self.population: deque[dict[str, Any]] = deque(maxlen=self.population_size)
+        self.evaluated = 0
+        self._genotype: dict[tuple[int, int], int] | None = None  # the episode's genotype, once it started
+        self._decisions: list[tuple[tuple[int, int], list[int]]] = []
+
+    def learn(self, total_timesteps: int, *args, **kwargs):
+        self._genotype, self._decisions = None, []  # learn() resets the env: no episode is running
+        return super().learn(total_timesteps, *args, **kwargs)
+
+    def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        if self._genotype is None:
+            self._genotype = self.propose()
+        stage = int(np.argmax(obs["stage"][0]))
+        layer = int(np.argmax(obs["position"][0]))
+        valid = [int(a) for a in np.flatnonzero(np.asarray(obs["action_mask"][0]) > 0.5)]
+        key = (stage, layer)
+        if self._genotype.get(key) not in valid:
+            self._genotype[key] = int(self._rng.choice(valid))
+        self._decisions.append((key, valid))
+        return np.array([self._genotype[key]], dtype=np.int64)
+
+    def propose(self) -> dict[tuple[int, int], int]:
+        """The next episode's genotype: empty (all random) while the first P members are drawn, then a
+        one-mutation child of the tournament's winner."""
+        if self.evaluated < self.population_size:
+            return {}  # a random member: every decision drawn when the env asks for it
+        members = list(self.population)
+        picks = self._rng.choice(len(members), size=self.sample_size, replace=False)
+        parent = max((members[i] for i in picks), key=lambda m: m["reward"])
+        child = dict(parent["genotype"])
+        mutable = [(key, valid) for key, valid in parent["decisions"] if len(valid) > 1]
+        if mutable:
+            key, valid = mutable[int(self._rng.integers(len(mutable)))]
+            child[key] = int(self._rng.choice([a for a in valid if a != child[key]]))
+        return child
+
+    def _episode_end(self, reward: float, info: dict[str, Any]) -> None:
+        self.population.append({"genotype": self._genotype, "decisions": self._decisions, "reward": reward})
+        self.evaluated += 1
+        self._genotype, self._decisions = None, []
+
+    def _state(self) -> dict[str, Any]:
+        members = [{"genotype": [[*k, a] for k, a in m["genotype"].items()],
+                    "decisions": [[*k, v] for k, v in m["decisions"]], "reward": m["reward"]}
+                   for m in self.population]  # fmt: skip
+        return {"population_size": self.population_size, "sample_size": self.sample_size,
+                "evaluated": self.evaluated, "population": members}  # fmt: skip
+
+    @classmethod
+    def load(cls, path: str | Path, env: gym.Env | VecEnv | None = None, device: str = "cpu", **kwargs):
+        with zipfile.ZipFile(path) as z:
+            data = json.loads(z.read("data.json"))
+        kwargs = {"population_size": data["population_size"], "sample_size": data["sample_size"], **kwargs}
+        model = cls(cls.policy_name, env, seed=kwargs.pop("seed", data["seed"]), **kwargs)
+        model.num_timesteps, model.evaluated = data["num_timesteps"], data["evaluated"]
+        for m in data["population"]:
+            model.population.append({"genotype": {(s, layer): a for s, layer, a in m["genotype"]},
+                                     "decisions": [((s, layer), v) for s, layer, v in m["decisions"]],
+                                     "reward": m["reward"]})  # fmt: skip
+        return model
