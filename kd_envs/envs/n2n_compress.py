@@ -10,8 +10,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from kd_envs.tasks import Task, TaskConfig, TrainConfig, count_parameters, make_task
-from kd_envs.tasks.architecture import DESCRIPTOR_FIELDS, Architecture, InvalidArchitecture, architecture_of
+from kd_envs.tasks import Task, TaskConfig, TrainConfig, architecture_of, count_parameters, make_task
+from kd_envs.tasks.architecture import DESCRIPTOR_FIELDS, Architecture, InvalidArchitecture
 from kd_envs.tasks.compression import DistillConfig, StudentEvaluator
 
 # The authors' shrink factors (Ashok et al., 2018, Sec. 3.2).
@@ -185,12 +185,6 @@ class N2NCompressEnv(gym.Env):
             self.task.config.teacher, data.input_shape, data.num_classes
         )
         self.teacher_parameters = count_parameters(self.task.teacher)
-        spec_parameters = self.teacher_architecture.num_parameters()
-        if spec_parameters != self.teacher_parameters:
-            raise ValueError(
-                f"N2NCompress-v0: the layer spec of teacher {self.task.config.teacher} has {spec_parameters} "
-                f"parameters, the trained teacher {self.teacher_parameters}: they describe different networks"
-            )
         self.evaluator = StudentEvaluator(self.task, cache_dir=cache_dir, persist=cache_students)
         self.teacher_accuracy = self.evaluator.teacher_val_accuracy
         if not self.teacher_accuracy > 0:

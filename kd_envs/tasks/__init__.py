@@ -5,6 +5,7 @@ from kd_envs.tasks.models import (
     CIFAR_RESNET_DEPTHS,
     MODEL_FAMILIES,
     ModelConfig,
+    architecture_of,
     build_model,
     count_parameters,
 )
@@ -24,7 +25,8 @@ from kd_envs.tasks.training import TrainConfig, accuracy, predict_logits, steps_
 __all__ = [
     "CACHE_ENV", "CIFAR_RESNET_DEPTHS", "DATASETS", "MODEL_FAMILIES", "TASKS",
     "DatasetConfig", "DatasetSplits", "ModelConfig", "Task", "TaskConfig", "TrainConfig",
-    "accuracy", "atomic_write", "augment_batch", "build_model", "count_parameters", "default_cache_dir", "load_dataset",
+    "accuracy", "architecture_of", "atomic_write", "augment_batch", "build_model", "count_parameters",
+    "default_cache_dir", "load_dataset",
     "load_or_train_teacher", "make_task", "predict_logits", "resolve_task", "steps_per_epoch",
     "train_classifier",
 ]  # fmt: skip

@@ -12,6 +12,9 @@ connect, unless the spatial extent runs out (:class:`InvalidArchitecture`).
 
 Inputs of shape ``(L,)`` feed 1-D convs with one channel (mnist1d), ``(C, H, W)`` 2-D convs (CIFAR);
 linear layers flatten their input, and after conv layers they see the globally pooled channels.
+
+The model families' specs are in :mod:`kd_envs.tasks.models` (:func:`~kd_envs.tasks.models.architecture_of`);
+this module knows nothing of them.
 """
 
 from __future__ import annotations
@@ -24,8 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from kd_envs.tasks.models import ModelConfig
 
 LAYER_KINDS = ("linear", "conv")
 # The paper's layer descriptor x_t (type, kernel size, stride, padding, outputs, skip start, skip end),
@@ -334,42 +335,3 @@ def build_architecture(arch: Architecture, generator: torch.Generator | None = N
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return ArchitectureNet(arch)
-
-
-def architecture_of(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> Architecture:
-    """The :class:`Architecture` of a model family from :mod:`kd_envs.tasks.models`: same layers,
-    same parameter count, so a task's teacher can be compressed layer by layer."""
-    if config.family == "mlp":
-        layers = [LayerSpec("linear", config.width)] * config.depth
-        return Architecture(input_shape, num_classes, tuple(layers))
-    if config.family == "cnn1d":
-        # CNN1d: a kernel-5 first conv, then kernel 3; every conv halves the length.
-        layers = [LayerSpec("conv", config.width, 5 if i == 0 else 3, 2, 2 if i == 0 else 1)
-                  for i in range(config.depth)]  # fmt: skip
-        return Architecture(input_shape, num_classes, tuple(layers))
-    if config.family == "vgg":
-        # VGG-style: stages of two 3x3 convs, the width doubling per stage, 2x max pooling after each.
-        layers = []
-        for stage in range(config.depth):
-            width = config.width * 2**stage
-            layers += [LayerSpec("conv", width, 3, 1, 1), LayerSpec("conv", width, 3, 1, 1, pool=2)]
-        return Architecture(input_shape, num_classes, tuple(layers))
-    if config.family == "resnet":
-        # He et al.'s CIFAR ResNet: a 16-channel stem, then three stages of (depth-2)/6 two-conv blocks.
-        layers, blocks = [LayerSpec("conv", 16, 3, 1, 1)], []
-        for planes, stride in ((16, 1), (32, 2), (64, 2)):
-            for b in range((config.depth - 2) // 6):
-                blocks.append((len(layers), len(layers) + 1))
-                layers += [LayerSpec("conv", planes, 3, stride if b == 0 else 1, 1), LayerSpec("conv", planes, 3, 1, 1)]
-        return Architecture(input_shape, num_classes, tuple(layers), tuple(blocks))
-    if config.family == "resnet1d":
-        # A 1-D ResNet for sequences: a kernel-5 stem, then three stages of (depth-2)/6 two-conv blocks
-        # (width, 2 width, 4 width channels), the last two stages halving the length at their first conv.
-        layers, blocks = [LayerSpec("conv", config.width, 5, 1, 2)], []
-        for stage, stride in enumerate((1, 2, 2)):
-            planes = config.width * 2**stage
-            for b in range((config.depth - 2) // 6):
-                blocks.append((len(layers), len(layers) + 1))
-                layers += [LayerSpec("conv", planes, 3, stride if b == 0 else 1, 1), LayerSpec("conv", planes, 3, 1, 1)]
-        return Architecture(input_shape, num_classes, tuple(layers), tuple(blocks))
-    raise ValueError(f"no architecture spec for model family {config.family!r}")

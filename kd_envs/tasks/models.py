@@ -1,4 +1,11 @@
-"""Model families for distillation tasks.
+"""Model families for distillation tasks, each defined once.
+
+``mlp``, ``cnn1d`` and ``resnet`` (He et al.'s CIFAR ResNet) are torch modules: their parameter names
+and initial draws are those of the shipped and cached teachers and of the fingerprints that
+leaderboard entries record. Their layer spec (:class:`~kd_envs.tasks.architecture.Architecture`, what
+N2NCompress-v0 edits) is read off the built module by its ``architecture`` method, never written out a
+second time. ``vgg`` and ``resnet1d`` are defined by their layer spec, compiled by
+:class:`~kd_envs.tasks.architecture.ArchitectureNet`. :func:`architecture_of` gives any family's spec.
 
 Every model's ``forward(x, return_features=False)`` returns the logits, or ``(logits, features)`` where
 ``features`` is a plain list with the output of each stage (shallow first), for feature distillation.
@@ -11,6 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from kd_envs.tasks.architecture import Architecture, ArchitectureNet, LayerSpec
 
 MODEL_FAMILIES = ("mlp", "cnn1d", "vgg", "resnet", "resnet1d")
 CIFAR_RESNET_DEPTHS = (8, 14, 20, 32, 44, 56, 110)
@@ -27,7 +36,7 @@ class ModelConfig:
     ``width`` channels, then three stages of n two-conv residual blocks with ``width``, 2 ``width`` and
     4 ``width`` channels, the last two stages halving the length; 6n + 1 convs and the linear head, as
     He et al. count their CIFAR ResNets). vgg and resnet1d are compiled from their layer specs
-    (:func:`kd_envs.tasks.architecture.architecture_of`); vgg takes 1-D or image inputs, resnet1d 1-D.
+    (:func:`architecture_of`); vgg takes 1-D or image inputs, resnet1d 1-D.
     """
 
     family: str = "cnn1d"
@@ -67,6 +76,11 @@ class MLP(nn.Module):
         logits = self.head(h)
         return (logits, features) if return_features else logits
 
+    def architecture(self, input_shape: tuple[int, ...]) -> Architecture:
+        """This network as a layer spec: a linear layer per hidden layer."""
+        layers = tuple(LayerSpec("linear", layer.out_features) for layer in self.hidden)
+        return Architecture(input_shape, self.head.out_features, layers)
+
 
 class CNN1d(nn.Module):
     """1-D CNN for sequence inputs such as mnist1d (length 40).
@@ -101,6 +115,10 @@ class CNN1d(nn.Module):
             features.append(h)
         logits = self.head(h.mean(dim=2))
         return (logits, features) if return_features else logits
+
+    def architecture(self, input_shape: tuple[int, ...]) -> Architecture:
+        """This network as a layer spec: a conv layer per block."""
+        return Architecture(input_shape, self.head.out_features, tuple(_conv_spec(block[0]) for block in self.blocks))
 
 
 class BasicBlock(nn.Module):
@@ -157,6 +175,65 @@ class CifarResNet(nn.Module):
         logits = self.fc(F.adaptive_avg_pool2d(h, 1).flatten(1))
         return (logits, features) if return_features else logits
 
+    def architecture(self, input_shape: tuple[int, ...]) -> Architecture:
+        """This network as a layer spec: the stem conv, then each BasicBlock's two convs as a residual
+        block (its shortcut is implied: a projection where the shape changes, as here)."""
+        layers, blocks = [_conv_spec(self.conv1)], []
+        for stage in self.stages:
+            for block in stage:
+                blocks.append((len(layers), len(layers) + 1))
+                layers += [_conv_spec(block.conv1), _conv_spec(block.conv2)]
+        return Architecture(input_shape, self.fc.out_features, tuple(layers), tuple(blocks))
+
+
+def _conv_spec(conv: nn.Conv1d | nn.Conv2d) -> LayerSpec:
+    """A bias-free conv followed by BatchNorm and ReLU, as a layer spec (square kernels only)."""
+    return LayerSpec("conv", conv.out_channels, conv.kernel_size[0], conv.stride[0], conv.padding[0])
+
+
+def _vgg_architecture(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> Architecture:
+    # VGG-style: stages of two 3x3 convs, the width doubling per stage, 2x max pooling after each.
+    layers = []
+    for stage in range(config.depth):
+        width = config.width * 2**stage
+        layers += [LayerSpec("conv", width, 3, 1, 1), LayerSpec("conv", width, 3, 1, 1, pool=2)]
+    return Architecture(input_shape, num_classes, tuple(layers))
+
+
+def _resnet1d_architecture(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> Architecture:
+    # A 1-D ResNet for sequences: a kernel-5 stem, then three stages of (depth-2)/6 two-conv blocks
+    # (width, 2 width, 4 width channels), the last two stages halving the length at their first conv.
+    if len(input_shape) != 1:
+        raise ValueError(f"resnet1d expects 1-D samples, got input shape {input_shape}")
+    layers, blocks = [LayerSpec("conv", config.width, 5, 1, 2)], []
+    for stage, stride in enumerate((1, 2, 2)):
+        planes = config.width * 2**stage
+        for b in range((config.depth - 2) // 6):
+            blocks.append((len(layers), len(layers) + 1))
+            layers += [LayerSpec("conv", planes, 3, stride if b == 0 else 1, 1), LayerSpec("conv", planes, 3, 1, 1)]
+    return Architecture(input_shape, num_classes, tuple(layers), tuple(blocks))
+
+
+# The families defined by their layer spec alone.
+_SPEC_FAMILIES = {"vgg": _vgg_architecture, "resnet1d": _resnet1d_architecture}
+
+
+def _construct(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    if config.family in _SPEC_FAMILIES:
+        return ArchitectureNet(_SPEC_FAMILIES[config.family](config, input_shape, num_classes))
+    if config.family == "mlp":
+        in_features = 1
+        for d in input_shape:
+            in_features *= d
+        return MLP(in_features, num_classes, config.width, config.depth)
+    if config.family == "cnn1d":
+        if len(input_shape) != 1:
+            raise ValueError(f"cnn1d expects 1-D samples, got input shape {input_shape}")
+        return CNN1d(input_shape[0], num_classes, config.width, config.depth)
+    if len(input_shape) != 3:
+        raise ValueError(f"resnet expects (C, H, W) samples, got input shape {input_shape}")
+    return CifarResNet(config.depth, num_classes, in_channels=input_shape[0])
+
 
 def build_model(
     config: ModelConfig, input_shape: tuple[int, ...], num_classes: int, generator: torch.Generator | None = None
@@ -166,32 +243,23 @@ def build_model(
     Initial weights are drawn from ``generator`` when given (so a seeded episode gets the same
     student), otherwise from torch's global generator.
     """
-    if config.family == "mlp":
-        in_features = 1
-        for d in input_shape:
-            in_features *= d
-        make = lambda: MLP(in_features, num_classes, config.width, config.depth)  # noqa: E731
-    elif config.family == "cnn1d":
-        if len(input_shape) != 1:
-            raise ValueError(f"cnn1d expects 1-D samples, got input shape {input_shape}")
-        make = lambda: CNN1d(input_shape[0], num_classes, config.width, config.depth)  # noqa: E731
-    elif config.family in ("vgg", "resnet1d"):
-        from kd_envs.tasks.architecture import ArchitectureNet, architecture_of  # it builds on ModelConfig
-
-        if config.family == "resnet1d" and len(input_shape) != 1:
-            raise ValueError(f"resnet1d expects 1-D samples, got input shape {input_shape}")
-        make = lambda: ArchitectureNet(architecture_of(config, input_shape, num_classes))  # noqa: E731
-    else:
-        if len(input_shape) != 3:
-            raise ValueError(f"resnet expects (C, H, W) samples, got input shape {input_shape}")
-        make = lambda: CifarResNet(config.depth, num_classes, in_channels=input_shape[0])  # noqa: E731
     if generator is None:
-        return make()
+        return _construct(config, input_shape, num_classes)
     # Module constructors draw from the global generator; fork it so the caller's state is untouched.
     seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return make()
+        return _construct(config, input_shape, num_classes)
+
+
+def architecture_of(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> Architecture:
+    """The layer spec of the model :func:`build_model` builds: the definition itself for vgg and
+    resnet1d, read off the module for the others (built on the meta device: nothing is allocated and
+    no random number is drawn). A task's teacher can so be compressed layer by layer."""
+    if config.family in _SPEC_FAMILIES:
+        return _SPEC_FAMILIES[config.family](config, input_shape, num_classes)
+    with torch.device("meta"):
+        return _construct(config, input_shape, num_classes).architecture(input_shape)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -4,7 +4,7 @@ import pytest
 
 import kd_envs  # noqa: F401
 from kd_envs.envs.n2n_compress import DEFAULT_SHRINK_FACTORS, compression_reward
-from kd_envs.tasks.architecture import architecture_of
+from kd_envs.tasks import architecture_of
 
 
 def play(env, actions, seed=None):

@@ -2,14 +2,13 @@ import numpy as np
 import pytest
 import torch
 
-from kd_envs.tasks import ModelConfig, build_model, count_parameters
+from kd_envs.tasks import ModelConfig, architecture_of, build_model, count_parameters
 from kd_envs.tasks.architecture import (
     DESCRIPTOR_FIELDS,
     Architecture,
     ArchitectureNet,
     InvalidArchitecture,
     LayerSpec,
-    architecture_of,
     build_architecture,
 )
 
