@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run test lint bench docs clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,9 +25,16 @@ lint: $(STAMP)
 	$(PY) -m ruff check kd_envs agents scripts tests
 
 bench: $(STAMP)
-	$(PY) scripts/bench_temperature_kd.py
-	$(PY) scripts/bench_n2n.py
-	$(PY) scripts/bench_iq.py
+	$(VENV)/bin/kd-gym bench temperature_kd
+	$(VENV)/bin/kd-gym bench n2n
+	$(VENV)/bin/kd-gym bench iq
+
+# Optional: build the documentation site (offline) into a folder outside the tree.
+DOCS_SITE ?= $(or $(TMPDIR),/tmp)/kd-gym-site
+docs: $(STAMP)
+	$(PY) scripts/docs.py --check
+	$(VENV)/bin/mkdocs build --strict -d $(DOCS_SITE)
+	@echo "site: $(DOCS_SITE)/index.html"
 
 clean-venv:
 	rm -rf $(VENV)

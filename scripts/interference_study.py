@@ -3,7 +3,7 @@ problems (CartPole-v1, Acrobot-v1, with the context-interference matrix) and on 
 InterferenceCartPole-v0's conflicting contexts (context visible and hidden), plus IQ-RE against DQN on
 two MinAtar games; then the leaderboard entries and the report.
 
-    python scripts/interference_study.py                      # everything (see the README for the budget)
+    python scripts/interference_study.py                      # everything (see docs/studies/ for the budget)
     python scripts/interference_study.py --settings cartpole --no-minatar --seeds 0 1 2 3 4
     python scripts/interference_study.py --report-only        # entries + plots from finished runs
     python scripts/interference_study.py --seeds 0 --timesteps 6000 --no-minatar --tag quick  # a quick look

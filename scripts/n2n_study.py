@@ -3,7 +3,7 @@ teacher, 13 removable layers) at equal budgets in students proposed, N2N's two-s
 its joint single-episode mode, and N2N's policy transfer from the VGG-style teacher; then the
 leaderboard entries and the report.
 
-    python scripts/n2n_study.py                       # everything (see the README for the budget)
+    python scripts/n2n_study.py                       # everything (see docs/studies/ for the budget)
     python scripts/n2n_study.py --report-only         # entries, transfer result and figures from finished runs
     python scripts/n2n_study.py --seeds 0 --students 10 --tag quick --runs runs/n2n_quick   # a quick look
 

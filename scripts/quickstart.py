@@ -5,7 +5,7 @@ Trains a PPO baseline on a few training seeds, evaluates it beside cross-entropy
 temperatures and CTKD on the first evaluation seeds, writes "quick" entries and their rendered table and
 plot under runs/quickstart/leaderboard (never into the tracked leaderboard/), and prints the table.
 Quick entries are small by design (their run count is in the table); official entries need at least 5
-runs: see the README for the commands.
+runs: see docs/leaderboard-protocol.md for the commands.
 """
 
 from __future__ import annotations

@@ -140,8 +140,8 @@ class TemperatureKDEnv(gym.Env):
     64×3, shipped with the package, test accuracy 0.9795) learned from 8,000 mnist1d instances; the
     student (a 1-D CNN 32×3) has the first 1,000 of them with labels and learns the rest of what the
     teacher knows through distillation. A default episode is 40 epochs × 15 batches of 64 = 600 steps.
-    There distillation pays and the temperature matters (README: the sweep and the temperature
-    response). ``task="mnist1d"`` is the first default (all 8,000 labelled, a 1-D CNN 8×2 student,
+    There distillation pays and the temperature matters (docs/studies/temperature-kd.md: the sweep and
+    the temperature response). ``task="mnist1d"`` is the first default (all 8,000 labelled, a 1-D CNN 8×2 student,
     30 epochs of 128), where cross-entropy alone wins.
 
     The student's forward pass that yields a batch's observation is the one its training step

@@ -85,7 +85,7 @@ class TaskConfig:
 TASKS: dict[str, TaskConfig] = {
     # TemperatureKD-v0's default (cloud–edge): the shipped 1-D CNN 64x3 teacher learned from 8,000
     # instances; the student, a 1-D CNN 32x3, has the first 1,000 of them with labels, 40 epochs of
-    # batches of 64. Chosen by the sweep in scripts/temperature_kd_sweep.py (README): there KD pays
+    # batches of 64. Chosen by the sweep in scripts/temperature_kd_sweep.py (docs/studies/): there KD pays
     # and the temperature moves the result.
     "mnist1d-cloud-edge": TaskConfig(
         student=ModelConfig("cnn1d", width=32, depth=3),
