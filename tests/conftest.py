@@ -6,6 +6,7 @@ import torch
 
 from kd_envs.tasks import DatasetConfig, ModelConfig, TaskConfig, TrainConfig
 from kd_envs.tasks.datasets import write_cifar_files
+from kd_envs.tasks.task import load_task_data, make_task
 
 # Tiny models run fastest on one thread, and two test processes must not fight over the cores.
 torch.set_num_threads(1)
@@ -27,18 +28,31 @@ TINY_N2N_TASK = TaskConfig(
 
 @pytest.fixture(scope="session")
 def kd_cache(tmp_path_factory):
+    """The session's teacher and dataset cache: no test reads or writes the user's ~/.cache."""
     return tmp_path_factory.mktemp("kd_cache")
 
 
 @pytest.fixture(scope="session")
+def mnist1d_cache(kd_cache):
+    """``kd_cache`` holding the full mnist1d dataset, the data of every default task (their teachers are
+    shipped): generated once a session, in this fixture's setup rather than in some test's call."""
+    load_task_data(DatasetConfig("mnist1d"), kd_cache)
+    return kd_cache
+
+
+@pytest.fixture(scope="session")
 def tiny_kwargs(kd_cache):
-    """gym.make kwargs for a TemperatureKD episode of 2 epochs x 8 batches on digits."""
+    """gym.make kwargs for a TemperatureKD episode of 2 epochs x 8 batches on digits (its teacher trained
+    here, once a session)."""
+    make_task(TINY_TASK, cache_dir=kd_cache)
     return dict(task=TINY_TASK, batch_size=32, epochs=2, reward_set_size=32, cache_dir=str(kd_cache))
 
 
 @pytest.fixture(scope="session")
 def tiny_n2n_kwargs(kd_cache):
-    """gym.make kwargs for N2NCompress-v0 episodes that train each candidate for 8 tiny batches."""
+    """gym.make kwargs for N2NCompress-v0 episodes that train each candidate for 8 tiny batches (the
+    teacher trained here, once a session)."""
+    make_task(TINY_N2N_TASK, cache_dir=kd_cache)
     return dict(task=TINY_N2N_TASK.to_dict(), epochs=1, batch_size=32, cache_dir=str(kd_cache))
 
 

@@ -615,6 +615,17 @@ class TemperatureKDEnv(gym.Env):
             raise RuntimeError("TemperatureKD-v0: the episode has ended; no batch comes next")
         return self._student_logits.detach(), self._teacher_batch
 
+    def batch_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The coming batch's inputs, as the student sees them (after any mixup or augmentation), and
+        its labels: ``(batch_size, *input_shape)`` and ``(batch_size,)``, the rows of the observation in
+        order. Not part of the observation: for checks and baselines that redo the training step by hand.
+        The tensors are the env's own; clone them before changing them."""
+        if self._student is None:
+            raise RuntimeError("TemperatureKD-v0: call reset() before batch_data()")
+        if self._epoch >= self.options.epochs:
+            raise RuntimeError("TemperatureKD-v0: the episode has ended; no batch comes next")
+        return self._x, self._y
+
     @property
     def student(self) -> torch.nn.Module | None:
         """The student being distilled in the current episode (read-only use)."""

@@ -183,18 +183,18 @@ def test_tensors_sha256_depends_on_values_names_and_shapes():
     assert tensors_sha256(a) != tensors_sha256(b)
 
 
-def test_default_task_teacher_is_shipped_and_checked(tmp_path, monkeypatch):
+def test_default_task_teacher_is_shipped_and_checked(tmp_path, monkeypatch, mnist1d_cache):
     # The default task's teacher comes from the package, never from training or the user's cache.
     monkeypatch.setattr(task_module, "train_classifier", _no_training)
     config = TASKS["mnist1d-cloud-edge"]
     assert (SHIPPED_TEACHERS_DIR / f"{teacher_key(config)}.pt").is_file()
-    teacher, record = load_or_train_teacher(config, load_task_data(config.dataset, tmp_path), tmp_path)
+    teacher, record = load_or_train_teacher(config, load_task_data(config.dataset, mnist1d_cache), tmp_path)
     assert record["source"] == "shipped"
     assert tensors_sha256(teacher.state_dict()) == record["weights_sha256"]
     assert not (tmp_path / "teachers").exists()
 
 
-def test_a_damaged_shipped_teacher_is_refused(tmp_path, monkeypatch):
+def test_a_damaged_shipped_teacher_is_refused(tmp_path, monkeypatch, mnist1d_cache):
     config = TASKS["mnist1d-cloud-edge"]
     key = teacher_key(config)
     shipped = tmp_path / "shipped"
@@ -206,4 +206,4 @@ def test_a_damaged_shipped_teacher_is_refused(tmp_path, monkeypatch):
     (shipped / f"{key}.json").write_text(json.dumps(record))
     monkeypatch.setattr(task_module, "SHIPPED_TEACHERS_DIR", shipped)
     with pytest.raises(ValueError, match=f"shipped teacher .*{key}.pt: weights sha256"):
-        load_or_train_teacher(config, load_task_data(config.dataset, tmp_path), tmp_path)
+        load_or_train_teacher(config, load_task_data(config.dataset, mnist1d_cache), tmp_path)
