@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import shutil
+import tempfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -152,18 +155,49 @@ def slim_model_zip(source: Path, target: Path) -> None:
                              compress_type=zipfile.ZIP_DEFLATED)  # fmt: skip
 
 
-def _store_run(model_dir: Path, target: Path, files: Sequence[str], directory: Path) -> str:
-    """Copy a run's ``files`` beside the entry (so it can be verified; ``model.zip`` slimmed by
-    :func:`slim_model_zip`); returns their folder, relative to the leaderboard ``directory`` where it
-    lies inside it."""
-    if target.resolve() != model_dir.resolve():
-        target.mkdir(parents=True, exist_ok=True)
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def store_model(model_dir: Path, files: Sequence[str], directory: Path) -> tuple[str, str]:
+    """Store a run's ``files`` in the leaderboard ``directory``, addressed by content: ``model.zip``
+    slimmed by :func:`slim_model_zip` (weights only), its sha256 names the folder
+    ``models/<sha256>/`` that holds it beside the other files. Returns (the folder relative to
+    ``directory``, the sha256), which the entry records; a model stored before is reused, not copied."""
+    models = Path(directory) / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=models, prefix=".staging-"))
+    try:
+        slim_model_zip(Path(model_dir) / "model.zip", staging / "model.zip")
         for file in files:
-            if file == "model.zip":
-                slim_model_zip(model_dir / file, target / file)
-            else:
-                shutil.copy2(model_dir / file, target / file)
-    return str(target.relative_to(directory)) if target.is_relative_to(directory) else str(target)
+            if file != "model.zip":
+                shutil.copy2(Path(model_dir) / file, staging / file)
+        sha = file_sha256(staging / "model.zip")
+        target = models / sha
+        if target.is_dir():
+            for file in files:
+                if file != "model.zip" and (target / file).read_bytes() != (staging / file).read_bytes():
+                    raise ValueError(f"{target} holds the same model with a different {file}")
+        else:
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target.relative_to(directory).as_posix(), sha
+
+
+def stored_model_dir(run: dict[str, Any], directory: Path) -> Path:
+    """A run's stored model folder, after checking that its ``model.zip`` is the one the entry records."""
+    folder = Path(directory) / run["model"]
+    recorded = run.get("model_sha256")
+    if recorded is not None:
+        found = file_sha256(folder / "model.zip")
+        if found != recorded:
+            raise ValueError(f"{folder / 'model.zip'}: sha256 {found} is not the entry's {recorded}")
+    return folder
 
 
 def _fixed_policy(name: str, spec: dict[str, Any] | None, action_scale: float):
@@ -250,16 +284,14 @@ def trained_agents_entry(
         raise ValueError(f"training seeds {training_seeds} overlap the evaluation seeds {list(seeds)}")
     name = name or first["algo"]
     env_id = first["env_id"]
-    store = Path(directory) / "models" / entry_path(env_id, name, tag).stem
     runs = []
     settings = list(evaluation_env_kwargs) if evaluation_env_kwargs else [first["env_kwargs"]]
     for model_dir, agent in agents:
         episodes = [episode for kwargs in settings
                     for episode in evaluate(agent.model, env_id, kwargs, seeds, progress,
                                             description=f"{name} seed {agent.config['seed']}")]  # fmt: skip
-        files = ("model.zip", "config.json", *extra_files)
-        model = _store_run(model_dir, store / f"seed_{agent.config['seed']}", files, directory)
-        runs.append({"training_seed": agent.config["seed"], "model": model, "episodes": episodes})
+        model, sha = store_model(model_dir, ("model.zip", "config.json", *extra_files), directory)
+        runs.append({"training_seed": agent.config["seed"], "model": model, "model_sha256": sha, "episodes": episodes})
     spec = {
         "kind": "sb3",
         "name": name,
@@ -290,7 +322,6 @@ def search_entry(
     first = _shared_config(configs)
     name = name or first["algo"]
     env_id = first["env_id"]
-    store = Path(directory) / "models" / entry_path(env_id, name, tag).stem
     runs = []
     for model_dir, config in zip(map(Path, model_dirs), configs):
         search = json.loads((model_dir / "search.json").read_text())
@@ -298,10 +329,10 @@ def search_entry(
             raise ValueError(f"{model_dir}/search.json found no valid student")
         episodes = final_evaluation(env_id, config["env_kwargs"], search["best"]["architecture"], seeds, epochs,
                                     progress=progress)  # fmt: skip
-        files = ("model.zip", "config.json", "search.json")
-        model = _store_run(model_dir, store / f"seed_{config['seed']}", files, directory)
+        model, sha = store_model(model_dir, ("model.zip", "config.json", "search.json"), directory)
         best = {k: v for k, v in search["best"].items() if k != "architecture"}
-        runs.append({"training_seed": config["seed"], "model": model, "architecture": search["best"]["architecture"],
+        runs.append({"training_seed": config["seed"], "model": model, "model_sha256": sha,
+                     "architecture": search["best"]["architecture"],
                      "search": {"episodes": search["episodes"], "unique_students": search["unique_students"],
                                 "best": best},
                      "episodes": episodes})  # fmt: skip
@@ -335,7 +366,7 @@ def entry_policies(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> 
                                                                          scale)) for run in entry["runs"]]  # fmt: skip
     if agent["kind"] == "search":
         raise ValueError("an N2N search entry holds students, not policies")
-    return [(f"training seed {run['training_seed']}", load_agent(Path(directory) / run["model"]).model)
+    return [(f"training seed {run['training_seed']}", load_agent(stored_model_dir(run, directory)).model)
             for run in entry["runs"]]  # fmt: skip
 
 
@@ -359,6 +390,15 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
         if differ:  # the same policy on another teacher or other data: replaying would compare nothing
             return [f"task {k}: the entry's {recorded_fingerprint.get(k)} differs from this machine's {here.get(k)}"
                     for k in differ]  # fmt: skip
+    stored = [run for run in entry["runs"] if run.get("model")]
+    damaged = []
+    for run in stored:
+        try:
+            stored_model_dir(run, directory)
+        except (OSError, ValueError) as error:
+            damaged.append(f"training seed {run['training_seed']}: {error}")
+    if damaged:  # a model that is not the one the entry records: replaying it would compare nothing
+        return damaged
     if entry["agent"]["kind"] in ("fixed", "searched"):
         pairs = []
         for (label, policy), recorded in zip(entry_policies(entry, directory), _recorded_runs(entry)):
@@ -367,7 +407,7 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
     elif entry["agent"]["kind"] == "search":
         pairs = []
         for run in entry["runs"]:
-            stored = json.loads((Path(directory) / run["model"] / "search.json").read_text())
+            stored = json.loads((stored_model_dir(run, directory) / "search.json").read_text())
             if stored["best"]["architecture"] != run["architecture"]:
                 mismatches.append(f"training seed {run['training_seed']}: the entry's architecture is not its "
                                   "search's best")  # fmt: skip

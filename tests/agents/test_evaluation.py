@@ -12,6 +12,7 @@ from agents.common.evaluation import (
     EVALUATION_SEEDS,
     TRAINING_SEEDS,
     evaluate,
+    file_sha256,
     fixed_policy_entry,
     run_episode,
     save_entry,
@@ -82,7 +83,9 @@ def test_trained_agents_entry_copies_verifies_and_detects_tampering(tmp_path, ti
     assert entry["agent"]["total_timesteps"] == 32
     assert entry["training_seeds"] == [0, 1] and entry["summary"]["runs"] == 2
     for seed, run in zip((0, 1), entry["runs"]):
-        assert run["model"] == f"models/{ENV_ID}__ppo__test/seed_{seed}"
+        # Addressed by content: the folder is the sha256 of the stored model.zip, which the entry records.
+        assert run["model"] == f"models/{run['model_sha256']}"
+        assert file_sha256(tmp_path / run["model"] / "model.zip") == run["model_sha256"]
         config = "config.json"
         assert (tmp_path / run["model"] / config).read_bytes() == (tiny_ppo_dirs[seed] / config).read_bytes()
         # The stored model: the same weights and settings, the optimizer's moments dropped, deflated.
@@ -127,7 +130,22 @@ def test_verify_reruns_the_stored_models(tmp_path, tiny_ppo_dirs, fast_bootstrap
     shutil.move(stored[0], swap)
     shutil.move(stored[1], stored[0])
     shutil.move(swap, stored[1])
-    assert verify_entry(path, tmp_path, progress=False)
+    mismatches = verify_entry(path, tmp_path, progress=False)
+    assert len(mismatches) == 2 and all("is not the entry's" in m for m in mismatches)
+    # Without the recorded hashes (an entry written before they were), the replay still tells.
+    saved = json.loads(path.read_text())
+    for run in saved["runs"]:
+        del run["model_sha256"]
+    path.write_text(json.dumps(saved))
+    mismatches = verify_entry(path, tmp_path, progress=False)
+    assert mismatches and not any("sha256" in m for m in mismatches)
+
+
+def test_a_model_stored_twice_is_kept_once(tmp_path, tiny_ppo_dirs, fast_bootstrap):
+    first = trained_agents_entry(tiny_ppo_dirs, SEEDS[:1], tag="a", directory=tmp_path, progress=False)
+    second = trained_agents_entry(tiny_ppo_dirs, SEEDS[:1], tag="b", directory=tmp_path, progress=False)
+    assert [r["model"] for r in first["runs"]] == [r["model"] for r in second["runs"]]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == sorted(r["model_sha256"] for r in first["runs"])
 
 
 def test_training_seeds_must_not_be_evaluation_seeds(tmp_path, tiny_ppo_dirs):
