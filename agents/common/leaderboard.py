@@ -25,6 +25,9 @@ from kd_envs.tasks import atomic_write
 # the scripts); every function that reads or writes entries takes the folder as an argument.
 LEADERBOARD_DIR = Path("leaderboard")
 SCHEMA_VERSION = 1
+# The tracked leaderboard's size budget (entries, rendered tables and plots, weights-only models); the
+# README states it and a test holds it.
+LEADERBOARD_BUDGET_MB = 15
 MIN_OFFICIAL_RUNS = 5
 BOOTSTRAP_REPS = 5000
 
@@ -83,6 +86,18 @@ def git_commit(repo: Path | None = None) -> str | None:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def commit_for_entry(tag: str) -> str | None:
+    """The commit an entry with ``tag`` records; for ``tag="official"`` a clean checkout is required
+    (:class:`DirtyTreeError` otherwise), so a command can check before it spends the evaluation."""
+    commit = git_commit()
+    if tag == "official" and (commit is None or commit.endswith("-dirty")):
+        raise DirtyTreeError(
+            f"tag='official' needs a clean git checkout (git_commit={commit!r}): commit or stash your changes, "
+            "or make the entry under another tag"
+        )
+    return commit
+
+
 def make_entry(
     env_id: str,
     env_kwargs: dict[str, Any],
@@ -98,12 +113,7 @@ def make_entry(
 
     An official entry (``tag="official"``) must be reproducible from a commit: from a dirty checkout or
     no checkout at all it raises :class:`DirtyTreeError`; other tags record ``-dirty`` as it is."""
-    commit = git_commit()
-    if tag == "official" and (commit is None or commit.endswith("-dirty")):
-        raise DirtyTreeError(
-            f"tag='official' needs a clean git checkout (git_commit={commit!r}): commit or stash your changes, "
-            "or make the entry under another tag"
-        )
+    commit = commit_for_entry(tag)
     for run in runs:
         run["score"] = run_score(run, metric)
     env_name, _, env_version = env_id.rpartition("-v")

@@ -99,7 +99,10 @@ class InstanceTemperature(nn.Module):
 @dataclass
 class CTKDPolicy:
     """CTKD as a TemperatureKD-v0 policy (see the module docstring). Deterministic given the episode's
-    seed: ``seed(s)`` re-creates the module and its optimiser before each episode."""
+    seed: ``seed(s)`` re-creates the module and its optimiser before each episode.
+
+    ``temperature_module`` is the learnable temperature (:class:`GlobalTemperature` or
+    :class:`InstanceTemperature`, its parameter θ), None until the first ``seed``."""
 
     name: str
     instance_wise: bool = False
@@ -118,7 +121,7 @@ class CTKDPolicy:
         if not (0.0 < self.t_start and self.t_start + self.t_range < 10.0 and self.t_range > 0):
             raise ValueError(f"t_start={self.t_start}, t_range={self.t_range}: T must stay inside (0, 10)")
         self._env = None
-        self._module: nn.Module | None = None
+        self.temperature_module: nn.Module | None = None
 
     def attach(self, env) -> None:
         """Bind to the unwrapped TemperatureKD env whose batches this policy reads."""
@@ -130,10 +133,10 @@ class CTKDPolicy:
         generator = torch.Generator().manual_seed(int(seed))
         num_classes = self._env.task.data.num_classes
         if self.instance_wise:
-            self._module: nn.Module = InstanceTemperature(num_classes, generator=generator)
+            self.temperature_module: nn.Module = InstanceTemperature(num_classes, generator=generator)
         else:
-            self._module = GlobalTemperature()
-        self._optimizer = torch.optim.SGD(self._module.parameters(), lr=self.lr, momentum=self.momentum,
+            self.temperature_module = GlobalTemperature()
+        self._optimizer = torch.optim.SGD(self.temperature_module.parameters(), lr=self.lr, momentum=self.momentum,
                                           weight_decay=self.weight_decay)  # fmt: skip
         self._step = 0
 
@@ -142,10 +145,10 @@ class CTKDPolicy:
         return cosine_reversal_weight(epoch, self.decay_loops, self.weight_max, self.weight_min)
 
     def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
-        if self._module is None:
+        if self.temperature_module is None:
             raise RuntimeError(f"{self.name}: call seed(evaluation_seed) before predict()")
         student_logits, teacher_logits = self._env.batch_logits()
-        raw = gradient_reversal(self._module(student_logits, teacher_logits), self.reversal_weight())
+        raw = gradient_reversal(self.temperature_module(student_logits, teacher_logits), self.reversal_weight())
         temperature = self.t_start + self.t_range * torch.sigmoid(raw)
         # θ's step in CTKD's joint update: the student's loss term that depends on T, through the GRL.
         loss = self._env.options.kd_weight * kd_loss(student_logits, teacher_logits, temperature)

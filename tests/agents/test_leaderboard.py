@@ -1,15 +1,21 @@
 import functools
+import io
 import json
 import math
 import os
 import subprocess
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy.stats import trim_mean
 
 import agents.common.leaderboard
+from agents.common.evaluation import file_sha256
 from agents.common.leaderboard import (
+    LEADERBOARD_BUDGET_MB,
     MIN_OFFICIAL_RUNS,
     DirtyTreeError,
     aggregate,
@@ -207,3 +213,32 @@ def test_render_shows_a_study_report_after_the_tables(tmp_path):
     assert "## Interference study" in text and "| cartpole | iq |" in text
     assert "![Interference-study.png](Interference-study.png)" in text
     assert "Interference-context-matrices.png" not in text  # only figures that exist
+
+
+# -- the tracked leaderboard is data: entries, and the models they name by content, within a budget ----------
+REPO_LEADERBOARD = Path(__file__).resolve().parents[2] / "leaderboard"
+
+
+def test_tracked_models_are_addressed_by_content_and_each_is_named_by_an_entry():
+    referenced = set()
+    for path, entry in load_entries(REPO_LEADERBOARD):
+        for run in entry["runs"]:
+            if run.get("model"):
+                assert run["model"] == f"models/{run['model_sha256']}", path.name
+                referenced.add(run["model_sha256"])
+    stored = {p.name for p in (REPO_LEADERBOARD / "models").iterdir()}
+    assert stored == referenced  # no model without an entry, no entry without its model
+    for sha in stored:
+        folder = REPO_LEADERBOARD / "models" / sha
+        assert file_sha256(folder / "model.zip") == sha
+        with zipfile.ZipFile(folder / "model.zip") as archive:  # weights only: no optimizer state
+            for name in archive.namelist():
+                if name.endswith("optimizer.pth"):
+                    assert torch.load(io.BytesIO(archive.read(name)), weights_only=False)["state"] == {}
+
+
+def test_tracked_leaderboard_fits_the_budget_the_readme_states():
+    size = sum(p.stat().st_size for p in REPO_LEADERBOARD.rglob("*") if p.is_file())
+    assert size <= LEADERBOARD_BUDGET_MB * 2**20, f"leaderboard/ holds {size / 2**20:.1f} MB"
+    readme = (REPO_LEADERBOARD.parent / "README.md").read_text()
+    assert f"`leaderboard/` ≤ {LEADERBOARD_BUDGET_MB} MB" in readme

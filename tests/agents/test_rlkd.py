@@ -8,6 +8,7 @@ import pytest
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from agents.common.training import load_agent, train_agent
@@ -131,16 +132,29 @@ def test_actor_is_shared_by_instances():
 
 def test_rollout_log_probs_match_the_first_ppo_evaluation():
     """U changes only after PPO's update, so PPO's first ratio is exactly 1 on every instance."""
+
+    class FirstEvaluation(BaseCallback):
+        """At the end of a rollout (before PPO's update): the policy's log-probabilities of its actions."""
+
+        results: list = []
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            buffer = self.model.rollout_buffer
+            with torch.no_grad():
+                _, log_prob, entropy = self.model.policy.evaluate_actions(
+                    torch.as_tensor(buffer.observations[:, 0]), torch.as_tensor(buffer.actions[:, 0]))
+            self.results.append((log_prob.numpy(), buffer.log_probs.reshape(-1).copy(), entropy.shape))
+
     model = small_rlkd(credit_env())
     model.learn(128)  # two rollouts: U has been fitted once
-    model._setup_learn(64, callback=None, reset_num_timesteps=False)
-    model.collect_rollouts(model.env, model._init_callback(None), model.rollout_buffer, n_rollout_steps=64)
-    buffer = model.rollout_buffer
-    with torch.no_grad():
-        _, log_prob, entropy = model.policy.evaluate_actions(torch.as_tensor(buffer.observations[:, 0]),
-                                                             torch.as_tensor(buffer.actions[:, 0]))  # fmt: skip
-    np.testing.assert_allclose(log_prob.numpy(), buffer.log_probs.reshape(-1), rtol=1e-5, atol=1e-5)
-    assert log_prob.shape == entropy.shape == (64 * 16,)
+    callback = FirstEvaluation()
+    model.learn(64, callback=callback, reset_num_timesteps=False)
+    ((log_prob, recorded, entropy_shape),) = callback.results
+    np.testing.assert_allclose(log_prob, recorded, rtol=1e-5, atol=1e-5)
+    assert log_prob.shape == entropy_shape == (64 * 16,)
 
 
 def test_bad_spaces_give_a_clear_error():

@@ -77,6 +77,31 @@ def test_parser_errors(tmp_path, capsys, script, argv, message):
     assert not any(tmp_path.iterdir())
 
 
+def test_evaluate_refuses_an_official_entry_from_a_dirty_checkout_before_evaluating(tmp_path, capsys, monkeypatch):
+    import agents.common.leaderboard
+
+    monkeypatch.setattr(agents.common.leaderboard, "git_commit", lambda repo=None: "abc-dirty")
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main(["--fixed", "constant_t4", "--tag", "official", "--leaderboard-dir", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "needs a clean git checkout (git_commit='abc-dirty')" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_kd_gym_dispatches_to_the_subcommands(capsys):
+    from agents.common.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "usage: kd-gym train" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["bench", "n2n", "--help"])
+    assert "usage: kd-gym bench n2n" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["fly"])
+    assert exit_.value.code == 2 and "invalid choice: 'fly'" in capsys.readouterr().err
+
+
 def test_evaluate_then_verify_trained_agents(tmp_path, trained, capsys, fast_bootstrap):
     evaluate.main(["--models", *map(str, trained), "--episodes", "2", "--tag", TAG, "--leaderboard-dir", str(tmp_path)])
     path = tmp_path / "entries" / f"{ENV_ID}__ppo__{TAG}.json"

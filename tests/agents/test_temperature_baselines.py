@@ -130,7 +130,7 @@ def test_ctkd_ascends_the_kd_loss_through_the_reversal(tiny_kwargs):
     # so θ moves *up* the KD loss, by a step proportional to λ.
     weight = cosine_reversal_weight(1)
     expected = -policy.lr * (weight * theta.grad.item() + policy.weight_decay * 1.0)
-    assert policy._module.value.item() - 1.0 == pytest.approx(expected, rel=5e-3)  # θ is float32
+    assert policy.temperature_module.value.item() - 1.0 == pytest.approx(expected, rel=5e-3)  # θ is float32
 
 
 def test_ctkd_episodes_repeat_and_differ_from_a_constant(tiny_kwargs):

@@ -21,11 +21,16 @@ BENCHMARKS = {
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("benchmark", choices=sorted(BENCHMARKS))
+    formatter = argparse.RawDescriptionHelpFormatter
+    # No -h of its own: `bench <name> --help` is the benchmark's help; `bench --help` is this one.
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=formatter, add_help=False)
+    parser.add_argument("benchmark", nargs="?", choices=sorted(BENCHMARKS))
     args, rest = parser.parse_known_args(argv)
+    if args.benchmark is None:
+        if {"-h", "--help"} & set(rest):
+            parser.print_help()
+            return 0
+        parser.error("the benchmark to run is required")
     module = importlib.import_module(BENCHMARKS[args.benchmark])
     module.main(rest, prog=f"{parser.prog} {args.benchmark}")
     return 0

@@ -22,7 +22,7 @@ from agents.common.evaluation import (
     search_entry,
     trained_agents_entry,
 )
-from agents.common.leaderboard import LEADERBOARD_DIR
+from agents.common.leaderboard import LEADERBOARD_DIR, DirtyTreeError, commit_for_entry
 from agents.temperature.specs import FIXED_POLICIES
 
 
@@ -45,6 +45,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
                         help="where the entry is written and the models copied (default: %(default)s)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    try:  # before the evaluation, not after it
+        commit_for_entry(args.tag)
+    except DirtyTreeError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     first_config = json.loads((Path(args.models[0]) / "config.json").read_text()) if args.models else {}
     search = first_config.get("env_id") in SEARCH_ENVS
