@@ -19,7 +19,16 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.common.compression import FULL_EPOCHS, final_evaluation
-from agents.common.leaderboard import LEADERBOARD_DIR, aggregate, entry_path, make_entry, run_score, write_entry
+from agents.common.leaderboard import (
+    LEADERBOARD_DIR,
+    MIN_OFFICIAL_RUNS,
+    SCHEMA_VERSION,
+    aggregate,
+    entry_path,
+    make_entry,
+    run_score,
+    write_entry,
+)
 from agents.common.training import info_numbers, load_agent, package_versions
 from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
@@ -377,10 +386,76 @@ def _recorded_runs(entry: dict[str, Any]) -> list[list[dict[str, Any]]]:
     return [run["episodes"] for run in entry["runs"]]
 
 
+AGENT_KINDS = ("fixed", "searched", "sb3", "search")
+# The keys every entry holds, with their JSON types (make_entry writes them).
+ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "schema": int, "env_id": str, "env_kwargs": dict, "agent": dict, "tag": str, "metric": str,
+    "training_seeds": list, "evaluation_seeds": list, "runs": list, "summary": dict, "official": bool,
+    "git_commit": (str, type(None)),
+}  # fmt: skip
+
+
+def entry_problems(entry: Any) -> list[str]:
+    """What is wrong with an entry before anything is replayed: its schema (keys, types, runs and their
+    episodes on the entry's evaluation seeds) and the official rule (``tag="official"``, at least
+    ``MIN_OFFICIAL_RUNS`` runs, the protocol's evaluation seeds, a clean commit). Empty when sound."""
+    if not isinstance(entry, dict):
+        return [f"an entry is a JSON object, not {type(entry).__name__}"]
+    problems = [f"missing key {key!r}" for key in ENTRY_FIELDS if key not in entry]
+    for key, kind in ENTRY_FIELDS.items():
+        value = entry.get(key)
+        if key in entry and (not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool)):
+            problems.append(f"{key!r} is {type(value).__name__}, expected {getattr(kind, '__name__', 'str or null')}")
+    if problems:
+        return problems
+    if entry["schema"] != SCHEMA_VERSION:
+        problems.append(f"schema {entry['schema']}; this code reads schema {SCHEMA_VERSION}")
+    kind = entry["agent"].get("kind")
+    if kind not in AGENT_KINDS or not isinstance(entry["agent"].get("name"), str):
+        problems.append(f"agent {entry['agent']!r}: expected a 'name' and a 'kind' in {AGENT_KINDS}")
+    seeds = entry["evaluation_seeds"]
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        problems.append(f"evaluation_seeds {seeds!r}: expected a non-empty list of ints")
+    if set(entry["training_seeds"]) & set(seeds):
+        problems.append(f"training seeds {entry['training_seeds']} overlap the evaluation seeds")
+    runs = entry["runs"]
+    if not runs:
+        problems.append("runs is empty")
+    settings = len(entry.get("evaluation_env_kwargs") or [None])
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict) or not isinstance(run.get("episodes"), list) or not run["episodes"] \
+                or not all(isinstance(e, dict) and "seed" in e for e in run["episodes"]):  # fmt: skip
+            problems.append(f"run {i}: expected a dict with a non-empty 'episodes' list of dicts with a 'seed'")
+            continue
+        if kind != "fixed" and [e["seed"] for e in run["episodes"]] != list(seeds) * settings:
+            problems.append(f"run {i}: its episodes' seeds are not the entry's evaluation seeds")
+    if kind == "fixed" and not problems and [e["seed"] for r in runs for e in r["episodes"]] != list(seeds):
+        problems.append("the fixed policy's runs are not one episode per evaluation seed")
+    official = entry["tag"] == "official" and len(runs) >= MIN_OFFICIAL_RUNS
+    if entry["official"] != official:
+        problems.append(f"official is {entry['official']} but the rule (tag 'official', >= {MIN_OFFICIAL_RUNS} runs; "
+                        f"this entry: tag {entry['tag']!r}, {len(runs)} runs) says {official}")  # fmt: skip
+    if entry["official"]:
+        protocol = list(SEARCH_EVALUATION_SEEDS if kind == "search" else EVALUATION_SEEDS)
+        if list(seeds) != protocol:
+            problems.append(f"an official {kind} entry is scored on the evaluation seeds {protocol}, not {seeds}")
+        commit = entry["git_commit"]
+        if commit is None or commit.endswith("-dirty"):
+            problems.append(f"an official entry needs a clean commit; git_commit is {commit!r}")
+    return problems
+
+
 def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True) -> list[str]:
-    """Re-run an entry's stored policy on its evaluation seeds; returns the mismatches (empty when
-    every number matches exactly)."""
-    entry = json.loads(Path(path).read_text())
+    """Re-run an entry's stored policy on its evaluation seeds; returns the problems: the entry's own
+    (:func:`entry_problems`, checked first: an unsound entry is not replayed) or the mismatches of the
+    replay (empty when every number matches exactly). An unreadable file is a problem too, not an error."""
+    try:
+        entry = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        return [f"cannot read the entry: {error}"]
+    problems = entry_problems(entry)
+    if problems:
+        return problems
     env_id, kwargs, seeds = entry["env_id"], entry["env_kwargs"], entry["evaluation_seeds"]
     mismatches = []
     recorded_fingerprint = entry.get("task_fingerprint")

@@ -11,6 +11,7 @@ import torch
 from agents.common.evaluation import (
     EVALUATION_SEEDS,
     TRAINING_SEEDS,
+    entry_problems,
     evaluate,
     file_sha256,
     fixed_policy_entry,
@@ -175,3 +176,54 @@ def test_trace_episode_records_each_epoch(tiny_kwargs):
     assert trace["test_accuracy"][-1] == pytest.approx(trace["student_test_accuracy"])
     plain = run_episode(gym.make("TemperatureKD-v0", **dict(tiny_kwargs, epochs=3)), fixed_policy("constant_t4"), 1000)
     assert plain["student_test_accuracy"] == trace["student_test_accuracy"]
+
+
+def _sound_entry(tmp_path, tiny_json_kwargs):
+    entry = fixed_policy_entry("constant_t1", ENV_ID, tiny_json_kwargs, SEEDS, tag="test", progress=False)
+    assert entry_problems(entry) == []
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda e: e.update(runs=[]), "runs is empty"),
+        (lambda e: e.pop("metric"), "missing key 'metric'"),
+        (lambda e: e.update(official="yes"), "'official' is str"),
+        (lambda e: e.update(evaluation_seeds=[1000, 1002]), "not one episode per evaluation seed"),
+        (lambda e: e.update(training_seeds=[1000]), "overlap the evaluation seeds"),
+        (lambda e: e.update(official=True), "official is True but the rule"),  # 2 runs, tag "test"
+        (lambda e: e["agent"].update(kind="magic"), "expected a 'name' and a 'kind'"),
+        (lambda e: e["runs"][0].update(episodes=[]), "run 0: expected a dict with a non-empty 'episodes'"),
+    ],
+)
+def test_entry_problems_are_found_before_any_replay(tmp_path, tiny_json_kwargs, fast_bootstrap, edit, problem):
+    entry = _sound_entry(tmp_path, tiny_json_kwargs)
+    edit(entry)
+    assert any(problem in p for p in entry_problems(entry)), entry_problems(entry)
+    path = tmp_path / "entry.json"
+    path.write_text(json.dumps(entry))
+    assert any(problem in p for p in verify_entry(path, tmp_path, progress=False))
+
+
+def test_the_official_rule_needs_the_protocol_seeds_and_a_clean_commit(tmp_path, tiny_json_kwargs, fast_bootstrap):
+    entry = _sound_entry(tmp_path, tiny_json_kwargs)
+    entry.update(tag="official", official=True, runs=entry["runs"] * 3, git_commit="abc-dirty")  # 6 runs
+    problems = entry_problems(entry)
+    assert any("evaluation seeds" in p for p in problems) and any("clean commit" in p for p in problems)
+
+
+def test_verify_reports_each_bad_file_by_path_and_goes_on(tmp_path, tiny_json_kwargs, capsys, fast_bootstrap):
+    from agents.common.commands import leaderboard
+
+    good = save_entry(_sound_entry(tmp_path, tiny_json_kwargs), tmp_path)
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(good.read_text()[:100])
+    unreadable = tmp_path / "missing.json"
+    status = leaderboard.main(["--verify", str(truncated), str(unreadable), str(good), "--leaderboard-dir",
+                               str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 2
+    assert f"MISMATCH {truncated}:\n  cannot read the entry" in out
+    assert f"MISMATCH {unreadable}:\n  cannot read the entry" in out
+    assert f"OK {good}" in out and "2 of 3 entries failed" in out

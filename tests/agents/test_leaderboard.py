@@ -242,3 +242,10 @@ def test_tracked_leaderboard_fits_the_budget_the_readme_states():
     assert size <= LEADERBOARD_BUDGET_MB * 2**20, f"leaderboard/ holds {size / 2**20:.1f} MB"
     readme = (REPO_LEADERBOARD.parent / "README.md").read_text()
     assert f"`leaderboard/` ≤ {LEADERBOARD_BUDGET_MB} MB" in readme
+
+
+def test_every_tracked_entry_is_sound():
+    from agents.common.evaluation import entry_problems
+
+    problems = {path.name: entry_problems(entry) for path, entry in load_entries(REPO_LEADERBOARD)}
+    assert {name: p for name, p in problems.items() if p} == {}
