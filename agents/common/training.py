@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import io
 import json
 import platform
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -15,6 +17,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, StopTrainingOnMaxEpisodes
 from stable_baselines3.common.env_util import make_vec_env
@@ -159,3 +162,73 @@ def load_agent(model_dir: str | Path) -> TrainedAgent:
     config = json.loads((model_dir / "config.json").read_text())
     model = algo_class(config["algo"]).load(model_dir / "model.zip", device="cpu")
     return TrainedAgent(model, config)
+
+
+# Entries of a saved agent's data that only training reads; load leaves them None and learn re-creates them.
+TRAINING_ONLY_DATA = ("_last_obs", "_last_original_obs", "_last_episode_starts", "ep_info_buffer", "ep_success_buffer")
+# Networks that predict() never reads, by the suffix of their name: DQN's and QR-DQN's targets, SAC's and
+# TD3's target actor and critic, IQ's anchor. Each is a copy of the network named without the suffix.
+COPY_SUFFIXES = ("_target", "_anchor")
+
+
+def _share_copies(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` with each copy network's tensors replaced by its online network's (same shape and dtype),
+    so that torch.save writes one storage for both."""
+    shared = dict(state)
+    for key, tensor in state.items():
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            suffix = next((s for s in COPY_SUFFIXES if part.endswith(s) and len(part) > len(s)), None)
+            if suffix is None:
+                continue
+            online = state.get(".".join([*parts[:i], part[: -len(suffix)], *parts[i + 1 :]]))
+            if online is not None and online.shape == tensor.shape and online.dtype == tensor.dtype:
+                shared[key] = online
+            break
+    return shared
+
+
+def acting_zip(source: str | Path | io.BufferedIOBase, target: str | Path | io.BufferedIOBase) -> None:
+    """Rewrite an SB3 ``model.zip`` (any algorithm: SB3's, sb3-contrib's, ours) as an acting zip, which
+    ``cls.load`` and :func:`load_agent` read unchanged and whose ``predict`` gives the same actions:
+
+    - every optimizer keeps its settings (``param_groups``) but no state (Adam's moments, two tensors per
+      parameter), like a freshly built one: SB3's ``set_parameters(exact_match=True)`` wants an entry
+      for each optimizer that ``_get_torch_save_params`` names, and loads this one as it is;
+    - a copy network that ``predict`` never reads (``q_net_target``, ``quantile_net_target``,
+      ``actor_target``, ``critic_target``, IQ's ``q_net_anchor``) is stored as the network it copies,
+      sharing its storage, so that strict state-dict loading still finds every key;
+    - the data drops what only training reads (:data:`TRAINING_ONLY_DATA`: the last observation and the
+      episode statistics).
+
+    An agent loaded from it acts as the source did; trained further, it starts a fresh optimizer, and its
+    target and anchor networks start as copies of the online network (as at construction)."""
+    with zipfile.ZipFile(source) as archive:
+        infos = archive.infolist()
+        entries = {info.filename: archive.read(info) for info in infos}
+    data = json.loads(entries["data"])
+    entries["data"] = json.dumps({k: v for k, v in data.items() if k not in TRAINING_ONLY_DATA}, indent=4).encode()
+    for name, content in entries.items():
+        if not name.endswith(".pth") or name == "pytorch_variables.pth":
+            continue
+        state = torch.load(io.BytesIO(content), map_location="cpu", weights_only=True)
+        if set(state) == {"state", "param_groups"}:  # an optimizer's state dict
+            state = {"state": {}, "param_groups": state["param_groups"]}
+        else:
+            state = _share_copies(state)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        entries[name] = buffer.getvalue()
+    with zipfile.ZipFile(target, "w") as archive:
+        for info in infos:  # each entry keeps its date and compression: the same source gives the same bytes
+            archive.writestr(zipfile.ZipInfo(info.filename, info.date_time), entries[info.filename],
+                             compress_type=info.compress_type)  # fmt: skip
+
+
+def save_acting_weights(model: BaseAlgorithm, path: str | Path | io.BufferedIOBase) -> None:
+    """Save ``model`` as an acting zip (see :func:`acting_zip`): what ``predict`` needs, without the
+    optimizer state and the networks only training reads. ``type(model).load`` reads it."""
+    buffer = io.BytesIO()
+    model.save(buffer)
+    buffer.seek(0)
+    acting_zip(buffer, path)

@@ -15,33 +15,29 @@ shrink factors (the paper's policy transfer, ``N2NAgent.load(path, env=other_env
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
+import pathlib
+import sys
 import time
 import zipfile
-from collections import deque
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback, ProgressBarCallback
-from stable_baselines3.common.logger import Logger
-from stable_baselines3.common.type_aliases import MaybeCallback
-from stable_baselines3.common.utils import configure_logger, safe_mean
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback
+from stable_baselines3.common.utils import safe_mean
+from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from agents.n2n.policies import ARCHITECTURE_FIELDS, OBSERVATION_KEYS, N2NPolicy, obs_as_tensor
 
-# Finished episodes averaged into rollout/ep_rew_mean (SB3's stats_window_size).
-STATS_WINDOW = 100
-_FORMAT = "n2n-agent/1"
-
+SelfN2NAgent = TypeVar("SelfN2NAgent", bound="N2NAgent")
+# The format of the zips N2NAgent wrote before it was an SB3 BaseAlgorithm (see convert_legacy_zip).
+LEGACY_FORMAT = "n2n-agent/1"
 
 
 @dataclass
@@ -113,20 +109,6 @@ def _check_n2n_env(env: VecEnv) -> tuple[int, tuple[float, ...]]:
     return int(layers_shape[1]), shrink_factors
 
 
-def _as_vec_env(env: gym.Env | VecEnv) -> VecEnv:
-    if isinstance(env, VecEnv):
-        vec_env = env
-    elif isinstance(env, gym.Env):
-        vec_env = DummyVecEnv([lambda: env])
-    else:
-        raise TypeError(f"N2N: env of type {type(env).__name__}; expected a gymnasium.Env or an SB3 VecEnv")
-    # One episode at a time keeps every update on-policy: with several envs, the episodes running at an
-    # update would finish under the new policy.
-    if vec_env.num_envs != 1:
-        raise ValueError(f"N2N: a VecEnv with {vec_env.num_envs} envs; N2NAgent needs n_envs=1")
-    return vec_env
-
-
 @dataclass
 class _Episode:
     observations: list[dict[str, np.ndarray]]
@@ -134,8 +116,10 @@ class _Episode:
     reward: float = 0.0
 
 
-class N2NAgent:
-    """N2N's two-stage policy-gradient agent (REINFORCE with a moving-average baseline), SB3-style.
+class N2NAgent(BaseAlgorithm):
+    """N2N's two-stage policy-gradient agent (REINFORCE with a moving-average baseline), an SB3
+    ``BaseAlgorithm`` with an episode-based ``learn`` (as sb3-contrib's ARS): save/load, logging and
+    callbacks come from SB3.
 
     Paper: https://arxiv.org/abs/1709.06030. Each update takes ``rollouts_per_update`` finished episodes
     with returns R_i and minimises ``-mean_i (R_i - b) * sum_t log pi(a_t | s_t)`` (the paper's REINFORCE
@@ -148,9 +132,11 @@ class N2NAgent:
     :param env: an N2NCompress-v0 env, a ``gymnasium.Env`` or an SB3 ``VecEnv`` with one env; None only
         with ``_init_setup_model=False`` (as :meth:`load` does).
     :param seed: seeds the policy's initial weights, its action sampling and the env's resets; None draws
-        them at random. The agent keeps its own ``torch.Generator`` and leaves torch's global RNG alone.
+        them at random. The agent keeps its own ``torch.Generator`` and leaves torch's global RNG alone
+        (unlike SB3's ``set_random_seed``): the env trains students with torch too.
     :param learning_rate, hidden_size, num_layers, shrink_num_layers, rollouts_per_update, baseline_decay,
         ent_coef, max_grad_norm: see :class:`N2NConfig`.
+    :param stats_window_size: finished episodes averaged into ``rollout/ep_rew_mean``.
     :param tensorboard_log: the folder for TensorBoard logs (None: no TensorBoard).
     :param verbose: 0 silent, 1 prints the logged values after each update.
     :param device: where the networks run.
@@ -158,11 +144,12 @@ class N2NAgent:
     """
 
     policy_aliases: ClassVar[dict[str, type[N2NPolicy]]] = {"N2NPolicy": N2NPolicy}
+    policy: N2NPolicy
 
     def __init__(
         self,
         policy: str | type[N2NPolicy],
-        env: gym.Env | VecEnv | None,
+        env: GymEnv | None,
         seed: int | None = None,
         learning_rate: float = 3e-3,
         hidden_size: int = 30,
@@ -172,169 +159,140 @@ class N2NAgent:
         baseline_decay: float = 0.9,
         ent_coef: float = 0.0,
         max_grad_norm: float | None = None,
+        stats_window_size: int = 100,
         tensorboard_log: str | None = None,
         verbose: int = 0,
         device: str | torch.device = "cpu",
         _init_setup_model: bool = True,
     ):
-        if isinstance(policy, str):
-            if policy not in self.policy_aliases:
-                raise ValueError(f"N2N: policy={policy!r}; expected one of {sorted(self.policy_aliases)}")
-            policy = self.policy_aliases[policy]
-        if not (isinstance(policy, type) and issubclass(policy, N2NPolicy)):
+        if not isinstance(policy, str) and not (isinstance(policy, type) and issubclass(policy, N2NPolicy)):
             raise ValueError(f"N2N: policy={policy!r}; expected 'N2NPolicy' or a subclass of N2NPolicy")
-        self.policy_class = policy
-        self.config = N2NConfig(
+        # One episode at a time keeps every update on-policy: with several envs, the episodes running at an
+        # update would finish under the new policy.
+        if isinstance(env, VecEnv) and env.num_envs != 1:
+            raise ValueError(f"N2N: a VecEnv with {env.num_envs} envs; N2NAgent needs n_envs=1")
+        config = N2NConfig(
             learning_rate, hidden_size, num_layers, shrink_num_layers, rollouts_per_update, baseline_decay,
             ent_coef, max_grad_norm,
         )  # fmt: skip
-        self.seed = seed
-        self.tensorboard_log = tensorboard_log
-        self.verbose = verbose
-        self.device = torch.device(device)
-        self.generator = torch.Generator()
-        if seed is None:
-            self.generator.seed()
-        else:
-            self.generator.manual_seed(seed)
-
-        self.env: VecEnv | None = None
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            verbose=verbose,
+            device=device,
+            seed=seed,
+            supported_action_spaces=(spaces.Discrete,),
+        )
+        # The hyperparameters are plain attributes, as in SB3, so that load(..., learning_rate=...) sets them.
+        vars(self).update(asdict(config))
         self.descriptor_size: int | None = None
         self.shrink_factors: tuple[float, ...] | None = None
-        if env is not None:
-            self.env = _as_vec_env(env)
+        if self.env is not None:
             self.descriptor_size, self.shrink_factors = _check_n2n_env(self.env)
-            if seed is not None:
-                self.env.seed(seed)  # applied at the next reset, as in SB3
-                self.env.action_space.seed(seed)
         elif _init_setup_model:
             raise ValueError("N2N: env=None; the env sizes the networks (pass _init_setup_model=False to load)")
-
-        self.policy: N2NPolicy | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
         self.baseline: float | None = None
-        self.num_timesteps = 0
-        self._n_updates = 0
-        self._episodes = 0
-        self._logger: Logger | None = None
-        self._custom_logger = False
-        self._last_obs: dict[str, np.ndarray] | None = None
         self._episode: _Episode | None = None
-        self.ep_info_buffer: deque[dict[str, float]] = deque(maxlen=STATS_WINDOW)
         if _init_setup_model:
             self._setup_model()
 
-    # The SB3 names that callbacks and our scripts use.
     @property
-    def n_envs(self) -> int:
-        return 1
+    def config(self) -> N2NConfig:
+        """The hyperparameters, validated."""
+        return N2NConfig(**{f.name: getattr(self, f.name) for f in fields(N2NConfig)})
 
-    @property
-    def observation_space(self) -> spaces.Space | None:
-        return None if self.env is None else self.env.observation_space
-
-    @property
-    def action_space(self) -> spaces.Space | None:
-        return None if self.env is None else self.env.action_space
-
-    @property
-    def logger(self) -> Logger:
-        if self._logger is None:
-            self._logger = Logger(folder=None, output_formats=[])
-        return self._logger
-
-    def set_logger(self, logger: Logger) -> None:
-        """Use ``logger`` instead of the one :meth:`learn` would configure."""
-        self._logger = logger
-        self._custom_logger = True
-
-    def get_env(self) -> VecEnv | None:
-        return self.env
+    def _get_policy_from_name(self, policy_name: str) -> type[N2NPolicy]:
+        if policy_name not in self.policy_aliases:
+            raise ValueError(f"N2N: policy={policy_name!r}; expected one of {sorted(self.policy_aliases)}")
+        return self.policy_aliases[policy_name]
 
     def _setup_model(self) -> None:
+        config = self.config  # load may have changed the hyperparameters: validate them again
+        if self.env is not None:
+            # On load the saved sizes are in place; the env (possibly another teacher) must fit them.
+            descriptor_size, shrink_factors = _check_n2n_env(self.env)
+            if descriptor_size != self.descriptor_size or len(shrink_factors) != len(self.shrink_factors):
+                raise ValueError(
+                    f"N2N: the env has descriptor size {descriptor_size} and {len(shrink_factors)} shrink factors "
+                    f"{shrink_factors}; the saved policy needs descriptor size {self.descriptor_size} and "
+                    f"{len(self.shrink_factors)} shrink factors ({tuple(self.shrink_factors)})"
+                )
+            self.shrink_factors = shrink_factors
+        self._setup_lr_schedule()
+        self.set_random_seed(self.seed)
         # Initial weights from the agent's seed without touching torch's global RNG state.
         with torch.random.fork_rng(devices=[]):
             if self.seed is not None:
                 torch.manual_seed(self.seed)
             self.policy = self.policy_class(
-                self.descriptor_size,
-                self.shrink_factors,
-                hidden_size=self.config.hidden_size,
-                num_layers=self.config.num_layers,
-                shrink_num_layers=self.config.shrink_num_layers,
+                self.observation_space,
+                self.action_space,
+                self.lr_schedule,
+                tuple(self.shrink_factors),
+                hidden_size=config.hidden_size,
+                num_layers=config.num_layers,
+                shrink_num_layers=config.shrink_num_layers,
             ).to(self.device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=self.config.learning_rate)
+        self.policy.action_generator = self.generator
 
-    def predict(
-        self,
-        observation: dict[str, np.ndarray],
-        state: tuple[np.ndarray, ...] | None = None,
-        episode_start: np.ndarray | None = None,
-        deterministic: bool = True,
-    ) -> tuple[np.ndarray, None]:
-        """The action for one observation (as a gym.Env returns it; action shape ()) or a batch of them
-        (as a VecEnv returns them; action shape (batch,)). ``state`` and ``episode_start`` are accepted
-        for SB3's signature and ignored: the policy needs nothing beyond the observation."""
-        missing = [k for k in OBSERVATION_KEYS if k not in observation]
-        if missing:
-            raise ValueError(f"N2N: observation lacks {missing}; expected the keys {list(OBSERVATION_KEYS)}")
-        batched = np.ndim(observation["layers"]) == 3
-        obs = obs_as_tensor(observation, self.device)
-        if not batched:
-            obs = {k: v.unsqueeze(0) for k, v in obs.items()}
-        # The networks have no dropout or batch norm, so they need no train/eval switching.
-        with torch.no_grad():
-            actions = self._select(obs, deterministic)
-        return (actions if batched else actions.reshape(())), None
+    def set_random_seed(self, seed: int | None = None) -> None:
+        """Seed the agent's action sampling, the action space and the env; unlike SB3's, leave the global
+        RNGs alone. None draws a random seed for the sampling."""
+        self.generator = torch.Generator()
+        if seed is None:
+            self.generator.seed()
+            return
+        self.generator.manual_seed(seed)
+        self.action_space.seed(seed)
+        if self.env is not None:
+            self.env.seed(seed)  # applied at the next reset, as in SB3
 
-    def _select(self, obs: dict[str, torch.Tensor], deterministic: bool) -> np.ndarray:
-        distribution = self.policy.get_distribution(obs)
-        if deterministic:
-            actions = distribution.probs.argmax(-1)
-        else:
-            # The agent's own generator, so a seeded agent samples the same episodes on every run.
-            actions = torch.multinomial(distribution.probs.cpu(), 1, generator=self.generator).squeeze(-1)
-        return actions.cpu().numpy().astype(np.int64)
+    def _excluded_save_params(self) -> list[str]:
+        # The generator is re-created from the seed on load; an unfinished episode is not resumed.
+        return [*super()._excluded_save_params(), "generator", "_episode"]
 
-    def _setup_learn(self, total_timesteps: int, reset_num_timesteps: bool, tb_log_name: str) -> int:
-        self.start_time = time.time_ns()
-        if reset_num_timesteps:
-            self.num_timesteps = 0
-            self._episodes = 0
-            self.ep_info_buffer.clear()
-        else:
-            total_timesteps += self.num_timesteps
-        self._num_timesteps_at_start = self.num_timesteps
-        if reset_num_timesteps or self._last_obs is None:
-            self._last_obs = self.env.reset()
-            self._episode = _Episode([], [])
-        if not self._custom_logger:
-            if self.tensorboard_log is None and self.verbose == 0:
-                # SB3's configure_logger would make an empty temporary folder for a logger that writes nothing.
-                self._logger = Logger(folder=None, output_formats=[])
-            else:
-                self._logger = configure_logger(self.verbose, self.tensorboard_log, tb_log_name, reset_num_timesteps)
-        return total_timesteps
+    def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
+        return ["policy", "policy.optimizer"], []
 
-    def _init_callback(self, callback: MaybeCallback, progress_bar: bool) -> BaseCallback:
-        if isinstance(callback, list):
-            callback = CallbackList(callback)
-        if not isinstance(callback, BaseCallback):
-            callback = ConvertCallback(callback)
-        if progress_bar:
-            callback = CallbackList([callback, ProgressBarCallback()])
-        callback.init_callback(self)
-        return callback
+    @classmethod
+    def load(
+        cls: type[SelfN2NAgent],
+        path: str | pathlib.Path | io.BufferedIOBase,
+        env: GymEnv | None = None,
+        device: torch.device | str = "cpu",
+        custom_objects: dict[str, Any] | None = None,
+        print_system_info: bool = False,
+        force_reset: bool = True,
+        **kwargs: Any,
+    ) -> SelfN2NAgent:
+        """SB3's ``load``, on ``env`` if given, to train further or to transfer the policy to another
+        teacher: it needs the same descriptor size and number of shrink factors (matched by index), not
+        the same number of layers, so the env's spaces replace the saved ones. ``kwargs`` override
+        hyperparameters (``learning_rate``, ``seed``, ``tensorboard_log``, ...), except the network sizes.
+        A zip without optimizer state (see :func:`agents.common.training.save_acting_weights`) loads too."""
+        sizes = {k: kwargs.pop(k) for k in ARCHITECTURE_FIELDS if k in kwargs}
+        if env is not None:
+            env = cls._wrap_env(env, kwargs.get("verbose", 0))
+            spaces_of_env = {"observation_space": env.observation_space, "action_space": env.action_space}
+            custom_objects = {**spaces_of_env, **(custom_objects or {})}
+        model = super().load(path, env, device, custom_objects, print_system_info, force_reset, **kwargs)
+        changed = [k for k, v in sizes.items() if v != getattr(model, k)]
+        if changed:
+            raise ValueError(f"N2N: load cannot change the network sizes {changed} of the saved policy")
+        return model
 
     def learn(
-        self,
+        self: SelfN2NAgent,
         total_timesteps: int,
         callback: MaybeCallback = None,
         log_interval: int = 1,
         tb_log_name: str = "n2n",
         reset_num_timesteps: bool = True,
         progress_bar: bool = False,
-    ) -> N2NAgent:
+    ) -> SelfN2NAgent:
         """Run episodes for ``total_timesteps`` env steps, updating after every ``rollouts_per_update``
         finished episodes; the episodes finished when the budget runs out make one last, smaller update
         (an episode still running then is kept for a later ``learn(reset_num_timesteps=False)``). Logs
@@ -342,17 +300,18 @@ class N2NAgent:
         without updating on the unfinished batch (as SB3 does)."""
         if self.env is None:
             raise ValueError("N2N: no env to learn from; pass env= to the constructor or to load()")
-        total_timesteps = self._setup_learn(total_timesteps, reset_num_timesteps, tb_log_name)
-        callback = self._init_callback(callback, progress_bar)
+        if reset_num_timesteps or self._last_obs is None or self._episode is None:
+            self._episode = _Episode([], [])
+        total_timesteps, callback = self._setup_learn(
+            total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
+        )
         callback.on_training_start(locals(), globals())
         batch: list[_Episode] = []
         continue_training = True
         while continue_training and self.num_timesteps < total_timesteps:
             callback.on_rollout_start()
-            while len(batch) < self.config.rollouts_per_update and self.num_timesteps < total_timesteps:
-                obs = obs_as_tensor(self._last_obs, self.device)
-                with torch.no_grad():
-                    actions = self._select(obs, deterministic=False)
+            while len(batch) < self.rollouts_per_update and self.num_timesteps < total_timesteps:
+                actions, _ = self.policy.predict(self._last_obs, deterministic=False)
                 new_obs, rewards, dones, infos = self.env.step(actions)
                 self.num_timesteps += 1
                 self._episode.observations.append({k: v[0].copy() for k, v in self._last_obs.items()})
@@ -361,7 +320,7 @@ class N2NAgent:
                 if dones[0]:
                     batch.append(self._episode)
                     self.ep_info_buffer.append({"r": self._episode.reward, "l": len(self._episode.actions)})
-                    self._episodes += 1
+                    self._episode_num += 1
                     # The VecEnv has already reset: new_obs starts the next episode.
                     self._episode = _Episode([], [])
                 self._last_obs = new_obs
@@ -371,15 +330,18 @@ class N2NAgent:
                     break
             callback.on_rollout_end()
             if continue_training and batch:
+                self._update_current_progress_remaining(self.num_timesteps, total_timesteps)
                 self.train(batch)
                 batch = []
                 if log_interval > 0 and self._n_updates % log_interval == 0:
-                    self._dump_logs()
+                    self.dump_logs()
         callback.on_training_end()
         return self
 
     def train(self, episodes: list[_Episode]) -> dict[str, float]:
         """One REINFORCE update on finished episodes; returns the logged terms."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
         observations = [obs for episode in episodes for obs in episode.observations]
         obs = obs_as_tensor({k: np.stack([o[k] for o in observations]) for k in OBSERVATION_KEYS}, self.device)
         actions = torch.tensor([a for episode in episodes for a in episode.actions], device=self.device)
@@ -398,12 +360,12 @@ class N2NAgent:
         episode_log_prob = torch.zeros(len(episodes), device=self.device).index_add(0, episode_index, log_prob)
         policy_loss = -((rewards - self.baseline) * episode_log_prob).mean()
         entropy = distribution.entropy().mean()
-        loss = policy_loss - self.config.ent_coef * entropy
-        self.optimizer.zero_grad()
+        loss = policy_loss - self.ent_coef * entropy
+        self.policy.optimizer.zero_grad()
         loss.backward()
-        if self.config.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
+        if self.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+        self.policy.optimizer.step()
         self._n_updates += 1
 
         terms = {
@@ -416,97 +378,40 @@ class N2NAgent:
         for key, value in terms.items():
             self.logger.record(f"train/{key}", value)
         self.logger.record("train/n_updates", self._n_updates)
-        self.baseline = self.config.baseline_decay * self.baseline + (1 - self.config.baseline_decay) * mean_reward
+        self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * mean_reward
         return terms
 
-    def _dump_logs(self) -> None:
-        elapsed = max((time.time_ns() - self.start_time) / 1e9, 1e-9)
+    def dump_logs(self) -> None:
+        elapsed = max((time.time_ns() - self.start_time) / 1e9, sys.float_info.epsilon)
         self.logger.record("rollout/ep_rew_mean", safe_mean([info["r"] for info in self.ep_info_buffer]))
         self.logger.record("rollout/ep_len_mean", safe_mean([info["l"] for info in self.ep_info_buffer]))
-        self.logger.record("time/episodes", self._episodes)
+        self.logger.record("time/episodes", self._episode_num)
         self.logger.record("time/fps", int((self.num_timesteps - self._num_timesteps_at_start) / elapsed))
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(step=self.num_timesteps)
 
-    def save(self, path: str | Path) -> None:
-        """A zip with ``data.json`` (hyperparameters, descriptor size, shrink factors, baseline, step
-        count) and the policy's and optimizer's state dicts; a path without a suffix gets ``.zip``."""
-        path = Path(path)
-        if not path.suffix:
-            path = path.with_suffix(".zip")
-        if self.policy_class in self.policy_aliases.values():
-            policy_name = next(k for k, v in self.policy_aliases.items() if v is self.policy_class)
-        else:
-            policy_name = f"{self.policy_class.__module__}:{self.policy_class.__qualname__}"
-        data = {
-            "format": _FORMAT,
-            "policy_class": policy_name,
-            "hyperparams": asdict(self.config),
-            "descriptor_size": self.descriptor_size,
-            "shrink_factors": list(self.shrink_factors),
-            "baseline": self.baseline,
-            "num_timesteps": self.num_timesteps,
-            "n_updates": self._n_updates,
-            "seed": self.seed,
-        }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(path, "w") as archive:
-            archive.writestr("data.json", json.dumps(data, indent=2))
-            for name, state in (
-                ("policy.pth", self.policy.state_dict()),
-                ("optimizer.pth", self.optimizer.state_dict()),
-            ):
-                buffer = io.BytesIO()
-                torch.save(state, buffer)
-                archive.writestr(name, buffer.getvalue())
 
-    @classmethod
-    def load(
-        cls, path: str | Path, env: gym.Env | VecEnv | None = None, device: str | torch.device = "cpu", **kwargs: Any
-    ) -> N2NAgent:
-        """An agent saved by :meth:`save`, on ``env`` if given (to train further or to transfer the policy
-        to another teacher: it needs the same descriptor size and number of shrink factors, and matches
-        the factors by index). ``kwargs`` override constructor arguments (``learning_rate``, ``seed``,
-        ``tensorboard_log``, ...), except the network sizes."""
-        path = Path(path)
-        if not path.suffix and not path.exists():
-            path = path.with_suffix(".zip")
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("data.json"))
-            policy_state = torch.load(io.BytesIO(archive.read("policy.pth")), map_location=device, weights_only=True)
-            optimizer_state = torch.load(io.BytesIO(archive.read("optimizer.pth")), map_location=device,
-                                         weights_only=True)  # fmt: skip
-        if data.get("format") != _FORMAT:
-            raise ValueError(f"N2N: {path} has format {data.get('format')!r}; expected {_FORMAT!r}")
-        changed = [k for k in ARCHITECTURE_FIELDS if k in kwargs and kwargs[k] != data["hyperparams"][k]]
-        if changed:
-            raise ValueError(f"N2N: load cannot change the network sizes {changed} of the saved policy")
-        policy = data["policy_class"]
-        if policy not in cls.policy_aliases:
-            module, _, name = policy.partition(":")
-            policy = getattr(importlib.import_module(module), name)
-        hyperparams = {**data["hyperparams"], **{k: v for k, v in kwargs.items() if k in _CONFIG_FIELDS}}
-        others = {k: v for k, v in kwargs.items() if k not in _CONFIG_FIELDS}
-        model = cls(policy, env, device=device, _init_setup_model=False, **{"seed": data["seed"], **others},
-                    **hyperparams)  # fmt: skip
-        saved_factors = tuple(data["shrink_factors"])
-        if env is None:
-            model.descriptor_size, model.shrink_factors = data["descriptor_size"], saved_factors
-        elif model.descriptor_size != data["descriptor_size"] or len(model.shrink_factors) != len(saved_factors):
-            raise ValueError(
-                f"N2N: the env has descriptor size {model.descriptor_size} and {len(model.shrink_factors)} shrink "
-                f"factors {model.shrink_factors}; the saved policy needs descriptor size {data['descriptor_size']} "
-                f"and {len(saved_factors)} shrink factors ({saved_factors})"
-            )
-        model._setup_model()
-        model.policy.load_state_dict(policy_state)
-        model.optimizer.load_state_dict(optimizer_state)
-        for group in model.optimizer.param_groups:  # the saved state carries the old learning rate
-            group["lr"] = model.config.learning_rate
-        model.baseline = data["baseline"]
-        model.num_timesteps = data["num_timesteps"]
-        model._n_updates = data["n_updates"]
-        return model
-
-
-_CONFIG_FIELDS = frozenset(f.name for f in fields(N2NConfig))
+def convert_legacy_zip(source: str | pathlib.Path, target: str | pathlib.Path, env: GymEnv) -> None:
+    """Legacy: rewrite a zip saved by N2NAgent before it was an SB3 ``BaseAlgorithm`` (``data.json`` with
+    format ``"n2n-agent/1"``, ``policy.pth``, ``optimizer.pth``) as an SB3 acting zip: the weights, the
+    hyperparameters, baseline and step count, and an optimizer without state (as
+    :func:`agents.common.training.save_acting_weights` writes; the old Adam moments are dropped).
+    ``N2NAgent.load`` and ``load_agent`` read it. The old zips do not record the number of teacher
+    layers, so ``env`` (an N2NCompress-v0 env on the teacher the agent searched, or any with that
+    number of layers) supplies the observation and action spaces; it is not stepped."""
+    with zipfile.ZipFile(source) as archive:
+        data = json.loads(archive.read("data.json"))
+        policy_state = torch.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
+    if data.get("format") != LEGACY_FORMAT:
+        raise ValueError(f"N2N: {source} has format {data.get('format')!r}; expected {LEGACY_FORMAT!r}")
+    if data["policy_class"] not in N2NAgent.policy_aliases:
+        raise ValueError(f"N2N: {source} holds policy {data['policy_class']!r}; expected one of "
+                         f"{sorted(N2NAgent.policy_aliases)}")  # fmt: skip
+    model = N2NAgent(data["policy_class"], env, seed=data["seed"], device="cpu", _init_setup_model=False,
+                     **data["hyperparams"])  # fmt: skip
+    model.descriptor_size, model.shrink_factors = data["descriptor_size"], tuple(data["shrink_factors"])
+    model._setup_model()  # checks that the env fits the saved sizes
+    model.policy.load_state_dict(policy_state)
+    model.baseline, model.num_timesteps, model._n_updates = data["baseline"], data["num_timesteps"], data["n_updates"]
+    # The optimizer has never stepped: it saves its settings without state.
+    model.save(target)

@@ -2,6 +2,7 @@
 SB3 ``BaseAlgorithm``; ``two_stage.py`` runs the N2N paper's two-stage protocol with any searcher."""
 
 from agents.search.evolution import AgingEvolution
+from agents.search.policies import UniformPolicy
 from agents.search.random_search import RandomSearch
 
-__all__ = ["RandomSearch", "AgingEvolution"]
+__all__ = ["RandomSearch", "AgingEvolution", "UniformPolicy"]

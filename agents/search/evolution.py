@@ -3,17 +3,15 @@ field's strongest simple baseline: tournament selection, one mutation per child,
 
 from __future__ import annotations
 
-import json
-import zipfile
 from collections import deque
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env import VecEnv
+import torch
+from stable_baselines3.common.type_aliases import GymEnv
 
 import kd_envs  # noqa: F401  (registers the environments)
+from agents.search.policies import UniformPolicy
 from agents.search.random_search import RandomSearch
 
 
@@ -34,35 +32,47 @@ class AgingEvolution(RandomSearch):
     Real et al. use P = 100, S = 25 for 20,000 models; the defaults (P = 20, S = 5) keep the same ratio
     for searches of a few hundred students.
 
+    The population, its count and the settings are saved with the agent (SB3's ``save``); ``predict``
+    outside ``learn`` draws uniformly, as :class:`RandomSearch`'s.
+
+    :param policy: ``"EvolutionPolicy"`` (the uniform policy that fills the decisions a genotype lacks).
     :param population_size: P, the number of living members.
     :param sample_size: S, the tournament size (1 <= S <= P).
+    Other parameters: see :class:`RandomSearch`.
     """
 
-    policy_name = "EvolutionPolicy"
+    policy_aliases: ClassVar[dict[str, type[UniformPolicy]]] = {"EvolutionPolicy": UniformPolicy}
 
     def __init__(
         self,
-        policy: str,
-        env: gym.Env | VecEnv,
+        policy: str | type[UniformPolicy],
+        env: GymEnv | None,
         seed: int | None = None,
         population_size: int = 20,
         sample_size: int = 5,
         tensorboard_log: str | None = None,
         verbose: int = 0,
-        device: str = "cpu",
+        device: str | torch.device = "cpu",
+        _init_setup_model: bool = True,
     ):
         for name, value in (("population_size", population_size), ("sample_size", sample_size)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"AgingEvolution: {name}={value!r}; expected an integer >= 1")
         if sample_size > population_size:
             raise ValueError(f"AgingEvolution: sample_size={sample_size} exceeds population_size={population_size}")
-        super().__init__(policy, env, seed, tensorboard_log, verbose, device)
+        super().__init__(policy, env, seed, tensorboard_log, verbose, device, _init_setup_model=False)
         self.population_size, self.sample_size = int(population_size), int(sample_size)
         # Members: {"genotype": {(stage, layer): action}, "decisions": [((stage, layer), valid actions)], "reward"}
         self.population: deque[dict[str, Any]] = deque(maxlen=self.population_size)
         self.evaluated = 0
         self._genotype: dict[tuple[int, int], int] | None = None  # the episode's genotype, once it started
         self._decisions: list[tuple[tuple[int, int], list[int]]] = []
+        if _init_setup_model:
+            self._setup_model()
+
+    def _excluded_save_params(self) -> list[str]:
+        # The running episode's genotype: learn() starts a new one (and SB3's JSON cannot key by tuples).
+        return [*super()._excluded_save_params(), "_genotype", "_decisions"]
 
     def learn(self, total_timesteps: int, *args, **kwargs):
         self._genotype, self._decisions = None, []  # learn() resets the env: no episode is running
@@ -76,7 +86,7 @@ class AgingEvolution(RandomSearch):
         valid = [int(a) for a in np.flatnonzero(np.asarray(obs["action_mask"][0]) > 0.5)]
         key = (stage, layer)
         if self._genotype.get(key) not in valid:
-            self._genotype[key] = int(self._rng.choice(valid))
+            self._genotype[key] = int(self.rng.choice(valid))
         self._decisions.append((key, valid))
         return np.array([self._genotype[key]], dtype=np.int64)
 
@@ -86,36 +96,16 @@ class AgingEvolution(RandomSearch):
         if self.evaluated < self.population_size:
             return {}  # a random member: every decision drawn when the env asks for it
         members = list(self.population)
-        picks = self._rng.choice(len(members), size=self.sample_size, replace=False)
+        picks = self.rng.choice(len(members), size=self.sample_size, replace=False)
         parent = max((members[i] for i in picks), key=lambda m: m["reward"])
         child = dict(parent["genotype"])
         mutable = [(key, valid) for key, valid in parent["decisions"] if len(valid) > 1]
         if mutable:
-            key, valid = mutable[int(self._rng.integers(len(mutable)))]
-            child[key] = int(self._rng.choice([a for a in valid if a != child[key]]))
+            key, valid = mutable[int(self.rng.integers(len(mutable)))]
+            child[key] = int(self.rng.choice([a for a in valid if a != child[key]]))
         return child
 
     def _episode_end(self, reward: float, info: dict[str, Any]) -> None:
         self.population.append({"genotype": self._genotype, "decisions": self._decisions, "reward": reward})
         self.evaluated += 1
         self._genotype, self._decisions = None, []
-
-    def _state(self) -> dict[str, Any]:
-        members = [{"genotype": [[*k, a] for k, a in m["genotype"].items()],
-                    "decisions": [[*k, v] for k, v in m["decisions"]], "reward": m["reward"]}
-                   for m in self.population]  # fmt: skip
-        return {"population_size": self.population_size, "sample_size": self.sample_size,
-                "evaluated": self.evaluated, "population": members}  # fmt: skip
-
-    @classmethod
-    def load(cls, path: str | Path, env: gym.Env | VecEnv | None = None, device: str = "cpu", **kwargs):
-        with zipfile.ZipFile(path) as z:
-            data = json.loads(z.read("data.json"))
-        kwargs = {"population_size": data["population_size"], "sample_size": data["sample_size"], **kwargs}
-        model = cls(cls.policy_name, env, seed=kwargs.pop("seed", data["seed"]), **kwargs)
-        model.num_timesteps, model.evaluated = data["num_timesteps"], data["evaluated"]
-        for m in data["population"]:
-            model.population.append({"genotype": {(s, layer): a for s, layer, a in m["genotype"]},
-                                     "decisions": [((s, layer), v) for s, layer, v in m["decisions"]],
-                                     "reward": m["reward"]})  # fmt: skip
-        return model

@@ -1,12 +1,18 @@
+import io
+import json
+import zipfile
+from dataclasses import asdict
+
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, StopTrainingOnMaxEpisodes
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.n2n import N2NAgent, N2NConfig, N2NPolicy, obs_as_tensor
+from agents.n2n import N2NAgent, N2NConfig, N2NPolicy, convert_legacy_zip, obs_as_tensor
+from agents.search import AgingEvolution, RandomSearch
 
 FACTORS = (0.5, 0.75, 1.0)
 
@@ -204,7 +210,7 @@ def test_save_load_round_trip(trained, tmp_path):
     trained.save(tmp_path / "model.zip")
     loaded = N2NAgent.load(tmp_path / "model.zip")
     batch = random_observations(FakeN2N(), 40)
-    np.testing.assert_array_equal(loaded.predict(batch)[0], trained.predict(batch)[0])
+    np.testing.assert_array_equal(*(a.predict(batch, deterministic=True)[0] for a in (loaded, trained)))
     with torch.no_grad():
         assert torch.equal(loaded.policy(obs_as_tensor(batch)), trained.policy(obs_as_tensor(batch)))
     assert (loaded.baseline, loaded.num_timesteps, loaded.config) == (
@@ -215,7 +221,7 @@ def test_save_load_round_trip(trained, tmp_path):
     assert loaded.get_env() is None
     # Loaded with an env it trains on; kwargs override the saved hyperparameters.
     again = N2NAgent.load(tmp_path / "model.zip", env=FakeN2N(), learning_rate=1e-3).learn(20)
-    assert again.config.learning_rate == 1e-3 == again.optimizer.param_groups[0]["lr"]
+    assert again.config.learning_rate == 1e-3 == again.policy.optimizer.param_groups[0]["lr"]
 
 
 def test_policy_transfers_to_a_teacher_with_more_layers(trained, tmp_path):
@@ -273,10 +279,72 @@ def test_sb3_callbacks_see_each_step_and_can_stop_learning(tmp_path):
     counting = CountingCallback()
     agent.learn(120, callback=[counting], tb_log_name="run", progress_bar=True)
     assert counting.n_calls == 120 == agent.num_timesteps
-    assert counting.episodes == agent._episodes > 10 and len(counting.compressions) == counting.episodes
+    assert counting.episodes == len(agent.ep_info_buffer) > 10 and len(counting.compressions) == counting.episodes
     # An update per 5 episodes, the last on fewer; a last rollout may end the budget with no episode.
     assert agent._n_updates == -(-counting.episodes // 5) <= counting.rollouts <= agent._n_updates + 1
     assert list((tmp_path / "run_1").glob("events.out.tfevents.*"))
     stopping = CountingCallback(stop_after=37)
     agent.learn(1000, callback=stopping)
     assert stopping.n_calls == 37 == agent.num_timesteps
+
+
+class ActionLog(BaseCallback):
+    def __init__(self):
+        super().__init__()
+        self.actions = ""
+
+    def _on_step(self) -> bool:
+        self.actions += "".join(str(int(a)) for a in self.locals["actions"])
+        return True
+
+
+# The first 120 actions of seeded searches on FakeN2N, recorded before N2NAgent, RandomSearch and
+# AgingEvolution became SB3 BaseAlgorithms (the N2N run spans three REINFORCE updates).
+PINNED_ACTIONS = {
+    "n2n": "110002010020111011111100011200000121101001200000000101100000001110"
+           "100002110001200111100002122110000111011100121000122001",
+    "evolution": "011100110020010111001121100100001011211102111111100100000010101211"
+                 "002011111010201010001100101000110110022010001011002111",
+    "random_search": "100012100112201010010100201111011121000001111111102100122000",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("algo", sorted(PINNED_ACTIONS))
+def test_seeded_searches_repeat_the_pinned_episodes(algo):
+    log = ActionLog()
+    if algo == "n2n":
+        N2NAgent("N2NPolicy", FakeN2N(), seed=0, **FAST).learn(120, callback=log)
+    elif algo == "evolution":
+        model = AgingEvolution("EvolutionPolicy", FakeN2N(), seed=1, population_size=6, sample_size=3)
+        model.learn(120, callback=[log, StopTrainingOnMaxEpisodes(40)])
+    else:
+        RandomSearch("UniformPolicy", FakeN2N(), seed=2).learn(60, callback=log)
+    assert log.actions == PINNED_ACTIONS[algo]
+
+
+def legacy_zip(agent: N2NAgent, path) -> None:
+    """A zip in the format N2NAgent wrote before it was an SB3 BaseAlgorithm."""
+    data = {"format": "n2n-agent/1", "policy_class": "N2NPolicy", "hyperparams": asdict(agent.config),
+            "descriptor_size": agent.descriptor_size, "shrink_factors": list(agent.shrink_factors),
+            "baseline": agent.baseline, "num_timesteps": agent.num_timesteps, "n_updates": agent._n_updates,
+            "seed": agent.seed}  # fmt: skip
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("data.json", json.dumps(data))
+        for name, state in (("policy.pth", agent.policy.state_dict()), ("optimizer.pth", {"state": {}})):
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            archive.writestr(name, buffer.getvalue())
+
+
+def test_legacy_zips_convert_to_sb3_acting_zips(trained, tmp_path):
+    legacy_zip(trained, tmp_path / "old.zip")
+    convert_legacy_zip(tmp_path / "old.zip", tmp_path / "new.zip", FakeN2N())
+    with zipfile.ZipFile(tmp_path / "new.zip") as archive:
+        assert {"data", "policy.pth", "policy.optimizer.pth"} <= set(archive.namelist())
+    loaded = N2NAgent.load(tmp_path / "new.zip")
+    batch = random_observations(FakeN2N(), 40)
+    np.testing.assert_array_equal(*(a.predict(batch, deterministic=True)[0] for a in (loaded, trained)))
+    assert (loaded.baseline, loaded.num_timesteps, loaded.config) == (trained.baseline, 1200, trained.config)
+    assert loaded.policy.optimizer.state_dict()["state"] == {}
+    with pytest.raises(ValueError, match="saved policy needs descriptor size 8"):
+        convert_legacy_zip(tmp_path / "old.zip", tmp_path / "bad.zip", FakeN2N(descriptor_size=5))
