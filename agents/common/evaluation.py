@@ -29,7 +29,7 @@ from agents.common.leaderboard import (
     run_score,
     write_entry,
 )
-from agents.common.training import info_numbers, load_agent, package_versions
+from agents.common.training import acting_zip, info_numbers, load_agent, package_versions
 from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
 from kd_envs.tasks import accuracy
@@ -147,17 +147,15 @@ def _shared_config(configs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def slim_model_zip(source: Path, target: Path) -> None:
-    """Write an SB3 ``model.zip`` for the leaderboard: the optimizer's moments dropped (its state
-    emptied, its settings kept, so SB3's ``load`` still finds every object) and the archive deflated.
-    Acting and evaluation are unchanged; resuming training would restart the optimizer's moments."""
-    with zipfile.ZipFile(source) as archive:
+    """Write an SB3 ``model.zip`` for the leaderboard: the acting weights only
+    (:func:`agents.common.training.acting_zip`: no optimizer state, networks ``predict`` never reads
+    stored as the one they copy) in a deflated archive with fixed timestamps, so the same model gives
+    the same bytes and the same sha256. ``cls.load`` reads it and ``predict`` acts as the source did."""
+    buffer = io.BytesIO()
+    acting_zip(source, buffer)
+    buffer.seek(0)
+    with zipfile.ZipFile(buffer) as archive:
         members = {name: archive.read(name) for name in archive.namelist()}
-    name = "policy.optimizer.pth"
-    if name in members:
-        state = torch.load(io.BytesIO(members[name]), map_location="cpu", weights_only=False)
-        buffer = io.BytesIO()
-        torch.save({"state": {}, "param_groups": state["param_groups"]}, buffer)
-        members[name] = buffer.getvalue()
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for member, data in members.items():
             archive.writestr(zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0)), data,
