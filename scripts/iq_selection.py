@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.common.interference import STUDY_SETTINGS, run_interference_jobs
+from agents.common.interference import STUDY_SETTINGS
+from agents.common.jobs import run_jobs
+from agents.common.reports.interference import selection_row, train_interference_run
 
 CANDIDATES = {
     "target_anchor": {"anchor_update_interval": None, "distillation_weight": "1-eps"},
@@ -47,19 +49,15 @@ def main(argv: list[str] | None = None) -> None:
             for name, params in CANDIDATES.items() for seed in VALIDATION_SEEDS
             if not (args.runs / name / f"seed_{seed}" / "interference.json").is_file()]  # fmt: skip
     if jobs and not args.report_only:
-        run_interference_jobs(jobs, args.jobs, "IQ candidates")
+        run_jobs(train_interference_run, jobs, args.jobs, "IQ candidates", "run")
     table = {}
     for name, params in CANDIDATES.items():
         paths = [args.runs / name / f"seed_{s}" / "interference.json" for s in VALIDATION_SEEDS]
         if not all(p.is_file() for p in paths):
             continue
-        summaries = [json.loads(p.read_text())["summary"] for p in paths]
-        score = [s["curve_mean_second_half"] for s in summaries]
-        auc = [s["training_return_auc"] for s in summaries]
-        table[name] = {"params": params, "score": float(np.mean(score)), "score_per_seed": score,
-                       "training_return_auc": float(np.mean(auc)), "final_eval_return":
-                       float(np.mean([s["final_eval_return"] for s in summaries]))}  # fmt: skip
-        print(f"{name:22s} score {np.mean(score):7.1f} ± {np.std(score):5.1f}   AUC {np.mean(auc):7.1f}")
+        table[name] = row = selection_row(params, [json.loads(p.read_text())["summary"] for p in paths])
+        score = row["score_per_seed"]
+        print(f"{name:22s} score {np.mean(score):7.1f} ± {np.std(score):5.1f}   AUC {row['training_return_auc']:7.1f}")
     if table:
         best = max(table, key=lambda k: table[k]["score"])
         out = {"setting": SETTING, "env_kwargs": setting["env_kwargs"], "validation_seeds": list(VALIDATION_SEEDS),

@@ -13,16 +13,15 @@ import json
 from pathlib import Path
 
 import gymnasium as gym
-import matplotlib
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import kd_envs  # noqa: F401
 from agents.common.evaluation import EVALUATION_SEEDS, trace_episode
 from agents.common.leaderboard import LEADERBOARD_DIR, load_entries
+from agents.common.reports.rlkd import accuracy_curves, comparable, entry_summaries, plot, temperature_percentiles
 from agents.common.training import load_agent
-from agents.temperature.specs import FIXED_POLICIES, fixed_policy
+from agents.temperature.specs import fixed_policy
 
 ENV_ID = "TemperatureKD-v0"
 FIXED = ("no_kd", "constant_t1", "constant_t4", "constant_t8")
@@ -41,14 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.entry not in entries:
         parser.error(f"no entry {ENV_ID}__{args.entry}.json in {args.leaderboard_dir}/entries")
     rlkd = entries[args.entry]
-
-    def comparable(entry: dict) -> bool:
-        """Scored on the RLKD entry's env (a fixed policy's own overrides aside; quick entries are not)."""
-        kind, name = entry["agent"]["kind"], entry["agent"]["name"]
-        overrides = fixed_policy(name).env_overrides if kind == "fixed" and name in FIXED_POLICIES else {}
-        return {k: v for k, v in entry["env_kwargs"].items() if k not in overrides} == rlkd["env_kwargs"]
-
-    entries = {key: e for key, e in entries.items() if comparable(e)}
+    entries = {key: e for key, e in entries.items() if comparable(e, rlkd["env_kwargs"])}
 
     policies = {name: (fixed_policy(name), fixed_policy(name).env_overrides) for name in FIXED}
     for run in rlkd["runs"][: args.agents]:
@@ -64,18 +56,11 @@ def main(argv: list[str] | None = None) -> None:
                 bar.update()
             env.close()
 
-    summary = {key: {"iqm": e["summary"]["iqm"], "ci95": e["summary"]["iqm_ci95"], "mean": e["summary"]["mean"],
-                     "std": e["summary"]["std"], "runs": e["summary"]["runs"],
-                     "evaluation_seeds": len(e["evaluation_seeds"])}
-               for key, e in sorted(entries.items(), key=lambda kv: kv[1]["summary"]["iqm"])}  # fmt: skip
+    summary = entry_summaries(entries)
     out_json = args.leaderboard_dir / f"{ENV_ID}-rlkd.json"
-    curves = {name: np.mean([t["test_accuracy"] for t in ts], axis=0).round(4).tolist() for name, ts in traces.items()}
+    curves = accuracy_curves(traces)
     # Per RLKD agent, the percentiles of its temperatures in each epoch (over the traced seeds).
-    percentiles = {
-        name: [np.percentile(np.concatenate([t["temperatures"][epoch] for t in ts]), [5, 25, 50, 75, 95])
-               .round(3).tolist() for epoch in range(len(ts[0]["temperatures"]))]
-        for name, ts in traces.items() if name.startswith("rlkd")
-    }  # fmt: skip
+    percentiles = temperature_percentiles(traces)
     out_json.write_text(json.dumps({"entries": summary, "seeds": args.seeds, "test_accuracy_per_epoch": curves,
                                     "rlkd_temperature_percentiles_per_epoch": percentiles}, indent=1))  # fmt: skip
     out_png = args.leaderboard_dir / f"{ENV_ID}-rlkd.png"
@@ -84,44 +69,6 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{key:40s} IQM {s['iqm']:.4f} [{s['ci95'][0]:.4f}, {s['ci95'][1]:.4f}]  mean {s['mean']:.4f} ± "
               f"{s['std']:.4f}  ({s['runs']} runs x {s['evaluation_seeds']} eval seeds)")  # fmt: skip
     print(f"wrote {out_png} and {out_json}")
-
-
-def plot(summary: dict, curves: dict, percentiles: dict, path: Path) -> None:
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_bar, ax_acc, ax_t) = plt.subplots(1, 3, figsize=(17, 4.8))
-    names = list(summary)
-    iqm = np.array([summary[n]["iqm"] for n in names])
-    ci = np.array([summary[n]["ci95"] for n in names])
-    colors = ["tab:red" if n.startswith("rlkd") else "tab:gray" for n in names]
-    ax_bar.barh(names, iqm, xerr=[iqm - ci[:, 0], ci[:, 1] - iqm], color=colors, capsize=3)
-    ax_bar.set_xlim(min(ci[:, 0]) - 0.02, max(ci[:, 1]) + 0.01)
-    ax_bar.set_xlabel("student test accuracy, IQM [95% CI]")
-    ax_bar.set_title("final accuracy per entry")
-    for name, curve in curves.items():
-        style = dict(color="tab:red", alpha=0.5, lw=1) if name.startswith("rlkd") else dict(lw=2)
-        ax_acc.plot(np.arange(1, len(curve) + 1), curve, label=name, **style)
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("student test accuracy")
-    ax_acc.set_title("accuracy vs epoch (mean over traced seeds)")
-    ax_acc.legend(fontsize=7)
-    for (name, agent), color in zip(percentiles.items(), plt.cm.tab10.colors):
-        p = np.array(agent)
-        epochs = np.arange(1, len(p) + 1)
-        ax_t.fill_between(epochs, p[:, 0], p[:, 4], alpha=0.15, color=color)
-        ax_t.plot(epochs, p[:, 2], color=color, label=f"{name} (median, 5-95%)")
-    for t, label in ((1.0, "T=1"), (4.0, "T=4")):
-        ax_t.axhline(t, ls="--", lw=1, color="gray")
-        ax_t.text(1, t, label, va="bottom", ha="left", fontsize=8)
-    ax_t.set_ylim(0, 10)
-    ax_t.set_xlabel("epoch")
-    ax_t.set_ylabel("instance temperature")
-    ax_t.set_title("RLKD's temperatures over training")
-    ax_t.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

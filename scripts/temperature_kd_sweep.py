@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import kd_envs  # noqa: F401
 from agents.common.evaluation import run_episode
+from agents.common.reports.temperature_kd import sweep_table
 from agents.temperature.policies import FixedTemperaturePolicy
 from kd_envs.tasks import TASKS, ModelConfig, TaskConfig, TrainConfig
 
@@ -75,28 +75,7 @@ def run(out: Path, shard: tuple[int, int]) -> None:
 
 def report(out: Path, json_path: Path) -> None:
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    settings = [setting_name(t) for t in TEMPERATURES]
-    table = {}
-    for name, _ in candidates():
-        row = {}
-        for s in settings:
-            rs = [r for r in records if r["candidate"] == name and r["setting"] == s]
-            if rs:
-                row[s] = {k: [r[k] for r in rs] for k in ("student_val_accuracy", "student_test_accuracy", "seconds")}
-        table[name] = row
-    lines = ["| candidate | " + " | ".join(settings) + " | best T - CE (val) | max - min over T (val) | s/episode |",
-             "|---" * (len(settings) + 4) + "|"]  # fmt: skip
-    for name, row in table.items():
-        if len(row) < len(settings):
-            continue
-        val = {s: float(np.mean(row[s]["student_val_accuracy"])) for s in settings}
-        test = {s: float(np.mean(row[s]["student_test_accuracy"])) for s in settings}
-        temps = [s for s in settings if s != "ce"]
-        gain = max(val[s] for s in temps) - val["ce"]
-        spread = max(val[s] for s in temps) - min(val[s] for s in temps)
-        seconds = float(np.median([x for s in settings if s != "ce" for x in row[s]["seconds"]]))
-        cells = [f"{val[s]:.3f} ({test[s]:.3f})" for s in settings]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {gain:+.3f} | {spread:.3f} | {seconds:.1f} |")
+    table, lines = sweep_table(records, [name for name, _ in candidates()], [setting_name(t) for t in TEMPERATURES])
     json_path.write_text(json.dumps({"seeds": SWEEP_SEEDS, "table": table}, indent=1) + "\n")
     print("validation accuracy (test accuracy), mean over sweep seeds", list(SWEEP_SEEDS))
     print("\n".join(lines))

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +10,8 @@ import torch
 from kd_envs.tasks import DatasetConfig, ModelConfig, TaskConfig, TrainConfig
 from kd_envs.tasks.datasets import write_cifar_files
 from kd_envs.tasks.task import load_task_data, make_task
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Tiny models run fastest on one thread, and two test processes must not fight over the cores.
 torch.set_num_threads(1)
@@ -120,3 +125,21 @@ def write_cifar(root: Path, name: str, train_per_file: int, num_test: int, seed:
 def write_cifar_fixture():
     """:func:`write_cifar`, for tests that need CIFAR-format files in a temporary folder."""
     return write_cifar
+
+
+@pytest.fixture
+def run_script(tmp_path_factory):
+    """Run ``scripts/<name>.py`` with ``argv`` in a fresh interpreter from the repository root, this checkout's
+    packages first on the path (a study's end-to-end smoke test; the tests call the library directly). As
+    ``fast_bootstrap`` does in this process, a ``sitecustomize`` on the path cuts the bootstrap resamples of
+    the entries' intervals to 200 there: the smoke tests check what is written, not the intervals' width."""
+    site = tmp_path_factory.mktemp("site")
+    (site / "sitecustomize.py").write_text("import agents.common.leaderboard as leaderboard\n\n"
+                                           "leaderboard.BOOTSTRAP_REPS = 200\n")
+
+    def run(name: str, *argv: str) -> subprocess.CompletedProcess:
+        path = os.pathsep.join([str(site), str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+        return subprocess.run([sys.executable, f"scripts/{name}.py", *argv], cwd=ROOT, check=True,
+                              env={**os.environ, "PYTHONPATH": path})  # fmt: skip
+
+    return run

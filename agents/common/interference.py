@@ -35,9 +35,7 @@ that measures trains as one that does not.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -51,7 +49,6 @@ from stable_baselines3.common.logger import Logger
 from torch.nn import functional as F
 
 from agents.common.evaluation import run_episode
-from agents.common.training import train_agent
 
 # gym.make kwargs of the interference envs that belong to the drift schedule, not to one context.
 DRIFT_KWARGS = ("drift", "phase_length", "phase_unit")
@@ -408,114 +405,3 @@ def evaluation_contexts(env_id: str, env_kwargs: Mapping[str, Any]) -> list[int]
     if env_kwargs.get("drift", "none") == "none":
         return [int(env_kwargs.get("context", 0))]
     return list(range(n_contexts(env_id, env_kwargs)))
-
-
-def train_interference_run(
-    algo: str,
-    env_id: str,
-    seed: int,
-    out_dir: str | Path,
-    env_kwargs: Mapping[str, Any],
-    total_timesteps: int | None = None,
-    hyperparams: dict[str, Any] | None = None,
-    eval_freq: int = 2500,
-    eval_seeds: Sequence[int] = CURVE_EVALUATION_SEEDS,
-    aei_samples: int = 256,
-    aei_every: int = 1,
-    context_matrix_every: int | None = None,
-    context_matrix_eval_size: int = 512,
-    progress_bar: bool = False,
-) -> dict[str, Any]:
-    """Train one agent with :func:`agents.common.training.train_agent` while measuring AEI, per-context
-    training returns, greedy return curves, the context × phase matrix and, every
-    ``context_matrix_every`` steps, the context-interference matrix (:class:`ContextInterferenceCallback`);
-    writes them, with their summary (:func:`summarise_run`), to ``out_dir/interference.json`` beside
-    ``model.zip``. AEI is measured on one training call in ``aei_every`` (each costs four forward
-    passes on the sample)."""
-
-    out_dir = Path(out_dir)
-    interference = InterferenceCallback(n_samples=aei_samples, every=aei_every)
-    evaluation = ContextEvaluationCallback(env_id, env_kwargs, eval_freq, eval_seeds,
-                                           evaluation_contexts(env_id, env_kwargs))  # fmt: skip
-    callbacks: list[BaseCallback] = [interference, evaluation]
-    matrix = (ContextInterferenceCallback(context_matrix_every, eval_size=context_matrix_eval_size, seed=seed)
-              if context_matrix_every else None)  # fmt: skip
-    if matrix is not None:
-        callbacks.append(matrix)
-    train_agent(algo, env_id, seed, out_dir, total_timesteps, dict(env_kwargs), hyperparams,
-                progress_bar=progress_bar, callbacks=callbacks)  # fmt: skip
-    record = {**interference.record(), **evaluation.record()}
-    if matrix is not None:
-        record["context_interference"] = matrix.record()
-    record["summary"] = summarise_run(record)
-    # Compact: a run's record holds every AEI value and training episode (hundreds of kB indented).
-    (out_dir / "interference.json").write_text(json.dumps(record, separators=(",", ":")))
-    return record
-
-
-def training_return_auc(episodes: Sequence[Sequence[float]], windows: int = 20) -> float | None:
-    """The paper's metric, the area under the training-return curve: training is cut into ``windows``
-    equal spans of env steps (up to the last episode's end), each scored by the mean return of the
-    training episodes that ended in it (a span with none keeps the previous score), and the spans'
-    scores are averaged. ``episodes`` are (timesteps at the end, context, return) rows."""
-    if not episodes:
-        return None
-    ends = np.array([e[0] for e in episodes], dtype=np.float64)
-    returns = np.array([e[2] for e in episodes], dtype=np.float64)
-    edges = np.linspace(0.0, ends.max(), windows + 1)
-    scores, last = [], float(returns[0])
-    for low, high in zip(edges[:-1], edges[1:]):
-        inside = (ends > low) & (ends <= high) if low > 0 else (ends >= low) & (ends <= high)
-        last = float(returns[inside].mean()) if inside.any() else last
-        scores.append(last)
-    return float(np.mean(scores))
-
-
-def run_interference_jobs(
-    jobs: Sequence[Mapping[str, Any]], n_jobs: int = 2, description: str = "training runs"
-) -> None:
-    """Train :func:`train_interference_run` jobs (its keyword arguments), ``n_jobs`` at a time in spawned
-    processes of one torch thread each (in this process when ``n_jobs`` is 1), with a progress bar."""
-    from tqdm.auto import tqdm
-
-    if n_jobs == 1:
-        for job in tqdm(jobs, desc=description, unit="run"):
-            train_interference_run(**job)
-        return
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
-
-    with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=th.set_num_threads,
-                             initargs=(1,)) as pool:  # fmt: skip
-        futures = [pool.submit(train_interference_run, **job) for job in jobs]
-        for future in tqdm(as_completed(futures), total=len(futures), desc=description, unit="run"):
-            future.result()
-
-
-def summarise_run(record: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's interference numbers: mean AEI (whole run and its second half), the last greedy
-    evaluation's mean return, the std of the curve's second half (how steady it is), the area under
-    the training-return curve (:func:`training_return_auc`), the context × phase matrix R and the
-    forgetting at the end, mean over contexts of max_p R[p, c] − R[last, c], and the
-    context-interference matrix's mean off-diagonal entry where it was measured."""
-    aei = np.array([a for _, a in record["aei"]], dtype=np.float64)
-    curve = np.array([np.mean(point["returns"]) for point in record["curve"]], dtype=np.float64)
-    matrix = np.array([row["returns"] for row in record["phases"]], dtype=np.float64)
-    summary: dict[str, Any] = {
-        "aei_mean": float(aei.mean()) if aei.size else None,
-        "aei_mean_second_half": float(aei[aei.size // 2 :].mean()) if aei.size else None,
-        "final_eval_return": float(curve[-1]) if curve.size else None,
-        "curve_mean_second_half": float(curve[curve.size // 2 :].mean()) if curve.size else None,
-        "curve_std_second_half": float(curve[curve.size // 2 :].std()) if curve.size else None,
-        "training_return_auc": training_return_auc(record.get("training_episodes", [])),
-    }
-    context_interference = record.get("context_interference") or {}
-    if "interference" in context_interference:
-        summary.update(context_interference=context_interference["interference"],
-                       context_self=context_interference["self"],
-                       context_matrix=context_interference["matrix"])  # fmt: skip
-    if matrix.size:
-        drops = forgetting(matrix)
-        summary.update(phase_matrix=matrix.tolist(), phase_contexts=[row["context"] for row in record["phases"]])
-        summary.update(final_forgetting=float(drops[-1].mean()), max_forgetting=float(drops.max(axis=0).mean()))
-    return summary

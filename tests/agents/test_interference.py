@@ -1,7 +1,6 @@
-"""Interference measurement (AEI, per-context returns, phase-end evaluation), the entries scored on
-every context, and the study script at a tiny budget."""
+"""Interference measurement (AEI, per-context returns, phase-end evaluation), the runs' summaries and
+the study's report, the entries scored on every context, and the study script at a tiny budget."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -22,8 +21,14 @@ from agents.common.interference import (
     context_interference_matrix,
     forgetting,
     recent_samples,
-    summarise_run,
     td_errors,
+)
+from agents.common.reports.interference import (
+    markdown_tables,
+    mean_curve,
+    report,
+    selection_row,
+    summarise_run,
     train_interference_run,
     training_return_auc,
 )
@@ -156,6 +161,53 @@ def test_training_return_auc_by_hand():
     assert training_return_auc([]) is None
 
 
+def _record(curve_returns, aei, phase_returns, auc):
+    """A run's record as train_interference_run writes it, reduced to what the report reads."""
+    record = {"aei": [[100 * (i + 1), a] for i, a in enumerate(aei)],
+              "curve": [{"timesteps": 100 * (i + 1), "returns": r} for i, r in enumerate(curve_returns)],
+              "phases": [{"phase": p, "context": p % 2, "timesteps": 100 * (p + 1), "returns": r}
+                         for p, r in enumerate(phase_returns)]}  # fmt: skip
+    record["summary"] = {**summarise_run(record), "training_return_auc": auc}
+    return record
+
+
+def test_mean_curve_is_over_runs_and_cut_to_the_shortest():
+    runs = [_record([[10.0, 20.0], [30.0, 30.0], [50.0, 50.0]], [1.0, 3.0], [[1.0, 2.0]], 1.0),
+            _record([[20.0, 20.0], [10.0, 10.0]], [3.0, 5.0, 7.0], [[1.0, 2.0]], 2.0)]  # fmt: skip
+    t, mean, std = mean_curve(runs, "curve")
+    np.testing.assert_array_equal(t, [100, 200])
+    np.testing.assert_allclose(mean, [17.5, 20.0])
+    np.testing.assert_allclose(std, [2.5, 10.0])
+    t, mean, _ = mean_curve(runs, "aei")
+    np.testing.assert_allclose(mean, [2.0, 4.0])
+
+
+def test_report_writes_the_numbers_per_seed_and_the_table(tmp_path):
+    drift = [[40.0, 10.0], [20.0, 30.0]]
+    records = {"conflict_visible": {"dqn": [_record([[10.0, 20.0]] * 2, [1.0, 2.0], drift, 5.0),
+                                            _record([[30.0, 40.0]] * 2, [3.0, 4.0], drift, 7.0)]}}  # fmt: skip
+    greedy = {"iqm": 25.0, "iqm_ci95": [20.0, 30.0], "mean": 25.0, "std": 5.0}
+    auc = {"iqm": 6.0, "iqm_ci95": [5.0, 7.0], "mean": 6.0, "std": 1.0}
+    scores = {"conflict_visible": {"dqn": {"greedy": greedy, "training_return_auc": auc, "entry": "e.json"}}}
+    stem = tmp_path / "Interference-study"
+    report(records, stem, scores)
+    numbers = json.loads(Path(f"{stem}.json").read_text())["conflict_visible"]["dqn"]
+    assert numbers["final_eval_return"] == [15.0, 35.0] and numbers["training_return_auc"] == [5.0, 7.0]
+    assert numbers["final_forgetting"] == [10.0, 10.0] and numbers["entry"]["entry"] == "e.json"
+    assert Path(f"{stem}.png").is_file() and Path(f"{stem}-conflict_visible-forgetting.png").is_file()
+    table = Path(f"{stem}.md").read_text()
+    assert table == markdown_tables(json.loads(Path(f"{stem}.json").read_text()))
+    assert "| conflict_visible | dqn | 25.0 [20.0, 30.0] | 25.0 ± 5.0 | 6.0 [5.0, 7.0] | 6.0 ± 1.0 | – | 10 |" in table
+
+
+def test_selection_row_averages_the_candidates_runs():
+    summaries = [{"curve_mean_second_half": 10.0, "training_return_auc": 4.0, "final_eval_return": 1.0},
+                 {"curve_mean_second_half": 20.0, "training_return_auc": 6.0, "final_eval_return": 3.0}]  # fmt: skip
+    row = selection_row({"anchor_update_interval": 2000}, summaries)
+    assert row == {"params": {"anchor_update_interval": 2000}, "score": 15.0, "score_per_seed": [10.0, 20.0],
+                   "training_return_auc": 5.0, "final_eval_return": 2.0}  # fmt: skip
+
+
 def _snapshot(model):
     return {k: v.clone() for k, v in model.policy.state_dict().items()}, model._n_updates
 
@@ -276,12 +328,8 @@ def test_drift_entries_are_scored_on_every_context_and_verify(tmp_path):
     assert any("evaluation seed 1001: return" in m for m in verify_entry(path, board, progress=False))
 
 
-def test_study_script_runs_end_to_end_at_a_tiny_budget(tmp_path):
-    spec = importlib.util.spec_from_file_location(
-        "kd_gym_script_interference_study", Path(__file__).resolve().parents[2] / "scripts" / "interference_study.py"
-    )
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+@pytest.mark.slow  # about 30 s on two cores: four tiny runs, their entries and the plots
+def test_study_script_runs_end_to_end_at_a_tiny_budget(tmp_path, run_script):
     board = tmp_path / "board"
     argv = ["--seeds", "0", "--algos", "dqn", "iq", "--timesteps", "1200", "--no-minatar", "--tag", "pytest",
             "--settings", "cartpole", "conflict_visible",
@@ -289,7 +337,7 @@ def test_study_script_runs_end_to_end_at_a_tiny_budget(tmp_path):
                                          "learning_starts": 200}),
             "--eval-freq", "600", "--matrix-eval-size", "32", "--jobs", "1", "--runs", str(tmp_path / "runs"),
             "--leaderboard-dir", str(board)]  # fmt: skip
-    study.main(argv)
+    run_script("interference_study", *argv)
     names = sorted(p.name for p in (board / "entries").glob("*.json"))
     assert names == ["CartPole-v1__dqn__pytest.json", "CartPole-v1__iq__pytest.json",
                      f"{ENV_ID}__dqn_conflict_visible__pytest.json", f"{ENV_ID}__iq_conflict_visible__pytest.json"]

@@ -1,6 +1,6 @@
-"""The command-line scripts, run through their ``main(argv)`` on the tiny env into temporary folders."""
+"""The command-line tools, run through their ``main(argv)`` on the tiny env into temporary folders; the
+studies' reports through the library (agents.common.reports), and each study script once, end to end."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,18 +10,9 @@ import pytest
 
 from agents.common.commands import evaluate, leaderboard, train
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 LEADERBOARD_DIR = Path(__file__).resolve().parents[2] / "leaderboard"  # the tracked one
 ENV_ID = "TemperatureKD-v0"
 TAG = "pytest"
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(f"kd_gym_script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 
 @pytest.fixture(autouse=True)
@@ -146,14 +137,15 @@ def test_evaluate_fixed_verify_and_render(tmp_path, tiny_json_kwargs, capsys, fa
 
 
 def test_reliability_report_replays_the_best_entry_and_cross_entropy(tmp_path, tiny_json_kwargs, fast_bootstrap):
-    report = load_script("temperature_kd_report")
+    from agents.common.reports.temperature_kd import plot_reliability, reliability_reports
+
     for name in ("constant_t4", "no_kd"):
         evaluate.main(["--fixed", name, "--env-kwargs", json.dumps(tiny_json_kwargs), "--episodes", "5",
                        "--tag", "official", "--leaderboard-dir", str(tmp_path)])  # fmt: skip
-    report.main(["--leaderboard-dir", str(tmp_path)])
-    assert (tmp_path / f"{ENV_ID}-reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    reports = json.loads((tmp_path / f"{ENV_ID}-reliability.json").read_text())
     entries = {p.name.split("__")[1]: json.loads(p.read_text()) for p in (tmp_path / "entries").glob("*.json")}
+    reports = reliability_reports(entries, tmp_path)
+    plot_reliability(reports, tmp_path / f"{ENV_ID}-reliability.png")
+    assert (tmp_path / f"{ENV_ID}-reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for r in reports:  # the replay is the entry's first episode: the same student, the same measures
         first = entries[r["entry"]]["runs"][0]["episodes"][0]
         assert r["raw"]["ece"] == pytest.approx(first["student_test_ece"])
@@ -162,10 +154,11 @@ def test_reliability_report_replays_the_best_entry_and_cross_entropy(tmp_path, t
     assert reports[0]["entry"] == "no_kd"
 
 
-def test_n2n_study_runs_every_part_and_reports(tmp_path, tiny_n2n_kwargs, fast_bootstrap):
+@pytest.mark.slow  # about 20 s on two cores: two fresh interpreters, eleven tiny searches and their reports
+def test_n2n_study_runs_every_part_and_reports(tmp_path, tiny_n2n_kwargs, run_script):
+    from agents.common.reports.n2n import student_from_record
     from kd_envs.tasks import ModelConfig, TaskConfig
 
-    study = load_script("n2n_study")
     base = TaskConfig.from_dict(tiny_n2n_kwargs["task"])
     source = TaskConfig(dataset=base.dataset, teacher=ModelConfig("mlp", width=32, depth=2),
                         teacher_training=base.teacher_training)  # fmt: skip
@@ -175,7 +168,7 @@ def test_n2n_study_runs_every_part_and_reports(tmp_path, tiny_n2n_kwargs, fast_b
             "--runs", str(tmp_path / "runs"), "--tag", "test", "--leaderboard-dir", str(board),
             "--env-kwargs", json.dumps({**tiny_n2n_kwargs, "training_seed": 0}),
             "--transfer-source", json.dumps(source.to_dict())]  # fmt: skip
-    study.main(argv)
+    run_script("n2n_study", *argv)
     names = sorted(p.name for p in (board / "entries").glob("*.json"))
     assert names == sorted(f"N2NCompress-v0__{n}__test.json" for n in
                            ("random_search", "evolution", "n2n", "maskable_ppo", "n2n_two_stage"))  # fmt: skip
@@ -192,8 +185,31 @@ def test_n2n_study_runs_every_part_and_reports(tmp_path, tiny_n2n_kwargs, fast_b
     teacher = gym.make("N2NCompress-v0", **tiny_n2n_kwargs).unwrapped.teacher_architecture
     for h in scratch["history"]:
         if not h["degenerate"]:
-            assert study.student_from_record(teacher, h).num_parameters() == h["student_parameters"]
+            assert student_from_record(teacher, h).num_parameters() == h["student_parameters"]
     # A second call finds every search done and trains nothing new.
     before = sorted(p.stat().st_mtime for p in (tmp_path / "runs").rglob("search.json"))
-    study.main(argv)
+    run_script("n2n_study", *argv)
     assert sorted(p.stat().st_mtime for p in (tmp_path / "runs").rglob("search.json")) == before
+
+
+def _write_search(folder: Path, rewards: list[float], seconds: list[float], cached: list[bool]) -> None:
+    folder.mkdir(parents=True)
+    history = [{"reward": r, "train_seconds": s, "cached": c, "degenerate": False, "architecture_summary": f"s{i % 2}"}
+               for i, (r, s, c) in enumerate(zip(rewards, seconds, cached))]  # fmt: skip
+    (folder / "search.json").write_text(json.dumps({"history": history, "best": {"reward": max(rewards)}}))
+
+
+def test_n2n_transfer_result_and_search_cost_by_hand(tmp_path):
+    from agents.common.reports.n2n import search_cost, transfer_result
+
+    _write_search(tmp_path / "joint" / "n2n" / "seed_0", [0.1] * 10 + [0.5] * 10, [2.0] * 20, [False] * 2 + [True] * 18)
+    _write_search(tmp_path / "transfer" / "n2n" / "seed_0", [0.3] * 10 + [0.7] * 10, [4.0] * 20, [False] * 20)
+    result = transfer_result(tmp_path, [0, 1], "mnist1d-vgg")  # seed 1 has no searches: left out
+    assert result["seeds"] == [0] and result["source_task"] == "mnist1d-vgg" and result["window"] == 10
+    assert result["transfer"]["first"] == [pytest.approx(0.3)] and result["transfer"]["last"] == [pytest.approx(0.7)]
+    assert result["scratch"]["first_mean"] == pytest.approx(0.1) and result["scratch"]["best"] == [0.5]
+    assert len(result["curves"]["scratch"]) == 20
+    assert transfer_result(tmp_path, [1], {"dataset": "custom"}) is None
+    # Two students trained (not cached) at 2 s; the search's two distinct students, 2 s each, alone.
+    cost = search_cost(tmp_path)
+    assert cost == {"seconds_per_student": 2.0, "students_trained": 2, "search_minutes_alone": pytest.approx(4 / 60)}
