@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from agents.common.leaderboard import (
     SCHEMA_VERSION,
     aggregate,
     entry_path,
+    machine_kind,
     make_entry,
     run_score,
     write_entry,
@@ -443,17 +445,71 @@ def entry_problems(entry: Any) -> list[str]:
     return problems
 
 
+@dataclass
+class Verification:
+    """What :func:`verify` found. ``problems`` make an entry fail wherever it is replayed (an unsound
+    entry, a model that is not the recorded one, a score or summary that does not follow from the stored
+    episodes); ``differences`` are recorded numbers the replay did not reproduce exactly. A replay is
+    exact on the machine kind that made the entry; on another kind (``same_machine_kind`` False) it is
+    ``consistent`` when the re-run's IQM lies inside the entry's 95% CI."""
+
+    problems: list[str] = field(default_factory=list)
+    differences: list[str] = field(default_factory=list)
+    largest_difference: float = 0.0
+    largest_difference_at: str = ""
+    rerun_iqm: float | None = None
+    entry_iqm_ci95: tuple[float, float] | None = None
+    same_machine_kind: bool | None = None  # None: the entry does not record its machine kind
+
+    @property
+    def inside_ci(self) -> bool | None:
+        if self.rerun_iqm is None or self.entry_iqm_ci95 is None:
+            return None
+        return self.entry_iqm_ci95[0] <= self.rerun_iqm <= self.entry_iqm_ci95[1]
+
+    @property
+    def status(self) -> str:
+        if self.problems:
+            return "MISMATCH"
+        if not self.differences:
+            return "OK"
+        return "CONSISTENT" if self.same_machine_kind is False and self.inside_ci else "MISMATCH"
+
+    def lines(self) -> list[str]:
+        out = self.problems + self.differences[:20]
+        if self.differences:
+            kind = {True: "this machine kind made the entry", False: "another machine kind made the entry",
+                    None: "the entry records no machine kind"}[self.same_machine_kind]  # fmt: skip
+            out.append(f"largest difference {self.largest_difference:.3g} ({self.largest_difference_at}); re-run IQM "
+                       f"{self.rerun_iqm:.4f}, {'inside' if self.inside_ci else 'outside'} the entry's 95% CI "
+                       f"[{self.entry_iqm_ci95[0]:.4f}, {self.entry_iqm_ci95[1]:.4f}]; {kind}")  # fmt: skip
+        return out
+
+
+def _numeric_difference(old: Any, new: Any) -> float:
+    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
+        return abs(float(old) - float(new))
+    return float("inf")
+
+
 def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True) -> list[str]:
-    """Re-run an entry's stored policy on its evaluation seeds; returns the problems: the entry's own
-    (:func:`entry_problems`, checked first: an unsound entry is not replayed) or the mismatches of the
-    replay (empty when every number matches exactly). An unreadable file is a problem too, not an error."""
+    """:func:`verify` as a list: the entry's problems and every recorded number the replay did not
+    reproduce exactly (empty when every number matches)."""
+    result = verify(path, directory, progress)
+    return result.problems + result.differences
+
+
+def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True) -> Verification:
+    """Re-run an entry's stored policy on its evaluation seeds. The entry's own soundness
+    (:func:`entry_problems`) and its models' sha256 are checked first: an unsound entry is not replayed.
+    An unreadable file is a problem too, not an error."""
     try:
         entry = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        return [f"cannot read the entry: {error}"]
+        return Verification(problems=[f"cannot read the entry: {error}"])
     problems = entry_problems(entry)
     if problems:
-        return problems
+        return Verification(problems=problems)
     env_id, kwargs, seeds = entry["env_id"], entry["env_kwargs"], entry["evaluation_seeds"]
     mismatches = []
     recorded_fingerprint = entry.get("task_fingerprint")
@@ -461,8 +517,8 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
         here = task_fingerprint(env_id, kwargs) or {}
         differ = [k for k in ("teacher_sha256", "dataset_sha256") if here.get(k) != recorded_fingerprint.get(k)]
         if differ:  # the same policy on another teacher or other data: replaying would compare nothing
-            return [f"task {k}: the entry's {recorded_fingerprint.get(k)} differs from this machine's {here.get(k)}"
-                    for k in differ]  # fmt: skip
+            return Verification(problems=[f"task {k}: the entry's {recorded_fingerprint.get(k)} differs from this "
+                                          f"machine's {here.get(k)}" for k in differ])  # fmt: skip
     stored = [run for run in entry["runs"] if run.get("model")]
     damaged = []
     for run in stored:
@@ -471,7 +527,7 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
         except (OSError, ValueError) as error:
             damaged.append(f"training seed {run['training_seed']}: {error}")
     if damaged:  # a model that is not the one the entry records: replaying it would compare nothing
-        return damaged
+        return Verification(problems=damaged)
     if entry["agent"]["kind"] in ("fixed", "searched"):
         pairs = []
         for (label, policy), recorded in zip(entry_policies(entry, directory), _recorded_runs(entry)):
@@ -495,19 +551,34 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
             for setting in settings:
                 episodes += evaluate(policy, env_id, setting, seeds, progress, description="verifying")
             pairs.append((label, run["episodes"], episodes))
+    result = Verification(problems=mismatches)
+    metric = entry["metric"]
+    rerun_scores = []
     for label, recorded, rerun in pairs:
         for old, new in zip(recorded, rerun, strict=True):
             for key, value in old.items():
                 if new.get(key) != value:
-                    mismatches.append(f"{label}, evaluation seed {old['seed']}: {key} {value!r} -> {new.get(key)!r}")
+                    result.differences.append(f"{label}, evaluation seed {old['seed']}: {key} {value!r} -> "
+                                              f"{new.get(key)!r}")  # fmt: skip
+                    gap = _numeric_difference(value, new.get(key))
+                    if gap > result.largest_difference:
+                        result.largest_difference, result.largest_difference_at = gap, f"{label}, {key}"
+        if entry["agent"]["kind"] == "fixed":  # each episode is a run
+            rerun_scores += [float(episode[metric]) for episode in rerun]
+        else:
+            rerun_scores.append(run_score({"episodes": rerun}, metric))
+    if result.differences:
+        result.rerun_iqm = aggregate(rerun_scores)["iqm"]
+        result.entry_iqm_ci95 = tuple(entry["summary"]["iqm_ci95"])
+        recorded_kind = entry.get("machine")
+        result.same_machine_kind = None if recorded_kind is None else recorded_kind == machine_kind()
     # The stored scores and summary must also follow from the stored episodes (no hand edits).
-    metric = entry["metric"]
     for run in entry["runs"]:
         score = run_score(run, metric)
         if run["score"] != score:
-            mismatches.append(f"run score {run['score']!r} is not the mean {metric} of its episodes ({score!r})")
+            result.problems.append(f"run score {run['score']!r} is not the mean {metric} of its episodes ({score!r})")
     summary = aggregate([run["score"] for run in entry["runs"]])
     for key, value in summary.items():
         if entry["summary"].get(key) != value:
-            mismatches.append(f"summary {key} {entry['summary'].get(key)!r} -> recomputed {value!r}")
-    return mismatches
+            result.problems.append(f"summary {key} {entry['summary'].get(key)!r} -> recomputed {value!r}")
+    return result

@@ -9,11 +9,13 @@ evaluation seeds; for a fixed policy, which is not trained, each evaluation epis
 from __future__ import annotations
 
 import json
+import platform
 import shlex
 import subprocess
 import sys
 import warnings
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +88,18 @@ def git_commit(repo: Path | None = None) -> str | None:
     return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
+def machine_kind() -> str:
+    """The kind of machine an entry was made on, on which ``--verify`` is exact: OS, architecture, CPU
+    model and torch version (float results can differ in the last bits across any of these)."""
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))  # fmt: skip
+    except (OSError, StopIteration):
+        pass
+    return f"{platform.system()} {platform.machine()}, {cpu or 'unknown CPU'}, torch {version('torch')}"
+
+
 def commit_for_entry(tag: str) -> str | None:
     """The commit an entry with ``tag`` records; for ``tag="official"`` a clean checkout is required
     (:class:`DirtyTreeError` otherwise), so a command can check before it spends the evaluation."""
@@ -135,6 +149,7 @@ def make_entry(
         "command": shlex.join([Path(sys.executable).name, *sys.argv]),
         "packages": packages,
         "git_commit": commit,
+        "machine": machine_kind(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -19,8 +19,10 @@ from agents.common.evaluation import (
     save_entry,
     trace_episode,
     trained_agents_entry,
+    verify,
     verify_entry,
 )
+from agents.common.leaderboard import aggregate, machine_kind, run_score
 from agents.temperature.specs import fixed_policy
 
 ENV_ID = "TemperatureKD-v0"
@@ -107,7 +109,7 @@ def test_trained_agents_entry_copies_verifies_and_detects_tampering(tmp_path, ti
     saved = json.loads(path.read_text())
     saved["runs"][1]["episodes"][0]["student_test_accuracy"] += 0.25
     path.write_text(json.dumps(saved))
-    rerun, score = verify_entry(path, tmp_path, progress=False)
+    score, rerun = verify_entry(path, tmp_path, progress=False)
     assert "training seed 1" in rerun and "evaluation seed 1000" in rerun and "student_test_accuracy" in rerun
     # The stored run score no longer follows from the (tampered) episodes either.
     assert "run score" in score
@@ -228,3 +230,35 @@ def test_verify_reports_each_bad_file_by_path_and_goes_on(tmp_path, tiny_json_kw
     assert f"MISMATCH {truncated}:\n  cannot read the entry" in out
     assert f"MISMATCH {unreadable}:\n  cannot read the entry" in out
     assert f"OK {good}" in out and "2 of 3 entries failed" in out
+
+
+def _as_if_made_elsewhere(entry, shift):
+    """The entry as another machine would have written it: every accuracy off by ``shift``, with the
+    scores and summary that follow from them (a sound entry whose numbers the replay does not repeat)."""
+    for run in entry["runs"]:
+        for episode in run["episodes"]:
+            episode["student_test_accuracy"] += shift
+        run["score"] = run_score(run, entry["metric"])
+    entry["summary"] = aggregate([run["score"] for run in entry["runs"]])
+    entry["machine"] = "Linux x86_64, another CPU, torch 0.0"
+    return entry
+
+
+@pytest.mark.parametrize(("shift", "status"), [(1e-7, "CONSISTENT"), (0.5, "MISMATCH")])
+def test_verify_elsewhere_reports_the_largest_difference_and_the_ci(tmp_path, tiny_json_kwargs, fast_bootstrap,
+                                                                     shift, status):
+    entry = fixed_policy_entry("random_t", ENV_ID, tiny_json_kwargs, (1000, 1001, 1002, 1003), tag="test",
+                               progress=False)  # fmt: skip
+    assert entry["machine"] == machine_kind()
+    path = save_entry(_as_if_made_elsewhere(entry, shift), tmp_path)
+    result = verify(path, tmp_path, progress=False)
+    assert result.status == status and result.same_machine_kind is False and not result.problems
+    assert result.largest_difference == pytest.approx(shift, rel=1e-3)
+    assert "student_test_accuracy" in result.largest_difference_at
+    assert result.inside_ci is (status == "CONSISTENT")
+    assert "another machine kind made the entry" in result.lines()[-1]
+    # The same numbers from this machine kind: exactness is the rule, whatever the CI says.
+    saved = json.loads(path.read_text())
+    saved["machine"] = machine_kind()
+    path.write_text(json.dumps(saved))
+    assert verify(path, tmp_path, progress=False).status == "MISMATCH"
