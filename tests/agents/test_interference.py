@@ -302,6 +302,7 @@ def test_context_interference_callback_measures_without_changing_training():
         ContextInterferenceCallback(every=10, n_contexts=1)
 
 
+@pytest.mark.slow
 def test_drift_entries_are_scored_on_every_context_and_verify(tmp_path):
     kwargs = {"drift": "cyclic", "phase_length": 150, "phase_unit": "steps"}
     dirs = []

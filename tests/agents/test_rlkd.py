@@ -176,6 +176,7 @@ def mean_miss(model: RLKD, seed: int = 123) -> float:
     return float(np.mean(misses))
 
 
+@pytest.mark.slow
 def test_calibration_learns_per_instance_credit():
     """The batch reward is a mean over instances; the fitted corrector must tell the instances apart
     (its calibrated rewards rank each instance's own miss), and the actor learns the per-instance target."""
