@@ -71,6 +71,11 @@ from agents.iq.policies import CONTEXT_ENCODERS, NORMALIZATIONS, IQCnnPolicy, IQ
 SelfIQ = TypeVar("SelfIQ", bound="IQ")
 
 
+def taken_action_values(q: th.Tensor, actions: th.Tensor) -> th.Tensor:
+    """Every head's Q-value of the taken action: ``q`` (B, k, A) at ``actions`` (B, 1) gives (B, k)."""
+    return q.gather(2, actions.long()[:, None, :].expand(-1, q.shape[1], 1)).squeeze(2)
+
+
 # -- the distillation term as a pure function -----------------------------------------------------
 def head_distillation_loss(online_q: th.Tensor, target_q: th.Tensor, contexts: th.Tensor) -> th.Tensor:
     """L_KD: the batch mean of Σ_{h≠c} Huber(Q_online^h(s, a) − Q_target^h(s, a)).
@@ -147,7 +152,7 @@ class IQ(DQN):
         if _init_setup_model:
             self._setup_model()
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
         """Check IQ's arguments and the DQN options it does not support; raise a ValueError naming the
         argument, its value and what is allowed."""
 
@@ -181,7 +186,7 @@ class IQ(DQN):
               "IQPolicy or a subclass ('MlpPolicy', 'CnnPolicy')")  # fmt: skip
 
     def _setup_model(self) -> None:
-        self._validate()
+        self.validate()
         # The policy gets the context settings for its construction only: the stored policy_kwargs stay
         # the user's, which SB3's load compares with the ones it is given.
         user_policy_kwargs = self.policy_kwargs
@@ -296,11 +301,6 @@ class IQ(DQN):
             self.policy.q_net_anchor.load_state_dict(self.q_net.state_dict())
 
     # -- training ----------------------------------------------------------------------------------
-    @staticmethod
-    def _taken(q: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        """Q-values (B, k, A) at the taken actions (B, 1): (B, k)."""
-        return q.gather(2, actions.long()[:, None, :].expand(-1, q.shape[1], 1)).squeeze(2)
-
     @th.no_grad()
     def _targets(self, replay_data: ContextReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
         """The TD target r + γ(1 − d)·max_a' Q_target^{c'}(s', a') with c' = ω(s') (B, 1), and the
@@ -316,7 +316,7 @@ class IQ(DQN):
             earlier, next_q = anchor(replay_data.observations), self.q_net_target(replay_data.next_observations)
         next_q = next_q[th.arange(batch, device=next_q.device), replay_data.next_contexts]
         target = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q.max(dim=1).values.reshape(-1, 1)
-        return target, self._taken(earlier, replay_data.actions)
+        return target, taken_action_values(earlier, replay_data.actions)
 
     def losses(self, replay_data: ContextReplayBufferSamples, distillation_weight: float) -> dict[str, th.Tensor]:
         """The terms of one gradient step: ``td`` (Huber on each sample's own head, bootstrapped from
@@ -324,7 +324,7 @@ class IQ(DQN):
         ``loss`` = td + λ·distillation."""
         contexts = replay_data.contexts
         target_q, earlier_q = self._targets(replay_data)
-        online_q = self._taken(self.q_net(replay_data.observations), replay_data.actions)
+        online_q = taken_action_values(self.q_net(replay_data.observations), replay_data.actions)
         td = F.smooth_l1_loss(online_q.gather(1, contexts[:, None]), target_q)
         distillation = head_distillation_loss(online_q, earlier_q, contexts)
         return {"td": td, "distillation": distillation, "loss": td + distillation_weight * distillation}

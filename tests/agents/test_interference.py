@@ -82,7 +82,8 @@ def test_aei_is_the_change_of_squared_td_error_over_one_training_call():
     callback = InterferenceCallback(n_samples=32)
     callback.init_callback(model)
     callback.on_rollout_end()
-    samples, before = callback._pending
+    samples = recent_samples(model, 32)  # what the callback measures on: the latest transitions
+    before = td_errors(model, samples).pow(2)
     model.train(gradient_steps=4, batch_size=16)
     callback.on_rollout_start()
     (_, aei), = callback.aei

@@ -20,7 +20,7 @@ from stable_baselines3.dqn.policies import DQNPolicy
 
 from agents.common.registry import HYPERPARAMS_DIR
 from agents.iq.buffers import ContextReplayBuffer, ContextReplayBufferSamples
-from agents.iq.iq import IQ, IQRE, head_distillation_loss
+from agents.iq.iq import IQ, IQRE, head_distillation_loss, taken_action_values
 from agents.iq.policies import IQPolicy, OnlineKMeans, RandomNatureEncoder
 
 CARTPOLE_OBS = spaces.Box(-np.inf, np.inf, (4,), np.float32)
@@ -342,8 +342,8 @@ def test_anchor_lags_the_online_network_and_holds_the_other_heads():
     assert not optimized & {id(p) for p in anchor.parameters()}
     # L_KD is taken against the anchor, not the target network.
     data = model.replay_buffer.sample(8)
-    online = model._taken(model.q_net(data.observations), data.actions)
-    earlier = model._taken(anchor(data.observations), data.actions)
+    online = taken_action_values(model.q_net(data.observations), data.actions)
+    earlier = taken_action_values(anchor(data.observations), data.actions)
     torch.testing.assert_close(model.losses(data, 1.0)["distillation"],
                                head_distillation_loss(online, earlier, data.contexts))  # fmt: skip
     assert small_iq().policy.q_net_anchor is None and small_iq().policy.distillation_anchor is not None
@@ -509,7 +509,7 @@ def test_hyperparameter_files_hold_valid_settings(algo, make_env):
         kwargs = {k: v for k, v in params.items() if k not in ("n_timesteps", "policy")}
         # Checked without allocating the replay buffer (10k Atari frames for iq_re).
         model = {"iq": IQ, "iq_re": IQRE}[algo](params["policy"], make_env(), _init_setup_model=False, **kwargs)
-        model._validate()
+        model.validate()
         assert model.n_contexts == 4 and model.distillation_weight in ("1-eps", 0.1)
 
 
