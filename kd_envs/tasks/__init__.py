@@ -1,5 +1,6 @@
-"""Distillation tasks: datasets, model families, teacher training and its disk cache (no gym here)."""
+"""Distillation tasks: datasets, model families, teacher training and its checked disk cache (no gym here)."""
 
+from kd_envs.tasks.cache import CorruptCacheError, CorruptCacheWarning
 from kd_envs.tasks.datasets import DATASETS, DatasetConfig, DatasetSplits, augment_batch, load_dataset
 from kd_envs.tasks.models import (
     CIFAR_RESNET_DEPTHS,
@@ -24,6 +25,7 @@ from kd_envs.tasks.training import TrainConfig, accuracy, predict_logits, steps_
 
 __all__ = [
     "CACHE_ENV", "CIFAR_RESNET_DEPTHS", "DATASETS", "MODEL_FAMILIES", "TASKS",
+    "CorruptCacheError", "CorruptCacheWarning",
     "DatasetConfig", "DatasetSplits", "ModelConfig", "Task", "TaskConfig", "TrainConfig",
     "accuracy", "architecture_of", "atomic_write", "augment_batch", "build_model", "count_parameters",
     "default_cache_dir", "load_dataset",

@@ -4,7 +4,10 @@ distillation from the task's teacher, with a memory and disk cache of the result
 The student learns from scratch with ``ce_weight`` * cross-entropy on the labels + ``kd_weight`` *
 the L2 distance between its logits and the teacher's (N2N's loss is the L2 term alone: ``ce_weight=0``).
 An evaluation is a pure function of (task, architecture, :class:`DistillConfig`, seed), so its result
-is cached under a hash of exactly those: a repeated architecture costs nothing.
+is cached under a hash of exactly those: a repeated architecture costs nothing. A result on disk is
+written with its sha256 (:mod:`kd_envs.tasks.cache`): one that is missing, truncated, altered or cached
+before checksums is reported by path and trained again, and processes that evaluate the same student at
+once train it once.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +26,9 @@ from tqdm.auto import tqdm
 
 from kd_envs.losses import logit_l2_loss
 from kd_envs.tasks.architecture import Architecture, build_architecture
+from kd_envs.tasks.cache import CorruptCacheError, CorruptCacheWarning, load_or_build, read_verified, write_verified
 from kd_envs.tasks.datasets import augment_batch
-from kd_envs.tasks.task import Task, atomic_write, config_hash, default_cache_dir
+from kd_envs.tasks.task import Task, config_hash, default_cache_dir
 from kd_envs.tasks.training import TrainConfig, accuracy, predict_logits, steps_per_epoch
 
 
@@ -68,23 +73,58 @@ class StudentEvaluator:
         return config_hash("student", self.task.teacher_record["key"], dataset, arch.to_dict(), config.to_dict(), seed)
 
     def cached(self, arch: Architecture, config: DistillConfig, seed: int) -> dict[str, Any] | None:
+        """The result cached for these, or None; a disk file that fails its checks is reported (a
+        ``CorruptCacheWarning`` naming it) and ignored."""
         key = self.key(arch, config, seed)
+        try:
+            return self._load(key)
+        except CorruptCacheError as error:
+            warnings.warn(f"{error}; not used", CorruptCacheWarning, stacklevel=2)
+            return None
+
+    def _load(self, key: str) -> dict[str, Any] | None:
         if key in self._memory:
             return self._memory[key]
         path = self._path(key)
-        if path is not None and path.is_file():
-            self._memory[key] = json.loads(path.read_text())
-            return self._memory[key]
-        return None
+        raw = None if path is None else read_verified(path)  # no checksum: trained again, nothing vouches for it
+        if raw is None:
+            return None
+        try:
+            result = json.loads(raw)
+        except ValueError as exc:
+            raise CorruptCacheError(path, f"unparsable JSON ({exc})") from exc
+        missing = {"val_accuracy", "test_accuracy", "parameters"} - set(result if isinstance(result, dict) else ())
+        if missing:
+            raise CorruptCacheError(path, f"not a student result (lacks {sorted(missing)})")
+        self._memory[key] = result
+        return result
 
     def evaluate(
         self, arch: Architecture, config: DistillConfig, seed: int, progress: bool = False, use_cache: bool = True
     ) -> dict[str, Any]:
         """Train ``arch`` from scratch (weights and batch order from ``seed``) and score it; with
         ``use_cache=False`` it trains even when a result is cached (and replaces it)."""
-        found = self.cached(arch, config, seed) if use_cache else None
-        if found is not None:
-            return {**found, "cached": True}
+        key = self.key(arch, config, seed)
+        trained = []
+
+        def load() -> dict[str, Any] | None:
+            return self._load(key) if use_cache else None
+
+        def build() -> dict[str, Any]:
+            trained.append(key)
+            return self._evaluate(key, arch, config, seed, progress)
+
+        path = self._path(key)
+        if path is None:  # kept in memory only: no other process can share it
+            found = load()
+            result = found if found is not None else build()
+        else:
+            result = load_or_build(path, load, build)
+        return {**result, "cached": not trained}
+
+    def _evaluate(
+        self, key: str, arch: Architecture, config: DistillConfig, seed: int, progress: bool
+    ) -> dict[str, Any]:
         start = time.perf_counter()
         student = self.train(arch, config, seed, progress)
         data = self.task.data
@@ -97,12 +137,11 @@ class StudentEvaluator:
             "seed": seed,
             "distill": config.to_dict(),
         }
-        key = self.key(arch, config, seed)
         self._memory[key] = result
         path = self._path(key)
         if path is not None:
-            atomic_write(path, lambda f: f.write(json.dumps(result).encode()))
-        return {**result, "cached": False}
+            write_verified(path, json.dumps(result).encode())
+        return result
 
     def train(self, arch: Architecture, config: DistillConfig, seed: int, progress: bool = False) -> torch.nn.Module:
         """The trained student module (no caching: the cache keeps scores, not weights)."""

@@ -6,6 +6,10 @@ Some teachers ship with the package as fixed artifacts (``kd_envs/tasks/teachers
 record holding their weights' sha256): a task whose teacher key has a shipped artifact loads it, checks
 the hash, and never retrains, so its results replay on any machine.
 
+Cached files cannot poison a run (:mod:`kd_envs.tasks.cache`): each is written with a sha256 sidecar and
+checked on load, and a loaded teacher must have finite weights and score its recorded test accuracy.
+A cached file that fails is reported by path and rebuilt; a shipped teacher that fails is an error.
+
 A *cloud–edge* task (``transfer_size``) gives the student a labelled transfer set smaller than the
 teacher's training data: the teacher (the cloud) learned from the whole training split, the student
 (the edge) sees only its first ``transfer_size`` instances, and learns the rest of what the teacher
@@ -16,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
+import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +33,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from kd_envs.tasks.cache import (
+    CorruptCacheError,
+    UnverifiedCacheError,
+    load_or_build,
+    read_verified,
+    write_sidecar,
+    write_verified,
+)
+from kd_envs.tasks.cache import atomic_write as atomic_write  # lived here first; its importers still find it
 from kd_envs.tasks.datasets import DatasetConfig, DatasetSplits, load_dataset
 from kd_envs.tasks.models import ModelConfig, build_model, count_parameters
 from kd_envs.tasks.training import TrainConfig, accuracy, train_classifier
@@ -37,6 +51,8 @@ CACHE_ENV = "KD_GYM_CACHE"
 CACHE_VERSION = 1
 # Teachers shipped with the package, by teacher key (see :func:`teacher_key`).
 SHIPPED_TEACHERS_DIR = Path(__file__).parent / "teachers"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -151,20 +167,6 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def atomic_write(path: Path, write, mode: str = "wb") -> None:
-    """Write ``path`` through ``write(file)`` (a file opened with ``mode``) into a temporary file, then
-    rename it: a reader, or an interrupt, never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @dataclass
 class Task:
     """A ready task: the data, the trained teacher (frozen, eval mode) and what is known of it.
@@ -207,19 +209,40 @@ class Task:
 
 
 def load_task_data(config: DatasetConfig, cache_dir: Path | None = None) -> DatasetSplits:
-    """The dataset, from the disk cache when a generated one (mnist1d) was made before."""
+    """The dataset, from the disk cache when a generated one (mnist1d) was made before. A cached file
+    that fails its checksum, has none or cannot be read is reported by path and generated again."""
     if config.name != "mnist1d":  # digits and CIFAR are read from files already
         return load_dataset(config)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     path = cache_dir / "datasets" / f"{config.name}-{config_hash(dataclasses.asdict(config))}.npz"
-    if path.is_file():
-        with np.load(path) as z:
-            return DatasetSplits(**{k: torch.from_numpy(z[k]) for k in z.files if k != "num_classes"},
-                                 num_classes=int(z["num_classes"]))  # fmt: skip
-    data = load_dataset(config)
-    arrays = {k: v.numpy() for k, v in dataclasses.asdict(data).items() if isinstance(v, torch.Tensor)}
-    atomic_write(path, lambda f: np.savez(f, num_classes=data.num_classes, **arrays))
-    return data
+
+    def load() -> DatasetSplits | None:
+        # A file without a checksum (written before them) is regenerated, not adopted: nothing else
+        # vouches for it, and generating it costs seconds.
+        raw = read_verified(path)
+        if raw is None:
+            return None
+        try:
+            with np.load(io.BytesIO(raw)) as z:
+                arrays = {k: z[k] for k in z.files}
+            data = DatasetSplits(**{k: torch.from_numpy(v) for k, v in arrays.items() if k != "num_classes"},
+                                 num_classes=int(arrays["num_classes"]))  # fmt: skip
+        except Exception as exc:  # noqa: BLE001 (zip, pickle and key errors alike: the file is unusable)
+            raise CorruptCacheError(path, f"unreadable npz ({type(exc).__name__}: {exc})") from exc
+        sizes = (len(data.y_train), len(data.y_val), len(data.y_test))
+        if sizes != config.sizes():
+            raise CorruptCacheError(path, f"holds splits of {sizes} instances, its config asks for {config.sizes()}")
+        return data
+
+    def build() -> DatasetSplits:
+        data = load_dataset(config)
+        arrays = {k: v.numpy() for k, v in dataclasses.asdict(data).items() if isinstance(v, torch.Tensor)}
+        buffer = io.BytesIO()
+        np.savez(buffer, num_classes=data.num_classes, **arrays)
+        write_verified(path, buffer.getvalue())
+        return data
+
+    return load_or_build(path, load, build)
 
 
 def teacher_key(config: TaskConfig) -> str:
@@ -237,43 +260,151 @@ def _teacher_key_parts(config: TaskConfig) -> dict[str, Any]:
     }
 
 
-def _load_shipped_teacher(model: nn.Module, key: str) -> dict[str, Any] | None:
-    """Load the shipped artifact for ``key`` into ``model`` after checking its sha256; None if none ships."""
+# How far a loaded teacher's recomputed test accuracy may be from its record, in test examples. The
+# weights are pinned by their sha256, so this guards the record and the data; one example of slack lets
+# another machine's kernels flip one borderline argmax (a NaN weight or an edited record moves it by far
+# more: a NaN makes every prediction the same class).
+ACCURACY_TOLERANCE_EXAMPLES = 1
+
+
+def _parse_record(raw: bytes, path: Path, what: str) -> dict[str, Any]:
+    try:
+        record = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise CorruptCacheError(path, "empty (0 bytes)" if not raw else f"unparsable JSON ({exc})", what) from exc
+    if not isinstance(record, dict):
+        raise CorruptCacheError(path, f"holds a {type(record).__name__}, not a teacher record", what)
+    return record
+
+
+def _parse_weights(raw: bytes, path: Path, what: str) -> dict[str, torch.Tensor]:
+    if not raw:
+        raise CorruptCacheError(path, "empty (0 bytes)", what)
+    try:
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 (torch raises zip, pickle, EOF and OS errors alike)
+        raise CorruptCacheError(path, f"unreadable weights ({type(exc).__name__}: {exc})", what) from exc
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise CorruptCacheError(path, f"holds a {type(state).__name__}, not a state dict of tensors", what)
+    return state
+
+
+def _check_teacher(
+    model: nn.Module,
+    key: str,
+    state: dict[str, torch.Tensor],
+    record: dict[str, Any],
+    data: DatasetSplits,
+    weights_path: Path,
+    record_path: Path,
+    what: str,
+) -> None:
+    """Load ``state`` into ``model`` if it is teacher ``key`` as its record describes it: finite weights,
+    their sha256 as recorded, and the recorded test accuracy on ``data`` (to one example); else raise
+    :class:`CorruptCacheError` naming the file at fault."""
+    if record.get("key") != key:
+        raise CorruptCacheError(record_path, f"records teacher {record.get('key')!r}, expected {key!r}", what)
+    non_finite = {name: int((~torch.isfinite(t)).sum()) for name, t in state.items() if t.is_floating_point()}
+    non_finite = {name: count for name, count in non_finite.items() if count}
+    if non_finite:
+        raise CorruptCacheError(weights_path, f"{sum(non_finite.values())} non-finite weights (NaN or inf) in "
+                                f"{sorted(non_finite)}", what)  # fmt: skip
+    sha = tensors_sha256(state)
+    if sha != record.get("weights_sha256"):
+        raise CorruptCacheError(weights_path, f"weights sha256 {sha} differs from its record's "
+                                f"{record.get('weights_sha256')} ({record_path})", what)  # fmt: skip
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CorruptCacheError(weights_path, f"does not fit the teacher's architecture ({exc})", what) from exc
+    recorded, n = record.get("test_accuracy"), len(data.y_test)
+    recomputed = accuracy(model, data.x_test, data.y_test)
+    if (
+        not isinstance(recorded, (int, float)) or isinstance(recorded, bool)
+        or abs(round(recomputed * n) - round(recorded * n)) > ACCURACY_TOLERANCE_EXAMPLES
+    ):  # fmt: skip
+        raise CorruptCacheError(record_path, f"records test accuracy {recorded!r}, but the teacher scores "
+                                f"{recomputed} on the {n} test examples", what)  # fmt: skip
+
+
+def _load_shipped_teacher(model: nn.Module, key: str, data: DatasetSplits) -> dict[str, Any] | None:
+    """Load the shipped artifact for ``key`` into ``model`` after checking it (see :func:`_check_teacher`);
+    None if none ships. A damaged one is an error, never retrained over: it is the package's data."""
     weights_path, record_path = SHIPPED_TEACHERS_DIR / f"{key}.pt", SHIPPED_TEACHERS_DIR / f"{key}.json"
     if not weights_path.is_file():
         return None
     if not record_path.is_file():
         raise FileNotFoundError(f"shipped teacher {weights_path} has no record {record_path}; the package's files "
                                 "are incomplete")  # fmt: skip
-    record = json.loads(record_path.read_text())
-    state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    sha = tensors_sha256(state)
-    if sha != record["weights_sha256"]:
-        raise ValueError(f"shipped teacher {weights_path}: weights sha256 {sha} differs from its record's "
-                         f"{record['weights_sha256']} ({record_path}); the package's files are damaged")  # fmt: skip
-    model.load_state_dict(state)
+    what = "shipped teacher"
+    try:
+        record = _parse_record(record_path.read_bytes(), record_path, what)
+        state = _parse_weights(weights_path.read_bytes(), weights_path, what)
+        _check_teacher(model, key, state, record, data, weights_path, record_path, what)
+    except CorruptCacheError as error:
+        raise CorruptCacheError(error.path, f"{error.problem}; the package's files are damaged (reinstall kd-gym)",
+                                what) from error  # fmt: skip
     return {**record, "source": "shipped"}
+
+
+def _load_cached_teacher(
+    model: nn.Module, key: str, weights_path: Path, record_path: Path, data: DatasetSplits
+) -> dict[str, Any] | None:
+    """The cached teacher's record after loading its checked weights into ``model``; None if it was never
+    cached. A pair written before checksums is adopted once it passes :func:`_check_teacher` (its record
+    holds the weights' sha256 and accuracy, which vouch for both files): its checksums are written then."""
+    raw: dict[Path, bytes | None] = {}
+    unverified = []
+    for path in (weights_path, record_path):
+        try:
+            raw[path] = read_verified(path)
+        except UnverifiedCacheError:
+            raw[path] = path.read_bytes()
+            unverified.append(path)
+    if raw[weights_path] is None and raw[record_path] is None:
+        return None
+    for path, other in ((weights_path, record_path), (record_path, weights_path)):
+        if raw[path] is None:
+            raise CorruptCacheError(path, f"missing, while {other.name} exists")
+    record = _parse_record(raw[record_path], record_path, "cache file")
+    state = _parse_weights(raw[weights_path], weights_path, "cache file")
+    _check_teacher(model, key, state, record, data, weights_path, record_path, "cache file")
+    for path in unverified:
+        write_sidecar(path, raw[path])
+        logger.info("adopted %s, cached before checksums: it passed the teacher's checks", path)
+    return record
 
 
 def load_or_train_teacher(
     config: TaskConfig, data: DatasetSplits, cache_dir: Path | None = None, progress: bool = False
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The task's teacher: the shipped artifact for its key if there is one, else from the cache, else
-    trained now and cached. Returns (model, record)."""
+    trained now and cached. Returns (model, record).
+
+    A loaded teacher is checked (finite weights, their recorded sha256, its recorded test accuracy
+    recomputed on ``data``): a shipped one that fails is an error; a cached one that fails, or whose
+    files are missing, truncated or altered, is reported by path (a ``CorruptCacheWarning``) and trained
+    again. Processes that need the same teacher at once train it once: one trains, the others wait on
+    ``<key>.pt.lock`` and then load it."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     key_parts = _teacher_key_parts(config)
     key = config_hash(key_parts)
     weights_path = cache_dir / "teachers" / f"{key}.pt"
     record_path = cache_dir / "teachers" / f"{key}.json"
-    generator = torch.Generator().manual_seed(config.teacher_seed)
-    model = build_model(config.teacher, data.input_shape, data.num_classes, generator)
-    shipped = _load_shipped_teacher(model, key)
-    if shipped is not None:
-        record = shipped
-    elif weights_path.is_file() and record_path.is_file():
-        model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
-        record = json.loads(record_path.read_text())
-    else:
+
+    def seeded_model() -> tuple[nn.Module, torch.Generator]:
+        # Training continues the generator that initialised the weights: a rebuild starts from scratch.
+        generator = torch.Generator().manual_seed(config.teacher_seed)
+        return build_model(config.teacher, data.input_shape, data.num_classes, generator), generator
+
+    def load() -> tuple[nn.Module, dict[str, Any]] | None:
+        model = seeded_model()[0]
+        record = _load_cached_teacher(model, key, weights_path, record_path, data)
+        return None if record is None else (model, record)
+
+    def train() -> tuple[nn.Module, dict[str, Any]]:
+        model, generator = seeded_model()
+        logger.info("training teacher %s into %s", key, weights_path)
         start = time.perf_counter()
         history = train_classifier(
             model, data, config.teacher_training, generator, progress=progress, description="teacher"
@@ -287,8 +418,18 @@ def load_or_train_teacher(
             "train_seconds": round(time.perf_counter() - start, 1),
             "weights_sha256": tensors_sha256(model.state_dict()),
         }
-        atomic_write(weights_path, lambda f: torch.save(model.state_dict(), f))
-        atomic_write(record_path, lambda f: f.write(json.dumps(record, indent=2).encode()))
+        buffer = io.BytesIO()
+        torch.save(model.state_dict(), buffer)
+        write_verified(weights_path, buffer.getvalue())  # the weights first: a record never outlives them
+        write_verified(record_path, json.dumps(record, indent=2).encode())
+        return model, record
+
+    model = seeded_model()[0]
+    shipped = _load_shipped_teacher(model, key, data)
+    if shipped is not None:
+        record = shipped
+    else:
+        model, record = load_or_build(weights_path, load, train)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
