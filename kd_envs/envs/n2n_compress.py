@@ -209,7 +209,8 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
     (240, 320, 3) uint8 array drawn with matplotlib, one bar per teacher layer (its kept width in blue, a
     removed layer as a short red bar, an undecided one in grey, the layer this step decides outlined);
     with ``render_mode=None`` (the default) it returns None. Any other mode raises ``ValueError`` when the
-    env is made (as every KD-Gym env does).
+    env is made, as in every KD-Gym env (through ``gym.make``, ``"human"`` and ``"rgb_array_list"`` are
+    Gymnasium's own wrappers around ``"rgb_array"``).
 
     ## Version History
     * v0: initial version; the deep default teacher (``mnist1d-resnet``), the 5-epoch proxy and the

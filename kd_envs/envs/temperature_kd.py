@@ -250,15 +250,6 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     | `data_root`          | None        | folder with CIFAR's files, for the CIFAR tasks                    |
     | `render_mode`        | None        | None or `"rgb_array"` (see Rendering)                             |
 
-    Errors name the bad kwarg, its value and what is allowed; a bool is not an integer, nor is a float
-    (``epochs=2.5``), and a string is not a number (``ce_weight="0.1"``). A ``TaskConfig`` given as ``task``
-    is kept in ``env.spec.kwargs`` as its dict, so the spec stores as JSON (``EnvSpec.to_json``).
-
-    The ids are registered when ``kd_envs`` is imported. A process that has not imported it, such as a
-    worker of SB3's ``SubprocVecEnv`` (started by forkserver or spawn), makes the env as
-    ``gym.make("kd_envs:TemperatureKD-v0")`` (``make_vec_env("kd_envs:TemperatureKD-v0", ...)``): the
-    prefix imports ``kd_envs`` first.
-
     ``exploration="entropy_mixup"``: at the start of each epoch the training instances are ranked by
     the entropy of the student's prediction; the epoch trains on the top 20% (the most uncertain, the
     high-value instances), each mixed up with a random instance of the 40–50% band,
@@ -277,11 +268,22 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     Differences that remain: they mix uint8 pixels before augmentation, we mix the (normalised) inputs;
     their score has a typo'd normaliser that is a constant, which does not change the ranking.
 
+    Errors name the bad kwarg, its value and what is allowed; a bool is not an integer, nor is a float
+    (``epochs=2.5``), and a string is not a number (``ce_weight="0.1"``). A ``TaskConfig`` given as ``task``
+    is kept in ``env.spec.kwargs`` as its dict, so the spec stores as JSON (``EnvSpec.to_json``).
+
+    The ids are registered when ``kd_envs`` is imported. A process that has not imported it, such as a
+    worker of SB3's ``SubprocVecEnv`` (started by forkserver or spawn), makes the env as
+    ``gym.make("kd_envs:TemperatureKD-v0")`` (``make_vec_env("kd_envs:TemperatureKD-v0", ...)``): the
+    prefix imports ``kd_envs`` first.
+
     ## Rendering
     ``metadata["render_modes"]`` is ``["rgb_array"]``: ``render()`` returns a histogram of the last
     step's temperatures (20 bins over (0, 10)) as a (240, 320, 3) uint8 array, drawn with matplotlib (an
     empty one before an episode's first step); with ``render_mode=None`` (the default) it returns None.
-    Any other mode raises ``ValueError`` when the env is made (as every KD-Gym env does).
+    Any other mode raises ``ValueError`` when the env is made, as in every KD-Gym env
+    (through ``gym.make``, ``"human"`` and ``"rgb_array_list"`` are Gymnasium's own wrappers around
+    ``"rgb_array"``).
 
     ## Copies
     ``pickle`` and ``copy.deepcopy`` copy the env at any point, mid-episode too: the copy continues
