@@ -5,6 +5,10 @@ Importing this package registers its environments with Gymnasium, so both of the
     import gymnasium as gym, kd_envs
     env = gym.make("TemperatureKD-v0", epochs=30)
     env = gym.make("kd_envs:TemperatureKD-v0")  # imports kd_envs first
+
+Gymnasium 1.x has no plugin entry points, so a process that has not imported ``kd_envs`` does not know the
+plain ids. Workers of SB3's ``SubprocVecEnv`` (started by forkserver or spawn) are such processes: give them
+the ``kd_envs:`` form, e.g. ``make_vec_env("kd_envs:N2NCompress-v0", n_envs=4, vec_env_cls=SubprocVecEnv)``.
 """
 
 from importlib.metadata import PackageNotFoundError, version

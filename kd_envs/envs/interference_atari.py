@@ -5,13 +5,16 @@ from __future__ import annotations
 import difflib
 import numbers
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import gymnasium as gym
+import numpy as np
 from ale_py import roms
 from ale_py.env import AtariEnv
 from ale_py.registration import rom_id_to_name
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
 
+from kd_envs.envs.arguments import check_bool, check_int, check_number, check_render_mode, kwarg_error
 from kd_envs.wrappers.drift import ContextDrift, DriftSchedule
 
 ATARI_PARAMETERS = ("mode", "difficulty")
@@ -43,7 +46,9 @@ class InterferenceAtariEnv(AtariEnv):
     (only those the game offers; a game with one mode and one difficulty has a single context).
 
     ## Action Space
-    ``Discrete(n)``, the game's minimal action set (``env.unwrapped.get_action_meanings()``).
+    ``Discrete(n)``, the game's minimal action set (``env.unwrapped.get_action_meanings()``). An action
+    that is not one integer in [0, n) (−1, n, a float, a complex number, a bool) raises ``ValueError``, and
+    a step before the first ``reset`` raises ``RuntimeError``, in the unwrapped env too.
 
     ## Observation Space
     ``Box(0, 255, (frame_stack, screen_size, screen_size), uint8)``: the last ``frame_stack`` grayscale
@@ -95,16 +100,47 @@ class InterferenceAtariEnv(AtariEnv):
     | `noop_max`                  | 30           | at most this many no-ops after a reset (0: none)              |
     | `terminal_on_life_loss`     | False        | end the episode when a life is lost                           |
     | `repeat_action_probability` | 0.25         | sticky actions (Machado et al., 2018)                         |
-    | `render_mode`               | None         | `"human"` or `"rgb_array"`                                    |
+    | `render_mode`               | None         | None, `"human"` or `"rgb_array"` (ALE's screen)               |
 
     Errors name the bad kwarg, its value and what is allowed: an unknown ``game``, ``drift``, mode or
-    difficulty, ``"smooth"``, ``phase_length`` < 1, ``context`` out of range, a drift with one context.
+    difficulty, ``"smooth"``, ``phase_length`` < 1, ``context`` out of range, a drift with one context, a
+    ``render_mode`` outside ``metadata["render_modes"]``, and any kwarg of a wrong type (a bool is not an
+    integer, nor is a float, and a string is not a number).
+
+    ``env.spec`` stores as JSON (``EnvSpec.to_json``) under every drift schedule, and
+    ``gym.make(EnvSpec.from_json(...))`` makes the same env again. The ids are registered when ``kd_envs``
+    is imported; a process that has not imported it, such as a worker of SB3's ``SubprocVecEnv``
+    (started by forkserver or spawn), makes the env as ``gym.make("kd_envs:InterferenceAtari-v0")``.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; later, without changing any episode: actions outside the space and a step
+      before reset refused, kwargs of a wrong type and unknown render modes refused by name, the spec's
+      JSON round trip.
     """
 
     supports_smooth_drift = False
+    _has_reset = False  # ALE would step a game never reset, and with the previous episode's context
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        self._has_reset = True
+        return obs, info
+
+    def step(self, action):
+        if not self._has_reset:
+            raise RuntimeError("InterferenceAtari-v0: call reset() before step()")
+        return super().step(self._check_action(action))
+
+    def _check_action(self, action) -> int:
+        """One integer in Discrete(n): ALE's action-set lookup would take -1 for the last action and fail on n
+        with an IndexError."""
+        n = self.action_space.n
+        if type(action) is int and 0 <= action < n:  # the common case, every frame
+            return action
+        a = np.asarray(action)
+        if a.size != 1 or a.dtype.kind not in "iu" or not 0 <= int(a.reshape(-1)[0]) < n:
+            raise ValueError(f"InterferenceAtari-v0: action {action!r}; expected one integer in Discrete({n})")
+        return int(a.reshape(-1)[0])
 
     @property
     def context_params(self) -> dict[str, int]:
@@ -189,7 +225,19 @@ def make_interference_atari(
     import ale_py
 
     gym.register_envs(ale_py)
-    schedule = DriftSchedule(drift, phase_length, phase_unit, context)  # before the ROM loads: fail fast
+    # Every kwarg checked here, before the ROM loads: fail fast, naming the kwarg.
+    env_id = "InterferenceAtari-v0"
+    if not isinstance(game, str):
+        raise kwarg_error(env_id, "game", game, "an ALE game such as 'Breakout' (a str)")
+    schedule = DriftSchedule(drift, phase_length, phase_unit, context)
+    if contexts is not None and (isinstance(contexts, (str, bytes)) or not isinstance(contexts, Sequence)):
+        raise kwarg_error(env_id, "contexts", contexts, 'None or a list of {"mode", "difficulty"} dicts')
+    for name, value in (("frame_skip", frame_skip), ("screen_size", screen_size), ("frame_stack", frame_stack)):
+        check_int(env_id, name, value, minimum=1)
+    check_int(env_id, "noop_max", noop_max, minimum=0)
+    check_bool(env_id, "terminal_on_life_loss", terminal_on_life_loss)
+    check_number(env_id, "repeat_action_probability", repeat_action_probability, 0.0, 1.0, high_open=False)
+    check_render_mode(env_id, render_mode, InterferenceAtariEnv.metadata["render_modes"])
     base = InterferenceAtariEnv(
         game=atari_rom_id(game), frameskip=1, repeat_action_probability=repeat_action_probability,
         render_mode=render_mode,

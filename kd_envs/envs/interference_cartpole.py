@@ -10,6 +10,7 @@ from types import MappingProxyType
 import gymnasium as gym
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
+from kd_envs.envs.arguments import check_render_mode
 from kd_envs.wrappers.drift import ContextDrift, DriftSchedule
 
 CARTPOLE_PARAMETERS = ("gravity", "masscart", "masspole", "length", "force_mag", "push_direction")
@@ -124,17 +125,24 @@ class InterferenceCartPoleEnv(CartPoleEnv):
     | `phase_length` | 10           | L, the length of a phase, an integer >= 1                             |
     | `phase_unit`   | `"episodes"` | `"episodes"` or `"steps"` (`"smooth"` needs `"steps"`)                |
     | `context`      | 0            | c0, index of the starting context                                     |
-    | `render_mode`  | None         | `"human"` or `"rgb_array"`, as CartPole-v1                            |
+    | `render_mode`  | None         | None, `"human"` or `"rgb_array"`, as CartPole-v1                      |
 
     Errors name the bad kwarg, its value and what is allowed: an unknown ``drift``, ``phase_length`` < 1,
-    ``"smooth"`` with episodes, ``context`` out of range, an empty ``contexts`` or an unknown preset, a
-    drift with one context, an unknown parameter name, a parameter that is not a finite number > 0
-    (``push_direction``: in [−1, 1]), or a ``visible_context`` that is not a bool.
+    ``"smooth"`` with episodes, ``context`` out of range, an empty ``contexts``, an unknown preset or
+    neither a preset nor a list, a drift with one context, an unknown parameter name, a parameter that is
+    not a finite number > 0 (``push_direction``: in [−1, 1]), a ``visible_context`` that is not a bool, or
+    a ``render_mode`` outside ``metadata["render_modes"]``.
+
+    ``env.spec`` stores as JSON (``EnvSpec.to_json``) under every drift schedule, and
+    ``gym.make(EnvSpec.from_json(...))`` makes the same env again. The ids are registered when ``kd_envs``
+    is imported; a process that has not imported it, such as a worker of SB3's ``SubprocVecEnv``
+    (started by forkserver or spawn), makes the env as ``gym.make("kd_envs:InterferenceCartPole-v0")``.
 
     ## Version History
     * v0: initial version; ``push_direction``, the ``"conflicting"`` presets and ``visible_context``
       added later (the physics presets and their dynamics unchanged; their info now also reports
-      ``push_direction``).
+      ``push_direction``); later, without changing any episode: unknown render modes refused by name,
+      the spec's JSON round trip.
     """
 
     supports_smooth_drift = True
@@ -198,15 +206,16 @@ def make_interference_cartpole(
     ``None``, or ``"conflicting"``) or lists contexts; a context may give a subset of the six
     parameters, the others take the standard values (CartPole-v1's).
     """
+    check_render_mode("InterferenceCartPole-v0", render_mode, InterferenceCartPoleEnv.metadata["render_modes"])
     schedule = DriftSchedule(drift, phase_length, phase_unit, context)
     if contexts is None:
         contexts = "physics"
+    if (isinstance(contexts, str) and contexts not in CONTEXT_PRESETS) or not isinstance(contexts, (str, Sequence)):
+        raise ValueError(
+            f"InterferenceCartPole-v0: contexts={contexts!r}; expected a preset name {tuple(CONTEXT_PRESETS)} "
+            "or a list of dicts of parameters"
+        )
     if isinstance(contexts, str):
-        if contexts not in CONTEXT_PRESETS:
-            raise ValueError(
-                f"InterferenceCartPole-v0: contexts={contexts!r}; expected a preset name {tuple(CONTEXT_PRESETS)} "
-                "or a list of dicts of parameters"
-            )
         contexts = CONTEXT_PRESETS[contexts]
     contexts = [{**_STANDARD, **c} if isinstance(c, Mapping) else c for c in contexts]
     return ContextDrift(InterferenceCartPoleEnv(render_mode=render_mode), contexts, schedule,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,22 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from kd_envs.envs.arguments import (
+    JsonTaskSpec,
+    check_bool,
+    check_choice,
+    check_folder,
+    check_int,
+    check_number,
+    check_render_mode,
+    is_int,
+    is_real,
+    kwarg_error,
+)
 from kd_envs.tasks import Task, TaskConfig, TrainConfig, architecture_of, count_parameters, make_task
 from kd_envs.tasks.architecture import DESCRIPTOR_FIELDS, Architecture, InvalidArchitecture
 from kd_envs.tasks.compression import DistillConfig, StudentEvaluator
+from kd_envs.tasks.training import OPTIMIZERS
 
 # The authors' shrink factors (Ashok et al., 2018, Sec. 3.2).
 DEFAULT_SHRINK_FACTORS = (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -29,7 +43,51 @@ def compression_reward(compression: float, accuracy: float, teacher_accuracy: fl
     return compression * (2.0 - compression) * accuracy / teacher_accuracy
 
 
-class N2NCompressEnv(gym.Env):
+@dataclass(frozen=True)
+class _Options:
+    """The env's kwargs after validation, the one place they are checked (the layer indices of
+    ``removed_layers`` again once the teacher is known): errors name the kwarg, its value and what is
+    allowed. Numbers keep the type they came as: the students' cache keys are made of them."""
+
+    shrink_factors: Any
+    stages: str
+    removed_layers: Any
+    epochs: int
+    batch_size: int
+    optimizer: str
+    lr: float
+    kd_weight: float
+    ce_weight: float
+    training_seed: int | None
+    cache_dir: str | Path | None
+    cache_students: bool
+    data_root: str | Path | None
+    render_mode: str | None
+
+    def __post_init__(self) -> None:
+        env_id = "N2NCompress-v0"
+        factors = self.shrink_factors
+        if (isinstance(factors, (str, bytes)) or not isinstance(factors, (Sequence, np.ndarray)) or len(factors) == 0
+                or not all(is_real(f) and 0.0 < f <= 1.0 for f in factors)):  # fmt: skip
+            raise kwarg_error(env_id, "shrink_factors", factors, "a sequence of numbers in (0, 1]")
+        if len(set(factors)) != len(factors):
+            raise ValueError(f"{env_id}: shrink_factors={tuple(factors)} has repeats; expected distinct factors")
+        check_choice(env_id, "stages", self.stages, STAGE_MODES)
+        for name in ("epochs", "batch_size"):
+            check_int(env_id, name, getattr(self, name), minimum=1)
+        check_choice(env_id, "optimizer", self.optimizer, OPTIMIZERS)
+        check_number(env_id, "lr", self.lr, 0.0, low_open=True)
+        for name in ("kd_weight", "ce_weight"):
+            check_number(env_id, name, getattr(self, name), 0.0)
+        if self.training_seed is not None and (not is_int(self.training_seed) or self.training_seed < 0):
+            raise kwarg_error(env_id, "training_seed", self.training_seed, "a non-negative int or None")
+        check_folder(env_id, "cache_dir", self.cache_dir)
+        check_bool(env_id, "cache_students", self.cache_students)
+        check_folder(env_id, "data_root", self.data_root)
+        check_render_mode(env_id, self.render_mode, N2NCompressEnv.metadata["render_modes"])
+
+
+class N2NCompressEnv(JsonTaskSpec, gym.Env):
     r"""
     ## Description
     Network-to-network compression as a sequential decision problem (Ashok et al., *N2N Learning:
@@ -128,6 +186,16 @@ class N2NCompressEnv(gym.Env):
     | `cache_dir`      | None          | teacher and student cache (default `$KD_GYM_CACHE` or `~/.cache/kd_gym`) |
     | `cache_students` | True          | keep student results on disk too (False: in this env's memory only) |
     | `data_root`      | None          | folder of the CIFAR files (default `$KD_GYM_CIFAR_ROOT`)         |
+    | `render_mode`    | None          | None or `"rgb_array"` (see Rendering)                            |
+
+    Errors name the bad kwarg, its value and what is allowed; a bool is not an integer, nor is a float
+    (``epochs=2.5``), and a string is not a number (``lr="0.01"``). A ``TaskConfig`` given as ``task`` is
+    kept in ``env.spec.kwargs`` as its dict, so the spec stores as JSON (``EnvSpec.to_json``).
+
+    The ids are registered when ``kd_envs`` is imported. A process that has not imported it, such as a
+    worker of SB3's ``SubprocVecEnv`` (started by forkserver or spawn), makes the env as
+    ``gym.make("kd_envs:N2NCompress-v0")`` (``make_vec_env("kd_envs:N2NCompress-v0", ...)``): the prefix
+    imports ``kd_envs`` first.
 
     ## Info
     ``reset`` gives ``descriptors`` (raw, (n, 8)), ``teacher_parameters`` and ``teacher_accuracy``. The
@@ -136,12 +204,23 @@ class N2NCompressEnv(gym.Env):
     ``teacher_accuracy``, ``removed_layers`` (teacher indices), ``train_seconds``, ``cached`` and
     ``degenerate`` (why R = −1, else "").
 
+    ## Rendering
+    ``metadata["render_modes"]`` is ``["rgb_array"]``: ``render()`` returns the decisions so far as a
+    (240, 320, 3) uint8 array drawn with matplotlib, one bar per teacher layer (its kept width in blue, a
+    removed layer as a short red bar, an undecided one in grey, the layer this step decides outlined);
+    with ``render_mode=None`` (the default) it returns None. Any other mode raises ``ValueError`` when the
+    env is made, as in every KD-Gym env (through ``gym.make``, ``"human"`` and ``"rgb_array_list"`` are
+    Gymnasium's own wrappers around ``"rgb_array"``).
+
     ## Version History
     * v0: initial version; the deep default teacher (``mnist1d-resnet``), the 5-epoch proxy and the
-      ``stages`` / ``removed_layers`` options were added before any release.
+      ``stages`` / ``removed_layers`` options were added before any release; later, without changing any
+      episode: ``render_mode="rgb_array"`` (``gym.make(..., render_mode="rgb_array")``, as SB3's
+      ``make_vec_env`` calls it, used to be refused), kwargs of a wrong type refused by name, a
+      ``TaskConfig`` stored in the spec as its dict.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -161,18 +240,13 @@ class N2NCompressEnv(gym.Env):
         data_root: str | None = None,
         render_mode: str | None = None,
     ):
+        self.options = _Options(
+            shrink_factors, stages, removed_layers, epochs, batch_size, optimizer, lr, kd_weight, ce_weight,
+            training_seed, cache_dir, cache_students, data_root, render_mode,
+        )  # fmt: skip
         self.shrink_factors = tuple(float(f) for f in shrink_factors)
-        if not self.shrink_factors or any(not 0.0 < f <= 1.0 for f in self.shrink_factors):
-            raise ValueError(f"N2NCompress-v0: shrink_factors={tuple(shrink_factors)}; expected numbers in (0, 1]")
-        if len(set(self.shrink_factors)) != len(self.shrink_factors):
-            raise ValueError(f"N2NCompress-v0: shrink_factors={self.shrink_factors} has repeats")
-        if training_seed is not None and (not isinstance(training_seed, (int, np.integer)) or training_seed < 0):
-            raise ValueError(f"N2NCompress-v0: training_seed={training_seed!r}; expected a non-negative int or None")
-        if stages not in STAGE_MODES:
-            raise ValueError(f"N2NCompress-v0: stages={stages!r}; expected one of {STAGE_MODES}")
         self.stages = stages
-        if render_mode is not None:
-            raise ValueError(f"N2NCompress-v0: render_mode={render_mode!r}; this env does not render")
+        self.render_mode = render_mode
         try:
             training = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr)
             self.distill_config = DistillConfig(training, kd_weight=kd_weight, ce_weight=ce_weight)
@@ -275,6 +349,42 @@ class N2NCompressEnv(gym.Env):
         if self._sequence:
             mask[: 2 if self._stage == 0 else len(self.shrink_factors)] = True
         return mask
+
+    def render(self) -> np.ndarray | None:
+        """With ``render_mode="rgb_array"``: the decisions so far as an RGB array of shape (240, 320, 3),
+        uint8, one bar per teacher layer: its kept width (the shrink factor; 1 until decided) in blue, a
+        removed layer as a short red bar, an undecided one in grey, the layer this step decides outlined.
+        With ``render_mode=None``: None."""
+        if self.render_mode is None:
+            return None
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(3.2, 2.4), dpi=100)  # no pyplot: no global figure state
+        canvas = FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        heights, colours = [], []
+        for kept, shrink in zip(self._kept, self._shrink):
+            if kept == 0.0:
+                heights.append(0.05), colours.append("tab:red")
+            else:
+                heights.append(1.0 if shrink < 0 else float(shrink))
+                colours.append("tab:grey" if kept < 0 else "tab:blue")
+        bars = axes.bar(range(self.num_layers), heights, color=colours)
+        axes.set_xticks(range(self.num_layers))
+        if self._sequence:
+            bars[self._sequence[min(self._cursor, len(self._sequence) - 1)]].set(edgecolor="black", linewidth=2)
+            title = f"{STAGES[self._stage]} stage"
+        else:
+            title = "decided" if (self._kept >= 0).all() else "not started"
+        axes.set_title(title, fontsize=9)
+        axes.set_ylim(0.0, 1.05)
+        axes.set_xlabel("teacher layer", fontsize=8)
+        axes.set_ylabel("kept width", fontsize=8)
+        axes.tick_params(labelsize=7)
+        figure.tight_layout()
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
     # ---- the student ------------------------------------------------------------------------------
     def student_architecture(self) -> Architecture:

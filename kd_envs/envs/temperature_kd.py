@@ -13,6 +13,16 @@ import torch
 from gymnasium import spaces
 from torch.nn import functional as F
 
+from kd_envs.envs.arguments import (
+    JsonTaskSpec,
+    check_choice,
+    check_folder,
+    check_int,
+    check_number,
+    check_render_mode,
+    is_int,
+    kwarg_error,
+)
 from kd_envs.losses import attention_loss, hint_loss, hint_regressors, kd_loss, nmd_loss
 from kd_envs.metrics import confident_prediction_report
 from kd_envs.tasks import Task, TaskConfig, make_task, predict_logits, resolve_task, steps_per_epoch
@@ -80,7 +90,8 @@ def batch_observation(student_logits: torch.Tensor, teacher_confidence: torch.Te
 
 @dataclass(frozen=True)
 class _Options:
-    """The env's kwargs after validation; errors name the kwarg, its value and what is allowed."""
+    """The env's kwargs after validation, the one place they are checked: errors name the kwarg, its value
+    and what is allowed. Numbers are stored as Python floats, whatever real type they came as."""
 
     batch_size: int
     epochs: int
@@ -98,36 +109,37 @@ class _Options:
     reward_interval: int
     feature_weight: float
     feature_loss: str
+    cache_dir: str | Path | None = None
+    data_root: str | Path | None = None
+    render_mode: str | None = None
 
     def __post_init__(self) -> None:
+        env_id = "TemperatureKD-v0"
+
         def bad(name: str, allowed: str) -> ValueError:
-            return ValueError(f"TemperatureKD-v0: {name}={getattr(self, name)!r}; expected {allowed}")
+            return kwarg_error(env_id, name, getattr(self, name), allowed)
 
         for name in ("batch_size", "epochs", "reward_set_size", "mixup_interval", "reward_interval"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise bad(name, "a positive integer")
-        if not isinstance(self.warmup_epochs, (int, np.integer)) or not 0 <= self.warmup_epochs < self.epochs:
+            check_int(env_id, name, getattr(self, name), minimum=1)
+        if not is_int(self.warmup_epochs) or not 0 <= self.warmup_epochs < self.epochs:
             raise bad("warmup_epochs", f"an integer in [0, epochs={self.epochs})")
         for name in ("ce_weight", "kd_weight", "feature_weight"):
-            if not (0.0 <= getattr(self, name) < math.inf):
-                raise bad(name, "a finite number >= 0")
+            object.__setattr__(self, name, float(check_number(env_id, name, getattr(self, name), 0.0)))
         for name in ("student_lr", "reward_epoch_scale", "action_scale"):
-            if not (0.0 < getattr(self, name) < math.inf):
-                raise bad(name, "a finite number > 0")
-        if not 0.0 < self.warmup_temperature < MAX_TEMPERATURE:
-            raise bad("warmup_temperature", f"a number in (0, {MAX_TEMPERATURE})")
-        if self.reward_measure not in REWARD_MEASURES:
-            raise bad("reward_measure", f"one of {REWARD_MEASURES}")
+            object.__setattr__(self, name, float(check_number(env_id, name, getattr(self, name), 0.0, low_open=True)))
+        object.__setattr__(self, "warmup_temperature", float(check_number(
+            env_id, "warmup_temperature", self.warmup_temperature, 0.0, MAX_TEMPERATURE, low_open=True)))  # fmt: skip
+        check_choice(env_id, "reward_measure", self.reward_measure, REWARD_MEASURES)
         if self.reward_interval != 1 and self.reward_measure != "heldout":
             raise bad("reward_interval", "1 with reward_measure='batch' (the interval is the held-out measure's)")
-        if self.exploration not in EXPLORATION_MODES:
-            raise bad("exploration", f"one of {EXPLORATION_MODES}")
-        if self.feature_loss not in FEATURE_LOSSES:
-            raise bad("feature_loss", f"one of {FEATURE_LOSSES}")
+        check_choice(env_id, "exploration", self.exploration, EXPLORATION_MODES)
+        check_choice(env_id, "feature_loss", self.feature_loss, FEATURE_LOSSES)
+        check_folder(env_id, "cache_dir", self.cache_dir)
+        check_folder(env_id, "data_root", self.data_root)
+        check_render_mode(env_id, self.render_mode, TemperatureKDEnv.metadata["render_modes"])
 
 
-class TemperatureKDEnv(gym.Env):
+class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     r"""
     ## Description
     An agent sets the distillation temperature of every instance of every training batch while a
@@ -155,7 +167,8 @@ class TemperatureKDEnv(gym.Env):
     mapped to a temperature by T = 10 · sigmoid(``action_scale`` · a) ∈ (0, 10). With the default
     ``action_scale=6``: a = −1 → T ≈ 0.025, a = −0.366 → T = 1, a = −0.068 → T = 4, a = 0 → T = 5,
     a = 1 → T ≈ 9.98. :func:`action_to_temperature` and :func:`temperature_to_action` do the map.
-    An action of another shape, or holding NaN, inf or values outside [−1, 1], raises ``ValueError``.
+    An action of another shape, of a complex dtype, or holding NaN, inf or values outside [−1, 1], raises
+    ``ValueError``.
 
     ## Observation Space
     ``Box(0, 1, (batch_size, 3), float32)``, one row per instance of the coming batch:
@@ -235,6 +248,7 @@ class TemperatureKDEnv(gym.Env):
     | `mixup_interval`     | None        | epochs between the authors' mixup epochs (None: epochs // 12, ≥ 1) |
     | `cache_dir`          | None        | where teachers are cached (default ``$KD_GYM_CACHE`` or ~/.cache)  |
     | `data_root`          | None        | folder with CIFAR's files, for the CIFAR tasks                    |
+    | `render_mode`        | None        | None or `"rgb_array"` (see Rendering)                             |
 
     ``exploration="entropy_mixup"``: at the start of each epoch the training instances are ranked by
     the entropy of the student's prediction; the epoch trains on the top 20% (the most uncertain, the
@@ -254,11 +268,36 @@ class TemperatureKDEnv(gym.Env):
     Differences that remain: they mix uint8 pixels before augmentation, we mix the (normalised) inputs;
     their score has a typo'd normaliser that is a constant, which does not change the ranking.
 
+    Errors name the bad kwarg, its value and what is allowed; a bool is not an integer, nor is a float
+    (``epochs=2.5``), and a string is not a number (``ce_weight="0.1"``). A ``TaskConfig`` given as ``task``
+    is kept in ``env.spec.kwargs`` as its dict, so the spec stores as JSON (``EnvSpec.to_json``).
+
+    The ids are registered when ``kd_envs`` is imported. A process that has not imported it, such as a
+    worker of SB3's ``SubprocVecEnv`` (started by forkserver or spawn), makes the env as
+    ``gym.make("kd_envs:TemperatureKD-v0")`` (``make_vec_env("kd_envs:TemperatureKD-v0", ...)``): the
+    prefix imports ``kd_envs`` first.
+
+    ## Rendering
+    ``metadata["render_modes"]`` is ``["rgb_array"]``: ``render()`` returns a histogram of the last
+    step's temperatures (20 bins over (0, 10)) as a (240, 320, 3) uint8 array, drawn with matplotlib (an
+    empty one before an episode's first step); with ``render_mode=None`` (the default) it returns None.
+    Any other mode raises ``ValueError`` when the env is made, as in every KD-Gym env
+    (through ``gym.make``, ``"human"`` and ``"rgb_array_list"`` are Gymnasium's own wrappers around
+    ``"rgb_array"``).
+
+    ## Copies
+    ``pickle`` and ``copy.deepcopy`` copy the env at any point, mid-episode too: the copy continues
+    exactly as the original would (the same observations, rewards, infos and student weights under the
+    same actions). The coming batch's student outputs, which hold the graph its update back-propagates
+    through, are not copied but computed again, BatchNorm's running statistics left as they were.
+
     ## Version History
-    * v0: initial version.
+    * v0: initial version; later, without changing any episode: ``render_mode="rgb_array"``, copies
+      mid-episode, complex actions refused, kwargs of a wrong type refused by name, a ``TaskConfig``
+      stored in the spec as its dict.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -281,6 +320,7 @@ class TemperatureKDEnv(gym.Env):
         feature_loss: str = "nmd",
         cache_dir: str | Path | None = None,
         data_root: str | None = None,
+        render_mode: str | None = None,
     ):
         schedule = resolve_task(task).student_training  # the task's schedule fills what is not given
         batch_size = schedule.batch_size if batch_size is None else batch_size
@@ -289,9 +329,9 @@ class TemperatureKDEnv(gym.Env):
         if mixup_interval is None:
             mixup_interval = max(1, epochs // 12) if isinstance(epochs, (int, np.integer)) else 1
         self.options = _Options(
-            batch_size, epochs, float(ce_weight), float(kd_weight), float(student_lr), reward_measure,
-            reward_set_size, float(reward_epoch_scale), warmup_epochs, float(warmup_temperature), exploration,
-            float(action_scale), mixup_interval, reward_interval, float(feature_weight), feature_loss,
+            batch_size, epochs, ce_weight, kd_weight, student_lr, reward_measure, reward_set_size,
+            reward_epoch_scale, warmup_epochs, warmup_temperature, exploration, action_scale, mixup_interval,
+            reward_interval, feature_weight, feature_loss, cache_dir, data_root, render_mode,
         )  # fmt: skip
         self.task: Task = make_task(task, cache_dir=cache_dir, data_root=data_root)
         data = self.task.data
@@ -313,8 +353,35 @@ class TemperatureKDEnv(gym.Env):
 
         self.observation_space = spaces.Box(0.0, 1.0, shape=(batch_size, 3), dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(batch_size,), dtype=np.float32)
-        self.render_mode = None
+        self.render_mode = render_mode
         self._student = None
+        self._last_temperatures: np.ndarray | None = None  # the last step's, for render()
+
+    # -- copies ----------------------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        # The coming batch's student outputs hold the autograd graph its update back-propagates through,
+        # which neither pickle nor deepcopy can carry: the copy drops them and redoes that forward pass.
+        state = self.__dict__.copy()
+        state["_student_logits"] = state["_student_features"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._student is not None and self._epoch < self.options.epochs:
+            self._redo_student_pass()
+
+    def _redo_student_pass(self) -> None:
+        """The coming batch's train-mode forward pass again, as :meth:`_forward_batch` made it: the same
+        weights and inputs give the same outputs, and BatchNorm's running statistics, which that pass
+        already moved, are put back so that they move once."""
+        buffers = [b.clone() for b in self._student.buffers()]
+        if self.options.feature_weight > 0:
+            self._student_logits, self._student_features = self._student(self._x, return_features=True)
+        else:
+            self._student_logits = self._student(self._x)
+        with torch.no_grad():
+            for buffer, saved in zip(self._student.buffers(), buffers):
+                buffer.copy_(saved)
 
     # -- episode state ---------------------------------------------------------------------------
     def _epoch_size(self) -> int:
@@ -499,6 +566,7 @@ class TemperatureKDEnv(gym.Env):
         self._entropy_last = torch.zeros(len(self.task.data.y_train))
         self._temperature_sum = self._temperature_sq_sum = 0.0
         self._temperature_min, self._temperature_max, self._temperature_count = math.inf, -math.inf, 0
+        self._last_temperatures = None
         self._start_epoch()
         warmup_t = torch.full((self.options.batch_size,), self.options.warmup_temperature)
         while self._epoch < self.options.warmup_epochs:
@@ -523,6 +591,8 @@ class TemperatureKDEnv(gym.Env):
                 f"TemperatureKD-v0: action has shape {a.shape} and dtype {a.dtype}; expected a numeric array "
                 f"of shape {expected} (one value per instance) in [-1, 1]"
             )
+        if a.dtype.kind not in "iuf":  # complex: torch would train on it, sigmoid and all
+            raise ValueError(f"TemperatureKD-v0: action has dtype {a.dtype}; expected real numbers in [-1, 1]")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"TemperatureKD-v0: action holds NaN or inf at {np.flatnonzero(~np.isfinite(a))[:8]}")
         if a.min() < -1.0 or a.max() > 1.0:
@@ -579,11 +649,38 @@ class TemperatureKDEnv(gym.Env):
 
     def _record_temperatures(self, temperature: torch.Tensor) -> None:
         t = temperature.numpy()  # NumPy reductions on a few hundred values cost less than torch's dispatch
+        self._last_temperatures = t
         self._temperature_sum += float(t.sum(dtype=np.float64))
         self._temperature_sq_sum += float(np.square(t, dtype=np.float64).sum())
         self._temperature_min = min(self._temperature_min, float(t.min()))
         self._temperature_max = max(self._temperature_max, float(t.max()))
         self._temperature_count += t.size
+
+    def render(self) -> np.ndarray | None:
+        """With ``render_mode="rgb_array"``: a histogram of the last step's temperatures (20 bins over
+        (0, 10)) as an RGB array of shape (240, 320, 3), uint8; empty before the first step of an episode.
+        With ``render_mode=None``: None."""
+        if self.render_mode is None:
+            return None
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(3.2, 2.4), dpi=100)  # no pyplot: no global figure state
+        canvas = FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        t = self._last_temperatures
+        if t is not None:
+            axes.hist(t, bins=20, range=(0.0, MAX_TEMPERATURE), color="tab:blue")
+            axes.set_title(f"the last step's temperatures (mean {t.mean():.2f})", fontsize=9)
+        else:
+            axes.set_title("no step yet", fontsize=9)
+        axes.set_xlim(0.0, MAX_TEMPERATURE)
+        axes.set_xlabel("temperature", fontsize=8)
+        axes.set_ylabel("instances", fontsize=8)
+        axes.tick_params(labelsize=7)
+        figure.tight_layout()
+        canvas.draw()
+        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
     def _final_info(self) -> dict[str, Any]:
         n = self._temperature_count

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import gymnasium as gym
@@ -129,7 +129,9 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
     contexts
         The K contexts, each a mapping of parameter name -> number passed to ``set_context``.
     schedule
-        When the context changes.
+        When the context changes: a :class:`DriftSchedule` or a dict of its fields. The wrapper records its
+        arguments as plain JSON (the schedule as that dict), so an env's spec survives
+        ``EnvSpec.to_json`` / ``from_json`` and ``gym.make`` rebuilds the wrapper from it.
     visible_context
         Append the context's weights to the observation (see Visible context).
     """
@@ -138,12 +140,9 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self,
         env: gym.Env,
         contexts: Sequence[Mapping[str, float]],
-        schedule: DriftSchedule = DriftSchedule(),
+        schedule: DriftSchedule | Mapping[str, Any] = DriftSchedule(),
         visible_context: bool = False,
     ):
-        contexts = [dict(c) if isinstance(c, Mapping) else c for c in contexts]
-        gym.utils.RecordConstructorArgs.__init__(self, contexts=contexts, schedule=schedule,
-                                                 visible_context=visible_context)  # fmt: skip
         gym.Wrapper.__init__(self, env)
         base = env.unwrapped
         if not callable(getattr(base, "set_context", None)):
@@ -151,9 +150,23 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 f"ContextDrift: {type(base).__name__} has no set_context(params) method; the unwrapped env must "
                 "expose one to have its context changed"
             )
+        if isinstance(schedule, Mapping):  # the form a spec stored as JSON gives back
+            try:
+                schedule = DriftSchedule(**schedule)
+            except TypeError:
+                raise TypeError(f"ContextDrift: schedule={schedule!r}; expected a DriftSchedule or its fields "
+                                f"{[f.name for f in fields(DriftSchedule)]}") from None  # fmt: skip
         if not isinstance(schedule, DriftSchedule):
             raise TypeError(f"ContextDrift: schedule={schedule!r}; expected a DriftSchedule")
+        if isinstance(contexts, (str, bytes)) or not isinstance(contexts, Sequence):
+            raise ValueError(f"ContextDrift: contexts={contexts!r}; expected a list of mappings of name -> number")
         self.contexts = tuple(_plain_context(i, c) for i, c in enumerate(contexts))
+        # Recorded as plain JSON (the checked contexts, the schedule's fields), so that the env's spec survives
+        # EnvSpec.to_json / from_json and gym.make rebuilds this wrapper from it.
+        gym.utils.RecordConstructorArgs.__init__(self, contexts=[dict(c) for c in self.contexts],
+                                                 schedule=asdict(schedule),
+                                                 visible_context=bool(visible_context) if isinstance(
+                                                     visible_context, np.bool_) else visible_context)  # fmt: skip
         self.schedule = schedule
         n = len(self.contexts)
         if n == 0:

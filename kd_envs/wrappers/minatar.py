@@ -11,6 +11,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
+from kd_envs.envs.arguments import check_bool, check_number, check_render_mode
+
 # Our id's game name -> MinAtar's module name.
 MINATAR_GAMES = {"Breakout": "breakout", "SpaceInvaders": "space_invaders", "Asterix": "asterix",
                  "Freeway": "freeway", "Seaquest": "seaquest"}  # fmt: skip
@@ -60,6 +62,10 @@ def make_minatar(
         raise ImportError(
             f"MinAtar-{game}-v1 needs the optional package minatar: pip install 'kd-gym[minatar]'"
         ) from error
+    env_id = f"MinAtar-{game}-v1"
+    check_number(env_id, "sticky_action_prob", sticky_action_prob, 0.0, 1.0, high_open=False)
+    check_bool(env_id, "difficulty_ramping", difficulty_ramping)
+    check_render_mode(env_id, render_mode, BaseEnv.metadata["render_modes"])
     env = BaseEnv(game=MINATAR_GAMES[game], render_mode=render_mode, use_minimal_action_set=True,
                   sticky_action_prob=sticky_action_prob, difficulty_ramping=difficulty_ramping)  # fmt: skip
     return ChannelsFirst(env)

@@ -3,6 +3,7 @@
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import data_equivalence
 
 import kd_envs  # noqa: F401  (registers the environments)
 from kd_envs.envs import (
@@ -256,7 +257,7 @@ def test_same_seed_same_episodes(kwargs):
     first, second = run(), run()
     assert len(first) == len(second)
     for u, v in zip(first, second):
-        assert gym.utils.env_checker.data_equivalence(u, v, exact=True), (u, v)
+        assert data_equivalence(u, v, exact=True), (u, v)
     if kwargs:
         assert len({str(item[-1]["context_params"]) for item in first}) > 1, "the context must drift in the run"
 
@@ -276,6 +277,8 @@ def test_same_seed_same_episodes(kwargs):
         ({"contexts": "opposite"}, r"contexts='opposite'; expected a preset name \('physics', 'conflicting'\)"),
         ({"contexts": [{"push_direction": -2}]}, r"push_direction=-2; expected a number in \[-1, 1\]"),
         ({"visible_context": "yes"}, r"visible_context='yes'; expected True or False"),
+        ({"contexts": 5}, r"contexts=5; expected a preset name \('physics', 'conflicting'\) or a list of dicts"),
+        ({"contexts": [{}, 5]}, r"contexts\[1\]=5; expected a non-empty mapping"),
     ],
 )
 def test_cartpole_bad_kwargs(kwargs, match):
@@ -347,7 +350,7 @@ def test_atari_same_seed_same_episodes():
         return out
 
     for u, v in zip(run(), run(), strict=True):
-        assert gym.utils.env_checker.data_equivalence(u, v, exact=True)
+        assert data_equivalence(u, v, exact=True)
 
 
 @pytest.mark.parametrize(
@@ -358,11 +361,43 @@ def test_atari_same_seed_same_episodes():
         ({"drift": "smooth", "phase_unit": "steps"}, r"kind='smooth'.*only changes at reset"),
         ({"game": "Breakot"}, r"game='Breakot'; did you mean \['Breakout'\]"),
         ({"game": "Tetris", "drift": "cyclic"}, r"drift='cyclic' with game='Tetris', which offers one mode"),
+        # Wrong types name the kwarg, its value and what is allowed (a bool is not an int, a string not a number).
+        ({"frame_skip": "4"}, r"frame_skip='4'; expected a positive integer"),
+        ({"frame_skip": True}, r"frame_skip=True; expected a positive integer"),
+        ({"screen_size": 84.0}, r"screen_size=84.0; expected a positive integer"),
+        ({"frame_stack": "4"}, r"frame_stack='4'; expected a positive integer"),
+        ({"noop_max": None}, r"noop_max=None; expected an integer >= 0"),
+        ({"terminal_on_life_loss": "no"}, r"terminal_on_life_loss='no'; expected True or False"),
+        ({"repeat_action_probability": "0.25"}, r"repeat_action_probability='0.25'; expected a number in \[0, 1\]"),
+        ({"repeat_action_probability": 2.0}, r"repeat_action_probability=2.0; expected a number in \[0, 1\]"),
+        ({"contexts": 5}, r"contexts=5; expected None or a list of"),
+        ({"game": None}, r"game=None; expected an ALE game"),
     ],
 )
 def test_atari_bad_kwargs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         atari(**kwargs)
+
+
+@pytest.mark.parametrize("action", [-1, 4, 1.5, 1 + 2j, np.array([1, 2]), True, "1"])
+def test_atari_action_outside_the_space_is_refused(action):
+    """Breakout's minimal set has 4 actions; -1 must not wrap around to the last (LEFT), nor 4 fail by IndexError."""
+    env = atari()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"InterferenceAtari-v0: action .* expected one integer in Discrete\(4\)"):
+        env.step(action)
+    for ok in (0, 3, np.int64(2), np.array(1), np.array([2])):
+        env.step(ok)
+
+
+def test_atari_step_before_reset_is_refused_by_the_raw_env():
+    from kd_envs.envs import make_interference_atari
+
+    for env in (make_interference_atari(), make_interference_atari().unwrapped):
+        with pytest.raises(RuntimeError, match=r"InterferenceAtari-v0: call reset\(\) before step\(\)"):
+            env.step(0)
+    env.reset(seed=0)
+    env.step(0)
 
 
 # -- MinAtar (optional extra) ----------------------------------------------------------------------
@@ -397,3 +432,17 @@ def test_minatar_bad_game_is_named():
 
     with pytest.raises(ValueError, match=r"game='Pong'; expected one of \('Breakout'"):
         make_minatar("Pong")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sticky_action_prob": "0.1"}, r"sticky_action_prob='0.1'; expected a number in \[0, 1\]"),
+        ({"sticky_action_prob": 1.5}, r"sticky_action_prob=1.5; expected a number in \[0, 1\]"),
+        ({"difficulty_ramping": "no"}, r"difficulty_ramping='no'; expected True or False"),
+    ],
+)
+def test_minatar_bad_kwargs(kwargs, match):
+    pytest.importorskip("minatar")
+    with pytest.raises(ValueError, match=match):
+        gym.make("MinAtar-Breakout-v1", **kwargs)

@@ -91,6 +91,32 @@ def test_invalid_actions_raise_clear_errors(env):
         env.step(np.array([0, 1]))
     with pytest.raises(ValueError, match="one integer"):
         env.step(0.5)
+    with pytest.raises(ValueError, match="one integer"):
+        env.step(np.complex128(1 + 0j))
+
+
+def test_rgb_array_renders_the_decisions(tiny_n2n_kwargs):
+    env = gym.make("N2NCompress-v0", render_mode="rgb_array", **tiny_n2n_kwargs)
+    assert env.metadata["render_modes"] == ["rgb_array"]
+    env.reset(seed=0)
+    frames = [env.render()]
+    for action in (1, 0, 0, 1):  # remove layer 0, keep 1 and 2, shrink layer 1 to half
+        env.step(np.int64(action))
+        frames.append(env.render())
+    assert all(f.dtype == np.uint8 and f.ndim == 3 and f.shape == frames[0].shape for f in frames)
+    assert all(not np.array_equal(a, b) for a, b in zip(frames, frames[1:]))  # every decision shows
+    assert gym.make("N2NCompress-v0", **tiny_n2n_kwargs).unwrapped.render() is None
+
+
+def test_make_vec_env_passes_rgb_array(tiny_n2n_kwargs):
+    """SB3's make_vec_env makes a string id with render_mode="rgb_array" first (it retries only a TypeError)."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    venv = make_vec_env("N2NCompress-v0", n_envs=2, seed=0, env_kwargs=tiny_n2n_kwargs)
+    obs = venv.reset()
+    assert obs["layers"].shape == (2, 3, 8)
+    venv.step(np.array([0, 1]))
+    venv.close()
 
 
 def test_step_after_the_end_raises(env):
@@ -136,8 +162,13 @@ def test_single_shrink_factor_means_removal_only(tiny_n2n_kwargs):
         (dict(kd_weight=-1.0), "kd_weight"),
         (dict(training_seed=-3), "training_seed"),
         (dict(task="imagenet"), "task"),
-        # Gymnasium warns of the unknown render mode before the env refuses it.
-        pytest.param(dict(render_mode="human"), "render", marks=pytest.mark.filterwarnings("ignore:.*render_mode")),
+        # Gymnasium warns of the unknown render mode before the env refuses it ("human" it would serve through
+        # its HumanRendering wrapper around rgb_array).
+        pytest.param(
+            dict(render_mode="ascii"),
+            r"render_mode='ascii'; expected None or one of \['rgb_array'\]",
+            marks=pytest.mark.filterwarnings("ignore:.*render_mode"),
+        ),
         (dict(stages="shrinkage"), "stages"),
         (dict(removed_layers=[1]), "removed_layers"),  # only with stages="shrink"
         (dict(stages="shrink", removed_layers=[3]), "removed_layers"),
@@ -145,6 +176,23 @@ def test_single_shrink_factor_means_removal_only(tiny_n2n_kwargs):
         (dict(stages="shrink", removed_layers=[0, 1, 2]), "removed_layers"),
         (dict(stages="shrink", removed_layers=[0.5]), "removed_layers"),
         (dict(stages="shrink", removed_layers=5), "removed_layers"),
+        # Wrong types name the kwarg, its value and what is allowed (a bool is not an int, a string not a number).
+        (dict(epochs="3"), "epochs='3'; expected a positive integer"),
+        (dict(epochs=2.5), "epochs=2.5; expected a positive integer"),
+        (dict(batch_size=True), "batch_size=True; expected a positive integer"),
+        (dict(lr="0.01"), "lr='0.01'; expected a finite number > 0"),
+        (dict(kd_weight=None), "kd_weight=None; expected a finite number >= 0"),
+        (dict(ce_weight="1"), "ce_weight='1'; expected a finite number >= 0"),
+        (dict(shrink_factors=0.5), "shrink_factors=0.5; expected a sequence of numbers in \\(0, 1\\]"),
+        (dict(shrink_factors="ab"), "shrink_factors='ab'; expected a sequence of numbers in \\(0, 1\\]"),
+        (dict(shrink_factors=()), "shrink_factors=\\(\\); expected a sequence of numbers in \\(0, 1\\]"),
+        (dict(shrink_factors=(0.5, True)), "shrink_factors=\\(0.5, True\\); expected a sequence of numbers"),
+        (dict(training_seed=True), "training_seed=True; expected a non-negative int or None"),
+        (dict(optimizer=None), "optimizer=None; expected one of"),
+        (dict(stages=None), "stages=None; expected one of"),
+        (dict(cache_students="no"), "cache_students='no'; expected True or False"),
+        (dict(cache_dir=123), "cache_dir=123; expected a folder"),
+        (dict(data_root=4), "data_root=4; expected a folder"),
     ],
 )
 def test_bad_kwargs_name_the_kwarg(tiny_n2n_kwargs, kwargs, message):

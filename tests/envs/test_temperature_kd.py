@@ -222,6 +222,8 @@ def test_authors_mixup_runs_on_its_epochs_only_and_keeps_labels(tiny_kwargs):
         (np.full(32, np.inf, np.float32), "NaN or inf"),
         (np.full(32, 1.5, np.float32), r"expected them in \[-1, 1\]"),
         (np.array(["a"] * 32), "numeric"),
+        (np.full(32, 0.5 + 0.5j), r"dtype complex128.*real"),
+        (np.full(32, 0.5 + 0j), r"dtype complex128.*real"),  # a complex dtype, even with no imaginary part
     ],
 )
 def test_bad_action_gives_a_clear_error(tiny_kwargs, action, message):
@@ -244,11 +246,88 @@ def test_bad_action_gives_a_clear_error(tiny_kwargs, action, message):
         ({"task": "imagenet"}, "task='imagenet'"),
         ({"reward_interval": 0}, "reward_interval=0"),
         ({"mixup_interval": 0}, "mixup_interval=0"),
+        # Wrong types name the kwarg, its value and what is allowed (a bool is not an int, a string not a number).
+        ({"batch_size": True}, "batch_size=True; expected a positive integer"),
+        ({"epochs": 2.5}, "epochs=2.5; expected a positive integer"),
+        ({"epochs": "2"}, "epochs='2'; expected a positive integer"),
+        ({"warmup_epochs": False}, "warmup_epochs=False; expected an integer"),
+        ({"ce_weight": None}, "ce_weight=None; expected a finite number >= 0"),
+        ({"ce_weight": "abc"}, "ce_weight='abc'; expected a finite number >= 0"),
+        ({"ce_weight": "0.1"}, "ce_weight='0.1'; expected a finite number >= 0"),
+        ({"kd_weight": True}, "kd_weight=True; expected a finite number >= 0"),
+        ({"student_lr": "0.01"}, "student_lr='0.01'; expected a finite number > 0"),
+        ({"action_scale": 1 + 2j}, r"action_scale=\(1\+2j\); expected a finite number > 0"),
+        ({"warmup_temperature": None}, "warmup_temperature=None; expected a number"),
+        ({"reward_measure": None}, "reward_measure=None; expected one of"),
+        ({"cache_dir": 123}, "cache_dir=123; expected a folder"),
+        ({"data_root": 1.5}, "data_root=1.5; expected a folder"),
+        ({"task": 7}, "task=7"),
     ],
 )
 def test_bad_kwargs_give_a_clear_error(tiny_kwargs, kwargs, message):
     with pytest.raises(ValueError, match=message):
         gym.make("TemperatureKD-v0", **dict(tiny_kwargs, **kwargs))
+
+
+def test_numpy_numbers_are_accepted(tiny_kwargs):
+    env = gym.make("TemperatureKD-v0", **dict(tiny_kwargs, epochs=np.int64(2), ce_weight=np.float32(0.5)))
+    assert env.unwrapped.options.epochs == 2 and env.unwrapped.options.ce_weight == 0.5
+
+
+def student_state(env) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in env.unwrapped.student.state_dict().items()}
+
+
+@pytest.mark.parametrize("copy_with", ["pickle", "deepcopy"])
+@pytest.mark.parametrize("extra", [{}, {"feature_weight": 0.5, "feature_loss": "hint"}, {"reward_measure": "batch"}])
+def test_a_mid_episode_copy_continues_identically(tiny_kwargs, copy_with, extra):
+    """A copy made between steps (the coming batch's forward pass done, its update pending) goes on
+    exactly as the original: the same observations, rewards, infos and student weights to the end."""
+    import copy
+    import pickle
+
+    env = gym.make("TemperatureKD-v0", **dict(tiny_kwargs, **extra))
+    actions = np.random.default_rng(0).uniform(-1, 1, (16, 32)).astype(np.float32)
+    env.reset(seed=3)
+    for action in actions[:5]:
+        env.step(action)
+    twin = pickle.loads(pickle.dumps(env)) if copy_with == "pickle" else copy.deepcopy(env)
+    assert twin.unwrapped.student is not env.unwrapped.student
+    for action in actions[5:]:
+        a, b = env.step(action), twin.step(action)
+        np.testing.assert_array_equal(a[0], b[0])
+        assert a[1:] == b[1:]
+        for (name, p), q in zip(student_state(env).items(), student_state(twin).values()):
+            assert torch.equal(p, q), name
+    assert a[2]  # the episode ran to its end
+
+
+def test_a_copy_before_reset_and_after_the_end(tiny_kwargs):
+    import copy
+    import pickle
+
+    env = gym.make("TemperatureKD-v0", **tiny_kwargs).unwrapped
+    fresh = copy.deepcopy(env)
+    assert fresh.student is None and len(rollout(fresh, seed=0)) == 17
+    ended = pickle.loads(pickle.dumps(fresh))
+    with pytest.raises(RuntimeError, match="ended"):
+        ended.step(np.zeros(32, np.float32))
+    assert_same_trace(rollout(ended, seed=0), rollout(env, seed=0))
+
+
+def test_rgb_array_renders_the_last_steps_temperatures(tiny_kwargs):
+    env = gym.make("TemperatureKD-v0", render_mode="rgb_array", **tiny_kwargs)
+    assert env.metadata["render_modes"] == ["rgb_array"] and env.render_mode == "rgb_array"
+    env.reset(seed=0)
+    before = env.render()
+    assert before.dtype == np.uint8 and before.ndim == 3 and before.shape[2] == 3
+    env.step(np.full(32, -0.366, np.float32))  # T = 1 everywhere
+    low = env.render()
+    env.step(np.full(32, 0.5, np.float32))  # T ~ 9.5
+    high = env.render()
+    assert low.shape == high.shape == before.shape
+    assert not np.array_equal(low, before) and not np.array_equal(low, high)
+    assert gym.make("TemperatureKD-v0", **tiny_kwargs).unwrapped.render() is None  # render_mode=None: no frame
 
 
 def test_step_before_reset_and_after_end(tiny_kwargs):
@@ -293,3 +372,15 @@ def test_attention_transfer_on_the_default_cnns(mnist1d_cache):
     env.reset(seed=0)
     _, _, _, _, info = env.step(np.zeros(env.action_space.shape, np.float32))
     assert info["loss_feature"] > 0
+
+
+def test_make_vec_env_passes_rgb_array(tiny_kwargs):
+    """SB3's make_vec_env makes a string id with render_mode="rgb_array" first (it retries only a TypeError)."""
+    from stable_baselines3.common.env_util import make_vec_env
+
+    venv = make_vec_env("TemperatureKD-v0", n_envs=1, seed=0, env_kwargs=tiny_kwargs)
+    assert venv.get_attr("render_mode") == ["rgb_array"]
+    venv.reset()
+    venv.step(np.zeros((1, 32), np.float32))
+    assert venv.get_images()[0].shape[2] == 3
+    venv.close()
