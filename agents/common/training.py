@@ -202,8 +202,8 @@ def train_agent(
     except KeyboardInterrupt:
         last = latest_checkpoint(out_dir / CHECKPOINTS_DIR)
         where = f"the checkpoint at step {last[1]['num_timesteps']} ({last[0]})" if last else "no checkpoint"
-        print(f"\ninterrupted at step {model.num_timesteps}; {where}. To continue: kd-gym train --algo {algo} "
-              f"--env {env_id} --seed {seed} --out {out_dir} --resume (with the same settings)", flush=True)  # fmt: skip
+        command = f"kd-gym train --algo {algo} --env {env_id} --seed {seed} --out {out_dir} --resume"
+        print(f"\ninterrupted at step {model.num_timesteps}; {where}. To continue: {command}", flush=True)
         raise
     model.save(out_dir / "model.zip")
     if search is not None:

@@ -78,7 +78,9 @@ def test_resume_from_a_periodic_checkpoint_repeats_the_run_exactly(tmp_path, uni
     assert same_weights(resumed.model.policy.state_dict(), uninterrupted.model.policy.state_dict())
     a, b = resumed.model.policy.optimizer.state_dict(), uninterrupted.model.policy.optimizer.state_dict()
     assert all(torch.equal(a["state"][i][k], b["state"][i][k]) for i in a["state"] for k in ("exp_avg", "exp_avg_sq"))
-    np.testing.assert_array_equal(resumed.model.replay_buffer.observations, uninterrupted.model.replay_buffer.observations)
+    buffers = resumed.model.replay_buffer, uninterrupted.model.replay_buffer
+    np.testing.assert_array_equal(buffers[0].observations, buffers[1].observations)
+    np.testing.assert_array_equal(buffers[0].actions, buffers[1].actions)
     assert json.loads((tmp_path / "config.json").read_text())["total_timesteps"] == TOTAL
 
 
