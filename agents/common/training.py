@@ -193,7 +193,8 @@ def train_agent(
 
     checkpoint = ResumableCheckpoint(out_dir / CHECKPOINTS_DIR, save_freq, settings, search_file)
     callback = CallbackList([EpisodeInfoCallback(), *([search] if search else []), *budget, *callbacks, checkpoint])
-    left = max(0, steps - model.num_timesteps)
+    # A resumed run goes on to the same total; a fresh one (even from init_from's weights) counts from 0.
+    left = max(0, steps - model.num_timesteps) if found is not None else steps
     try:
         with checkpoint_on_sigint(checkpoint):
             if left > 0:
