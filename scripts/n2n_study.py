@@ -7,7 +7,8 @@ leaderboard entries and the report.
     python scripts/n2n_study.py --report-only         # entries, transfer result and figures from finished runs
     python scripts/n2n_study.py --seeds 0 --students 10 --tag quick --runs runs/n2n_quick   # a quick look
 
-Searches (saved under <runs>/<part>/<algo>/seed_<s>; finished ones are skipped, so the command resumes):
+Searches (saved under <runs>/<part>/<algo>/seed_<s>; finished ones are skipped and an interrupted one goes on
+from its last checkpoint, so the command resumes):
 - ``joint``: ``random_search``, ``evolution`` (aging evolution), ``n2n`` and ``maskable_ppo``, each with
   ``--students`` students per search, one search per seed;
 - ``two_stage``: N2N with the paper's protocol (half the budget removes layers, the other half shrinks
@@ -65,12 +66,13 @@ def run_job(kind: str, out: str, **job: Any) -> str:
         return f"final {out}"
     if (out / "search.json").is_file() and (out / "config.json").is_file():
         return f"done {out}"
+    # An interrupted search goes on from its last checkpoint (one at each update) with the students it recorded.
     if kind == "two_stage":
-        two_stage_search(job["algo"], job["seed"], out, job["students"], job["env_kwargs"])
+        two_stage_search(job["algo"], job["seed"], out, job["students"], job["env_kwargs"], save_freq=1, resume=True)
     else:
         train_agent(job["algo"], ENV_ID, job["seed"], out, env_kwargs=job["env_kwargs"],
                     hyperparams={"n_students": job["students"]}, progress_bar=False,
-                    init_from=job.get("init_from"))  # fmt: skip
+                    init_from=job.get("init_from"), save_freq=1, resume=True)  # fmt: skip
     return f"trained {out}"
 
 

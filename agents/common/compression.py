@@ -68,7 +68,13 @@ class SearchRecordCallback(BaseCallback):
         return {"episodes": len(self.history), "unique_students": len(self._seen), "best": self.best,
                 "history": self.history}  # fmt: skip
 
+    def state(self) -> dict[str, Any]:
+        """:meth:`summary` with the distinct students themselves: what :meth:`restore` needs."""
+        return {**self.summary(), "seen": sorted(self._seen)}
 
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`state` (a resumed search keeps the students it recorded)."""
+        self.history, self.best, self._seen = list(state["history"]), state["best"], set(state["seen"])
 
 
 def final_evaluation(

@@ -24,6 +24,15 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.noise import NormalActionNoise
 
 import kd_envs  # noqa: F401  (registers the environments)
+from agents.common.checkpoints import (
+    CHECKPOINTS_DIR,
+    ReplayableReset,
+    ResumableCheckpoint,
+    checkpoint_on_sigint,
+    latest_checkpoint,
+    restore_checkpoint,
+    settings_differences,
+)
 from agents.common.compression import SEARCH_ENVS, SearchRecordCallback
 from agents.common.registry import POLICIES, ZOO_KEYS, algo_class, load_hyperparams
 from agents.common.torch_layers import FEATURES_EXTRACTORS
@@ -50,16 +59,21 @@ def build_agent(
     tensorboard_log: str | None = None,
     verbose: int = 0,
     init_from: str | Path | None = None,
+    checkpoint: str | Path | None = None,
 ) -> tuple[BaseAlgorithm, dict[str, Any]]:
     """An untrained SB3 agent on a vectorised ``env_id``, with the YAML settings (``hyperparams``
     overrides them key by key); or, with ``init_from`` (a saved ``model.zip``), that agent's weights
-    continuing on this env (N2N's policy transfer to another teacher). Returns (model, the settings)."""
+    continuing on this env (N2N's policy transfer to another teacher); or, with ``checkpoint`` (a
+    checkpoint folder, see :mod:`agents.common.checkpoints`), the checkpointed agent as it was, ready to
+    ``learn(..., reset_num_timesteps=False)``. Returns (model, the settings)."""
     params = load_hyperparams(algo, env_id)
     params.update(hyperparams or {})
     n_envs = int(params.get("n_envs", 1))
     # A callable rather than the id: make_vec_env would add render_mode="rgb_array", which our envs do not render.
     train_env_kwargs = {**(env_kwargs or {}), **params.get("env_kwargs", {})}
-    env = make_vec_env(functools.partial(gym.make, env_id, **train_env_kwargs), n_envs=n_envs, seed=seed)
+    # ReplayableReset records each reset's RNG state, so that a checkpoint can be resumed exactly.
+    env = make_vec_env(functools.partial(gym.make, env_id, **train_env_kwargs), n_envs=n_envs, seed=seed,
+                       wrapper_class=ReplayableReset)  # fmt: skip
     # A copy: SB3 writes into policy_kwargs (A2C its optimizer class, SAC use_sde), which must not leak
     # into the settings recorded in config.json.
     kwargs = copy.deepcopy({k: v for k, v in params.items() if k not in ZOO_KEYS})
@@ -74,6 +88,12 @@ def build_agent(
         if extractor not in FEATURES_EXTRACTORS:
             raise ValueError(f"features_extractor_class={extractor!r}: expected one of {sorted(FEATURES_EXTRACTORS)}")
         kwargs["policy_kwargs"]["features_extractor_class"] = FEATURES_EXTRACTORS[extractor]
+    if checkpoint is not None:
+        # The saved data holds every setting; force_reset=False keeps the last observation, which
+        # restore_checkpoint compares with the repeated reset's.
+        model = algo_class(algo).load(Path(checkpoint) / "model.zip", env=env, force_reset=False,
+                                      tensorboard_log=tensorboard_log, verbose=verbose)  # fmt: skip
+        return model, params
     if init_from is not None:
         model = algo_class(algo).load(init_from, env=env, device="cpu", seed=seed, tensorboard_log=tensorboard_log,
                                       verbose=verbose, **kwargs)  # fmt: skip
@@ -116,29 +136,76 @@ def train_agent(
     tensorboard: bool = True,
     init_from: str | Path | None = None,
     callbacks: Sequence[BaseCallback] = (),
+    save_freq: int | None = None,
+    resume: bool = False,
 ) -> TrainedAgent:
     """Train one agent and save ``model.zip`` and ``config.json`` (everything needed to rebuild and
     evaluate it) in ``out_dir``; TensorBoard logs go to ``out_dir/tb``. On a search env
     (N2NCompress-v0) every finished episode's student and the best one go to ``search.json``.
     ``init_from`` starts from a saved agent's weights (see :func:`build_agent`); ``callbacks`` run beside
-    the built-in ones (e.g. :class:`agents.common.interference.InterferenceCallback`)."""
+    the built-in ones (e.g. :class:`agents.common.interference.InterferenceCallback`).
+
+    Checkpoints (:mod:`agents.common.checkpoints`) go to ``out_dir/checkpoints``: every ``save_freq`` steps
+    (None: none), and on Ctrl-C, at the next update boundary, before ``KeyboardInterrupt`` ends the run.
+    ``resume=True`` continues from the newest complete checkpoint (the same settings are required; the
+    step budget may differ) to the same total step count, with step counts and logs continuing; a search
+    keeps the students it recorded and its budget counts them. With no checkpoint it starts afresh.
+    A resume from a checkpoint on an episode boundary repeats the uninterrupted run exactly (see
+    :func:`agents.common.checkpoints.restore_checkpoint` for when it cannot)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensorboard_log = str(out_dir / "tb") if tensorboard else None
-    model, params = build_agent(algo, env_id, seed, env_kwargs, hyperparams, tensorboard_log, init_from=init_from)
+    settings = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "algo": algo, "seed": seed,
+                "init_from": None if init_from is None else str(init_from),
+                "hyperparams": {**load_hyperparams(algo, env_id), **(hyperparams or {})}}  # fmt: skip
+    found = latest_checkpoint(out_dir / CHECKPOINTS_DIR) if resume else None
+    if resume and found is None:
+        print(f"--resume: no complete checkpoint in {out_dir / CHECKPOINTS_DIR}; starting from step 0")
+    if found is not None:
+        differences = settings_differences(found[1]["settings"], settings)
+        if differences:
+            raise ValueError(f"cannot resume from {found[0]} with other settings: " + "; ".join(differences))
+    model, params = build_agent(algo, env_id, seed, env_kwargs, hyperparams, tensorboard_log, init_from=init_from,
+                                checkpoint=None if found is None else found[0])  # fmt: skip
     search = SearchRecordCallback() if env_id in SEARCH_ENVS else None
+    if found is not None:
+        exact = restore_checkpoint(model, found[0])
+        if search is not None:
+            search.restore(json.loads((found[0] / "search.json").read_text()))
+        print(f"resuming from {found[0]} at step {model.num_timesteps}"
+              + ("" if exact else " (mid-episode: the episodes in progress restart from a reset)"))  # fmt: skip
     budget: list[BaseCallback] = []
     if params.get("n_students") is not None:
         if search is None:
             raise ValueError(f"n_students is a search budget; {env_id} is not a search env ({SEARCH_ENVS})")
         n_students = int(params["n_students"])
-        budget.append(StopTrainingOnMaxEpisodes(n_students))
+        # A resumed search's budget counts the students it recorded before the checkpoint.
+        budget.append(StopTrainingOnMaxEpisodes(max(1, n_students - len(search.history))))
         # An episode takes at most two steps per teacher layer: the step count never binds first.
         steps = n_students * 2 * int(model.get_env().get_attr("num_layers")[0])
+        if len(search.history) >= n_students:
+            steps = model.num_timesteps  # the checkpoint ended the search: nothing left to learn
     if total_timesteps is not None or not budget:
         steps = int(total_timesteps if total_timesteps is not None else params["n_timesteps"])
-    callback = CallbackList([EpisodeInfoCallback(), *([search] if search else []), *budget, *callbacks])
-    model.learn(total_timesteps=steps, callback=callback, progress_bar=progress_bar, tb_log_name=f"{algo}_seed{seed}")
+
+    def search_file() -> dict[str, bytes]:
+        return {"search.json": json.dumps(search.state(), indent=1).encode()} if search is not None else {}
+
+    checkpoint = ResumableCheckpoint(out_dir / CHECKPOINTS_DIR, save_freq, settings, search_file)
+    callback = CallbackList([EpisodeInfoCallback(), *([search] if search else []), *budget, *callbacks, checkpoint])
+    # A resumed run goes on to the same total; a fresh one (even from init_from's weights) counts from 0.
+    left = max(0, steps - model.num_timesteps) if found is not None else steps
+    try:
+        with checkpoint_on_sigint(checkpoint):
+            if left > 0:
+                model.learn(total_timesteps=left, callback=callback, progress_bar=progress_bar,
+                            tb_log_name=f"{algo}_seed{seed}", reset_num_timesteps=found is None)  # fmt: skip
+    except KeyboardInterrupt:
+        last = latest_checkpoint(out_dir / CHECKPOINTS_DIR)
+        where = f"the checkpoint at step {last[1]['num_timesteps']} ({last[0]})" if last else "no checkpoint"
+        command = f"kd-gym train --algo {algo} --env {env_id} --seed {seed} --out {out_dir} --resume"
+        print(f"\ninterrupted at step {model.num_timesteps}; {where}. To continue: {command}", flush=True)
+        raise
     model.save(out_dir / "model.zip")
     if search is not None:
         atomic_write(out_dir / "search.json", lambda f: f.write(json.dumps(search.summary(), indent=1).encode()))

@@ -77,9 +77,12 @@ class RandomSearch(BaseAlgorithm):
         progress_bar: bool = False,
     ) -> SelfRandomSearch:
         """Run episodes for ``total_timesteps`` env steps (or until a callback stops it). Every call
-        re-seeds the env with ``seed`` and resets it."""
-        self.env.seed(self.seed)
-        self._last_obs = None  # _setup_learn resets the env
+        re-seeds the env with ``seed`` and resets it, except ``reset_num_timesteps=False`` with an episode
+        boundary to continue from (a resumed checkpoint). Each proposed student is a rollout: callbacks'
+        ``on_rollout_start`` comes before each episode."""
+        if reset_num_timesteps or self._last_obs is None:
+            self.env.seed(self.seed)
+            self._last_obs = None  # _setup_learn resets the env
         total_timesteps, callback = self._setup_learn(
             total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar
         )
@@ -100,6 +103,9 @@ class RandomSearch(BaseAlgorithm):
             obs = self._last_obs = new_obs
             if dones.any() and log_interval > 0 and self._episode_num % log_interval == 0:
                 self.dump_logs()
+            if dones.any():
+                callback.on_rollout_end()
+                callback.on_rollout_start()
         callback.on_rollout_end()
         callback.on_training_end()
         return self

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import kd_envs  # noqa: F401  (registers the environments)
-from agents.common.training import train_agent
+from agents.common.training import load_agent, train_agent
 from kd_envs.tasks import atomic_write
 
 
@@ -22,6 +22,8 @@ def two_stage_search(
     hyperparams: dict[str, Any] | None = None,
     removal_share: float = 0.5,
     progress_bar: bool = False,
+    save_freq: int | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """The paper's two-stage protocol as two searches on N2NCompress-v0 (the authors run ``run.py
     removal``, then ``run.py shrinkage`` on the stage-1 model): ``removal_share`` of the budget searches
@@ -39,16 +41,21 @@ def two_stage_search(
 
     Writes ``stage1/`` and ``stage2/`` (each a :func:`agents.common.training.train_agent` run) and, in
     ``out_dir``, ``search.json`` (both stages' students in order, the best of either) with ``model.zip``
-    (stage 2's agent) and ``config.json``, so that the run reads like a single search. Returns the summary."""
+    (stage 2's agent) and ``config.json``, so that the run reads like a single search. Returns the summary.
+    ``save_freq`` and ``resume`` go to each stage's :func:`~agents.common.training.train_agent`; resuming,
+    a finished stage 1 (its ``search.json`` written) is kept."""
 
     if not 0 < removal_share < 1:
         raise ValueError(f"removal_share={removal_share}: expected a number in (0, 1)")
     out_dir = Path(out_dir)
     base = {k: v for k, v in (env_kwargs or {}).items() if k not in ("stages", "removed_layers")}
     first = max(1, round(n_students * removal_share))
-    stage1 = train_agent(algo, "N2NCompress-v0", seed, out_dir / "stage1", env_kwargs={**base, "stages": "removal"},
-                         hyperparams={**(hyperparams or {}), "n_students": first},
-                         progress_bar=progress_bar)  # fmt: skip
+    if resume and (out_dir / "stage1" / "search.json").is_file() and (out_dir / "stage1" / "config.json").is_file():
+        stage1 = load_agent(out_dir / "stage1")
+    else:
+        stage1 = train_agent(algo, "N2NCompress-v0", seed, out_dir / "stage1", env_kwargs={**base, "stages": "removal"},
+                             hyperparams={**(hyperparams or {}), "n_students": first},
+                             progress_bar=progress_bar, save_freq=save_freq, resume=resume)  # fmt: skip
     summary1 = json.loads((out_dir / "stage1" / "search.json").read_text())
     if summary1["best"] is None:
         raise ValueError(f"the removal search in {out_dir / 'stage1'} found no valid student")
@@ -56,7 +63,7 @@ def two_stage_search(
     stage2 = train_agent(algo, "N2NCompress-v0", seed, out_dir / "stage2",
                          env_kwargs={**base, "stages": "shrink", "removed_layers": removed},
                          hyperparams={**(hyperparams or {}), "n_students": n_students - first},
-                         progress_bar=progress_bar)  # fmt: skip
+                         progress_bar=progress_bar, save_freq=save_freq, resume=resume)  # fmt: skip
     summary2 = json.loads((out_dir / "stage2" / "search.json").read_text())
     history = [{**ep, "stage": "removal"} for ep in summary1["history"]]
     history += [{**ep, "episode": len(summary1["history"]) + ep["episode"], "stage": "shrink"}
