@@ -37,27 +37,37 @@ def _one_thread_call(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]
     return fn(*args, **kwargs)
 
 
-class RayExecutor(Executor):
-    """An executor whose calls are Ray tasks of one CPU each; ``submit`` returns a
-    :class:`concurrent.futures.Future`, so callers wait on it as on any pool's.
+def start_ray(workers: int = 2, address: str | None = None) -> bool:
+    """Start Ray on this machine with ``workers`` CPUs, or connect to the cluster at ``address``
+    (``ray start --head`` printed it; ``"auto"`` finds one on this machine), unless Ray is already
+    initialised in this process (a test's fixture, a user's own ``ray.init``), which is then used as it
+    is. Returns whether it started one (the caller shuts down what it started)."""
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("workers > 1 and a Ray address need Ray: pip install 'kd-gym[ray]'") from error
+    if ray.is_initialized():
+        return False
+    # Workers' output stays in Ray's logs (/tmp/ray/session_latest/logs); their errors reach the caller.
+    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    if address is None:
+        ray.init(num_cpus=workers, **options)
+    else:
+        ray.init(address=address, **options)
+    return True
 
-    Starts Ray on this machine with ``workers`` CPUs, or connects to the cluster at ``address``
-    (``ray start --head`` printed it; ``"auto"`` finds a local one), unless Ray is already initialised
-    in this process (a test's fixture, a user's own ``ray.init``): then it uses that one and leaves it
-    running. Shuts down what it started."""
+
+class RayExecutor(Executor):
+    """An executor whose calls are Ray tasks of one CPU and one torch thread each, on this machine
+    (``workers`` CPUs) or on the cluster at ``address`` (:func:`start_ray`); ``submit`` returns a
+    :class:`concurrent.futures.Future`, so callers wait on it as on any pool's. Shuts down the Ray it
+    started."""
 
     def __init__(self, workers: int = 2, address: str | None = None) -> None:
         import ray
 
+        self._started = start_ray(workers, address)
         self._ray = ray
-        self._started = not ray.is_initialized()
-        if self._started:
-            # Workers' output stays in Ray's logs (/tmp/ray/session_latest/logs); errors reach ray.get.
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
-            if address is None:
-                ray.init(num_cpus=workers, **options)
-            else:
-                ray.init(address=address, **options)
         self._task = ray.remote(num_cpus=1)(_one_thread_call)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
@@ -90,11 +100,12 @@ def _workers(text: str) -> int:
     return workers
 
 
-def add_worker_arguments(parser, what: str) -> None:
-    """``--workers`` and ``--ray-address``, as every command and study script spells them."""
-    parser.add_argument("--workers", type=_workers, default=1,
-                        help=f"{what} run at once as Ray tasks of one CPU each (default 1: one after the other, "
-                             "without Ray)")  # fmt: skip
+def add_worker_arguments(parser, what: str, default: int = 1, aliases: Sequence[str] = ()) -> None:
+    """``--workers`` (and its ``aliases``) and ``--ray-address``, as every command and study script
+    spells them."""
+    parser.add_argument("--workers", *aliases, dest="workers", type=_workers, default=default,
+                        help=f"{what} run at once as Ray tasks of one CPU each (default {default}; 1: one after "
+                             "the other, without Ray)")  # fmt: skip
     parser.add_argument("--ray-address", default=None,
                         help="a running Ray cluster (host:port from `ray start --head`, or 'auto') to run them on")
 

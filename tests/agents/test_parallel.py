@@ -1,13 +1,19 @@
 """Many seeds on Ray (agents.common.parallel): the serial path without Ray, and 2 Ray workers giving
-exactly the serial run's numbers (evaluation episodes, the study job runner)."""
+exactly the serial run's numbers (evaluation episodes, training seeds, the study job runner); the
+hyperparameter search with Optuna and through Ray Tune."""
 
+import json
 import sys
 
 import pytest
+import torch
 
-from agents.common.evaluation import evaluate, fixed_policy_entry
+from agents.common.commands import train
+from agents.common.evaluation import EVALUATION_SEEDS, evaluate, fixed_policy_entry
 from agents.common.jobs import run_jobs
+from agents.common.optimize import optimize
 from agents.common.parallel import map_tasks
+from agents.common.training import load_agent
 from agents.temperature.specs import fixed_policy
 
 ENV_ID = "TemperatureKD-v0"
@@ -56,3 +62,32 @@ def test_run_jobs_on_two_workers_returns_the_serial_results_and_keeps_the_order(
     run_jobs(lambda make: folder.mkdir() if make else (folder / "x").touch(),
              [{"make": False, "after": ["make"]}, {"make": True, "name": "make"}], workers=2)  # fmt: skip
     assert (folder / "x").is_file()
+
+
+@pytest.mark.slow
+def test_kd_gym_train_on_two_workers_saves_the_serial_agents(ray_two_cpus, tmp_path, tiny_json_kwargs,
+                                                             tiny_ppo_hyperparams):  # fmt: skip
+    argv = ["--algo", "ppo", "--seed", "0", "--seed", "1", "--timesteps", "32", "--no-progress", "--env-kwargs",
+            json.dumps(tiny_json_kwargs), "--hyperparams", json.dumps(tiny_ppo_hyperparams)]  # fmt: skip
+    train.main([*argv, "--out", str(tmp_path / "serial")])
+    train.main([*argv, "--out", str(tmp_path / "ray"), "--workers", "2"])
+    for seed in (0, 1):
+        serial = load_agent(tmp_path / "serial" / f"seed_{seed}").model.policy.state_dict()
+        parallel = load_agent(tmp_path / "ray" / f"seed_{seed}").model.policy.state_dict()
+        assert serial.keys() == parallel.keys()
+        assert all(torch.equal(serial[k], parallel[k]) for k in serial)
+
+
+@pytest.mark.slow  # Tune's start: ~20 s on two cores
+def test_optimize_scores_trials_on_validation_episodes_with_optuna_and_ray_tune(ray_two_cpus, tmp_path):
+    kwargs = {"total_timesteps": 300, "sampler_seed": 0}
+    serial = optimize("dqn", "CartPole-v1", 2, tmp_path / "optuna", **kwargs)
+    tuned = optimize("dqn", "CartPole-v1", 2, tmp_path / "tune", workers=2, **kwargs)
+    assert (serial["runner"], tuned["runner"]) == ("optuna", "ray.tune+OptunaSearch")
+    assert not set(serial["validation_seeds"]) & set(EVALUATION_SEEDS)
+    assert json.loads((tmp_path / "tune" / "optimize.json").read_text())["best"] == tuned["best"]
+    # TPE's first trials are random draws from the seeded sampler, and each trial is seeded: Tune's
+    # trials are the serial ones (later trials would differ: TPE then reads the trials finished so far).
+    key = lambda t: t["params"]["learning_rate"]  # noqa: E731
+    for mine, theirs in zip(sorted(serial["trials"], key=key), sorted(tuned["trials"], key=key), strict=True):
+        assert (mine["hyperparams"], mine["score"]) == (theirs["hyperparams"], theirs["score"])
