@@ -32,7 +32,7 @@ from agents.common.evaluation import EVALUATION_SEEDS, save_entry, trained_agent
 from agents.common.interference import STUDY_SETTINGS, context_env_kwargs, evaluation_contexts
 from agents.common.jobs import run_jobs
 from agents.common.leaderboard import LEADERBOARD_DIR, aggregate, render
-from agents.common.parallel import add_worker_arguments
+from agents.common.parallel import add_worker_arguments, start_ray
 from agents.common.registry import load_hyperparams
 from agents.common.reports.interference import context_matrix_figure, report, train_interference_run
 
@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> None:
                          "eval_seeds": (2000, 2001, 2002)})  # fmt: skip
     # The longest first, so the two workers finish together.
     jobs.sort(key=lambda job: (job["algo"] == "iq_re", job["env_id"].startswith("MinAtar")), reverse=True)
+    if args.workers > 1 or args.ray_address:
+        start_ray(args.workers, args.ray_address)  # one Ray for the training runs and every entry's episodes
     if jobs and not args.report_only:
         run_jobs(train_interference_run, jobs, args.workers, "training runs", "run", args.ray_address)
 

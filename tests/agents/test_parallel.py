@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agents.common.commands import train
-from agents.common.evaluation import EVALUATION_SEEDS, evaluate, fixed_policy_entry
+from agents.common.evaluation import EVALUATION_SEEDS, evaluate, fixed_policy_entry, trained_agents_entry
 from agents.common.jobs import run_jobs
 from agents.common.optimize import optimize
 from agents.common.parallel import map_tasks
@@ -65,8 +65,8 @@ def test_run_jobs_on_two_workers_returns_the_serial_results_and_keeps_the_order(
 
 
 @pytest.mark.slow
-def test_kd_gym_train_on_two_workers_saves_the_serial_agents(ray_two_cpus, tmp_path, tiny_json_kwargs,
-                                                             tiny_ppo_hyperparams):  # fmt: skip
+def test_train_and_evaluate_on_two_workers_give_the_serial_agents(ray_two_cpus, tmp_path, tiny_json_kwargs,
+                                                                  tiny_ppo_hyperparams, fast_bootstrap):  # fmt: skip
     argv = ["--algo", "ppo", "--seed", "0", "--seed", "1", "--timesteps", "32", "--no-progress", "--env-kwargs",
             json.dumps(tiny_json_kwargs), "--hyperparams", json.dumps(tiny_ppo_hyperparams)]  # fmt: skip
     train.main([*argv, "--out", str(tmp_path / "serial")])
@@ -76,6 +76,11 @@ def test_kd_gym_train_on_two_workers_saves_the_serial_agents(ray_two_cpus, tmp_p
         parallel = load_agent(tmp_path / "ray" / f"seed_{seed}").model.policy.state_dict()
         assert serial.keys() == parallel.keys()
         assert all(torch.equal(serial[k], parallel[k]) for k in serial)
+    # Their evaluation: each (model, seed) a task that loads the model from its folder.
+    dirs = [tmp_path / "serial" / f"seed_{seed}" for seed in (0, 1)]
+    one = trained_agents_entry(dirs, SEEDS[:2], "test", directory=tmp_path / "board", progress=False)
+    two = trained_agents_entry(dirs, SEEDS[:2], "test", directory=tmp_path / "board", progress=False, workers=2)
+    assert two["runs"] == one["runs"]
 
 
 @pytest.mark.slow  # Tune's start: ~20 s on two cores
