@@ -7,6 +7,11 @@ address is the serial path: the calls run here, in order, and Ray is not importe
 
     map_tasks(run_one, [{"seed": 0}, {"seed": 1}], workers=2)                   # Ray on this machine
     map_tasks(run_one, [{"seed": 0}, {"seed": 1}], address="10.0.0.1:6379")    # a running Ray cluster
+
+Its users: :func:`agents.common.evaluation.evaluate` and the entries (a task per evaluation episode),
+``kd-gym train`` (a task per training seed), :func:`agents.common.jobs.run_jobs` (the studies' jobs,
+with their dependencies) and :mod:`agents.common.optimize` (Ray Tune trials). One training run, and
+one N2N search, stays one task: each episode depends on the policy learnt so far.
 """
 
 from __future__ import annotations
@@ -51,7 +56,9 @@ def start_ray(workers: int = 2, address: str | None = None) -> bool:
     # Workers' output stays in Ray's logs (/tmp/ray/session_latest/logs); their errors reach the caller.
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     if address is None:
-        ray.init(num_cpus=workers, **options)
+        # Ray lowers its workers' priority (nice 15) by default: beside other jobs they would then get
+        # less than the serial run's one core each. They run at the caller's priority instead.
+        ray.init(num_cpus=workers, _system_config={"worker_niceness": 0}, **options)
     else:
         ray.init(address=address, **options)
     return True

@@ -3,7 +3,9 @@ per evaluation seed) one after the other here, then as Ray tasks on ``--workers`
 the ratio serial / parallel and checks that both gave the same episodes.
 
 The parallel time is given twice: with Ray's start (what ``kd-gym evaluate --workers N`` pays) and from
-a started Ray (workers still start and import torch inside it: a cluster that is up pays that once).
+a started Ray (its workers still start, import torch and run a first, slower episode: a fixed cost of
+several seconds per command that a longer evaluation spreads thinner). The serial time is measured
+after a warm-up episode in this process, so it leaves out the serial run's own first-episode cost.
 
     kd-gym bench parallel                        # constant_t4, the default task, 10 seeds, 2 workers
     kd-gym bench parallel --epochs 10            # shorter episodes: Ray's start weighs more
