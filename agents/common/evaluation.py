@@ -324,7 +324,8 @@ def trained_agents_entry(
     runs = []
     settings = list(evaluation_env_kwargs) if evaluation_env_kwargs else [first["env_kwargs"]]
     if workers > 1 or address is not None:
-        tasks = [{"model_dir": str(model_dir), "env_id": env_id, "env_kwargs": kwargs, "seed": seed}
+        # Absolute paths: a worker's working directory need not be this one (on a cluster, another machine's).
+        tasks = [{"model_dir": str(model_dir.resolve()), "env_id": env_id, "env_kwargs": kwargs, "seed": seed}
                  for model_dir, _ in agents for kwargs in settings for seed in seeds]  # fmt: skip
         flat = map_tasks(saved_agent_episode, tasks, workers, address, name if progress else None, "episode")
         per_model = len(settings) * len(seeds)

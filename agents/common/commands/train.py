@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torch
 
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     tasks = []
     for seed in seeds:
         out = args.out if args.out and len(seeds) == 1 else f"{args.out or f'runs/{args.env}/{args.algo}'}/seed_{seed}"
-        tasks.append({"algo": args.algo, "env_id": args.env, "seed": seed, "out_dir": out,
+        # An absolute folder: a Ray worker's working directory need not be this one.
+        tasks.append({"algo": args.algo, "env_id": args.env, "seed": seed, "out_dir": str(Path(out).resolve()),
                       "total_timesteps": args.timesteps, "env_kwargs": args.env_kwargs,
                       "hyperparams": args.hyperparams, "init_from": args.init_from,
                       "progress_bar": not args.no_progress and args.workers == 1 and args.ray_address is None})
