@@ -7,6 +7,7 @@ two MinAtar games; then the leaderboard entries and the report.
     python scripts/interference_study.py --settings cartpole --no-minatar --seeds 0 1 2 3 4
     python scripts/interference_study.py --report-only        # entries + plots from finished runs
     python scripts/interference_study.py --seeds 0 --timesteps 6000 --no-minatar --tag quick  # a quick look
+    python scripts/interference_study.py --workers 16 --ray-address HOST:6379   # on a Ray cluster
 
 Every run trains with agents.common.interference's callbacks (AEI, per-context training returns, greedy
 evaluation curves, the context x phase matrix at each phase end, and on the single-task settings the
@@ -31,6 +32,7 @@ from agents.common.evaluation import EVALUATION_SEEDS, save_entry, trained_agent
 from agents.common.interference import STUDY_SETTINGS, context_env_kwargs, evaluation_contexts
 from agents.common.jobs import run_jobs
 from agents.common.leaderboard import LEADERBOARD_DIR, aggregate, render
+from agents.common.parallel import add_worker_arguments, start_ray
 from agents.common.registry import load_hyperparams
 from agents.common.reports.interference import context_matrix_figure, report, train_interference_run
 
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minatar-seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--minatar-timesteps", type=int, default=None, help="default: the YAML's")
     parser.add_argument("--no-minatar", action="store_true")
-    parser.add_argument("--jobs", type=int, default=2, help="runs trained in parallel (one core each)")
+    add_worker_arguments(parser, "training runs", default=2, aliases=["--jobs"])
     parser.add_argument("--tag", default="official")
     parser.add_argument("--runs", type=Path, default=Path("runs/interference"))
     parser.add_argument("--hyperparams", type=json.loads, default={},
@@ -100,8 +102,10 @@ def main(argv: list[str] | None = None) -> None:
                          "eval_seeds": (2000, 2001, 2002)})  # fmt: skip
     # The longest first, so the two workers finish together.
     jobs.sort(key=lambda job: (job["algo"] == "iq_re", job["env_id"].startswith("MinAtar")), reverse=True)
+    if args.workers > 1 or args.ray_address:
+        start_ray(args.workers, args.ray_address)  # one Ray for the training runs and every entry's episodes
     if jobs and not args.report_only:
-        run_jobs(train_interference_run, jobs, args.jobs, "training runs", "run")
+        run_jobs(train_interference_run, jobs, args.workers, "training runs", "run", args.ray_address)
 
     records: dict[str, dict[str, list[dict]]] = {}
     scores: dict[str, dict[str, dict]] = {}
@@ -113,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = [context_env_kwargs(kwargs, c) for c in contexts] if kwargs.get("drift") else None
         entry = trained_agents_entry(dirs, EVALUATION_SEEDS, tag, entry_name(algo, setting), args.leaderboard_dir,
                                      progress=False, evaluation_env_kwargs=settings,
-                                     extra_files=("interference.json",))  # fmt: skip
+                                     extra_files=("interference.json",), workers=args.workers,
+                                     address=args.ray_address)  # fmt: skip
         runs = [json.loads((d / "interference.json").read_text()) for d in dirs]
         for run, record in zip(entry["runs"], runs):
             run["interference"] = {k: v for k, v in record["summary"].items() if k != "phase_matrix"}

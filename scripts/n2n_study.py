@@ -6,6 +6,7 @@ leaderboard entries and the report.
     python scripts/n2n_study.py                       # everything (see docs/studies/ for the budget)
     python scripts/n2n_study.py --report-only         # entries, transfer result and figures from finished runs
     python scripts/n2n_study.py --seeds 0 --students 10 --tag quick --runs runs/n2n_quick   # a quick look
+    python scripts/n2n_study.py --workers 16 --ray-address HOST:6379    # the searches on a Ray cluster
 
 Searches (saved under <runs>/<part>/<algo>/seed_<s>; finished ones are skipped and an interrupted one goes on
 from its last checkpoint, so the command resumes):
@@ -36,6 +37,7 @@ from agents.common.compression import FULL_EPOCHS, final_evaluation
 from agents.common.evaluation import SEARCH_EVALUATION_SEEDS, save_entry, search_entry
 from agents.common.jobs import run_jobs
 from agents.common.leaderboard import LEADERBOARD_DIR, render
+from agents.common.parallel import add_worker_arguments
 from agents.common.reports.n2n import (
     ENV_ID,
     compression_target,
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="JSON: the task (a name or a TaskConfig dict) the transferred policies learn on")
     parser.add_argument("--no-two-stage", action="store_true")
     parser.add_argument("--no-transfer", action="store_true")
-    parser.add_argument("--jobs", type=int, default=2, help="searches run in parallel (one core each)")
+    add_worker_arguments(parser, "searches and final trainings (one search is sequential: searches run side by side)",
+                         default=2, aliases=["--jobs"])  # fmt: skip
     parser.add_argument("--runs", type=Path, default=Path("runs/n2n_study"))
     parser.add_argument("--tag", default="official")
     parser.add_argument("--report-only", action="store_true", help="skip the searches; entries and figures")
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
 
     if not args.report_only:
-        run_jobs(run_job, study_jobs(args), args.jobs, "study jobs")
+        run_jobs(run_job, study_jobs(args), args.workers, "study jobs", address=args.ray_address)
     report(args)
 
 

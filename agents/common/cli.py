@@ -22,7 +22,7 @@ COMMANDS = {
     "train": ("agents.common.commands.train", "train an agent on a KD-Gym env (saves model.zip, config.json)"),
     "evaluate": ("agents.common.commands.evaluate", "evaluate trained agents or a fixed policy into an entry"),
     "leaderboard": ("agents.common.commands.leaderboard", "render the leaderboard, or --verify entries"),
-    "bench": ("agents.common.commands.bench", "run a speed benchmark (temperature_kd, n2n, iq)"),
+    "bench": ("agents.common.commands.bench", "run a speed benchmark (temperature_kd, n2n, iq, parallel)"),
 }
 
 

@@ -31,6 +31,7 @@ from agents.common.leaderboard import (
     run_score,
     write_entry,
 )
+from agents.common.parallel import map_tasks
 from agents.common.training import acting_zip, info_numbers, load_agent, package_versions
 from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
@@ -105,6 +106,22 @@ def trace_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
                     **info_numbers(info)}  # fmt: skip
 
 
+def episode_in_new_env(policy: Policy, env_id: str, env_kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
+    """:func:`run_episode` in an env made for it: an episode depends on its seed alone, so it gives the
+    same numbers as in an env that ran other episodes before (one Ray task of :func:`evaluate`)."""
+    env = gym.make(env_id, **env_kwargs)
+    try:
+        return run_episode(env, policy, seed)
+    finally:
+        env.close()
+
+
+def saved_agent_episode(model_dir: str, env_id: str, env_kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
+    """:func:`episode_in_new_env` for the agent saved in ``model_dir``, loaded here (one Ray task of
+    :func:`trained_agents_entry`: a folder travels to a worker, not a model)."""
+    return episode_in_new_env(load_agent(model_dir).model, env_id, env_kwargs, seed)
+
+
 def evaluate(
     policy: Policy,
     env_id: str,
@@ -112,8 +129,15 @@ def evaluate(
     seeds: Sequence[int] = EVALUATION_SEEDS,
     progress: bool = True,
     description: str = "evaluating",
+    workers: int = 1,
+    address: str | None = None,
 ) -> list[dict[str, Any]]:
-    """One episode per seed; returns the per-episode results in seed order."""
+    """One episode per seed; returns the per-episode results in seed order. With ``workers`` > 1 (or a
+    Ray cluster's ``address``) each episode is a Ray task (:func:`agents.common.parallel.map_tasks`) that
+    gets a copy of ``policy`` and makes its own env: the same numbers as one after the other here."""
+    if workers > 1 or address is not None:
+        tasks = [{"policy": policy, "env_id": env_id, "env_kwargs": env_kwargs, "seed": seed} for seed in seeds]
+        return map_tasks(episode_in_new_env, tasks, workers, address, description if progress else None, "episode")
     env = gym.make(env_id, **env_kwargs)
     results = []
     for seed in tqdm(seeds, desc=description, unit="episode", disable=not progress):
@@ -223,14 +247,16 @@ def fixed_policy_entry(
     progress: bool = True,
     policy_spec: dict[str, Any] | None = None,
     selection: dict[str, Any] | None = None,
+    workers: int = 1,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate a fixed policy; each evaluation episode is a run. ``name`` is one of
     :data:`agents.temperature.specs.FIXED_POLICIES`, or, with ``policy_spec``, the name of a policy whose
     parameters were chosen beforehand (``best_constant``): the entry stores the spec, and ``selection``
-    (how it was chosen, on what) beside it."""
+    (how it was chosen, on what) beside it. ``workers``/``address``: see :func:`evaluate`."""
     policy = _fixed_policy(name, policy_spec, (env_kwargs or {}).get("action_scale", 6.0))
     kwargs = {**(env_kwargs or {}), **policy.env_overrides}
-    episodes = evaluate(policy, env_id, kwargs, seeds, progress, description=name)
+    episodes = evaluate(policy, env_id, kwargs, seeds, progress, name, workers, address)
     runs = [{"training_seed": None, "model": None, "episodes": [episode]} for episode in episodes]
     agent: dict[str, Any] = {"kind": "fixed", "name": name}
     if policy_spec:
@@ -277,6 +303,8 @@ def trained_agents_entry(
     progress: bool = True,
     evaluation_env_kwargs: Sequence[dict[str, Any]] | None = None,
     extra_files: Sequence[str] = (),
+    workers: int = 1,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate agents saved by :func:`agents.common.training.train_agent` (one per training seed, same env,
     kwargs and algorithm) and copy them under ``directory/models`` so the entry can be verified.
@@ -284,7 +312,9 @@ def trained_agents_entry(
     By default the agents are evaluated on the env kwargs they trained with. ``evaluation_env_kwargs``
     evaluates each of several settings instead, every seed on each, in that order (an interference env
     trained under drift is scored on each of its contexts held fixed); the entry records them.
-    ``extra_files`` of each model dir are stored beside the model."""
+    ``extra_files`` of each model dir are stored beside the model. With ``workers`` > 1 (or a Ray
+    cluster's ``address``) every (model, setting, seed) episode is a Ray task that loads the model from
+    its folder (:func:`saved_agent_episode`): the same numbers as the serial loop."""
     agents = [(Path(d), load_agent(d)) for d in model_dirs]
     configs = [a.config for _, a in agents]
     first = _shared_config(configs)
@@ -295,10 +325,20 @@ def trained_agents_entry(
     env_id = first["env_id"]
     runs = []
     settings = list(evaluation_env_kwargs) if evaluation_env_kwargs else [first["env_kwargs"]]
-    for model_dir, agent in agents:
-        episodes = [episode for kwargs in settings
-                    for episode in evaluate(agent.model, env_id, kwargs, seeds, progress,
-                                            description=f"{name} seed {agent.config['seed']}")]  # fmt: skip
+    if workers > 1 or address is not None:
+        # Absolute paths: a worker's working directory need not be this one (on a cluster, another machine's).
+        tasks = [{"model_dir": str(model_dir.resolve()), "env_id": env_id, "env_kwargs": kwargs, "seed": seed}
+                 for model_dir, _ in agents for kwargs in settings for seed in seeds]  # fmt: skip
+        flat = map_tasks(saved_agent_episode, tasks, workers, address, name if progress else None, "episode")
+        per_model = len(settings) * len(seeds)
+        parallel = [flat[i * per_model : (i + 1) * per_model] for i in range(len(agents))]
+    for i, (model_dir, agent) in enumerate(agents):
+        if workers > 1 or address is not None:
+            episodes = parallel[i]
+        else:
+            episodes = [episode for kwargs in settings
+                        for episode in evaluate(agent.model, env_id, kwargs, seeds, progress,
+                                                description=f"{name} seed {agent.config['seed']}")]  # fmt: skip
         model, sha = store_model(model_dir, ("model.zip", "config.json", *extra_files), directory)
         runs.append({"training_seed": agent.config["seed"], "model": model, "model_sha256": sha, "episodes": episodes})
     spec = {
@@ -323,21 +363,33 @@ def search_entry(
     directory: Path = LEADERBOARD_DIR,
     epochs: int = FULL_EPOCHS,
     progress: bool = True,
+    workers: int = 1,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """An entry for searches on N2NCompress-v0 saved by :func:`agents.common.training.train_agent` (one per
     training seed): each search's best student (``search.json``) is retrained with ``epochs`` epochs on
-    every evaluation seed and scored on the test split (:func:`agents.common.compression.final_evaluation`)."""
+    every evaluation seed and scored on the test split (:func:`agents.common.compression.final_evaluation`).
+    With ``workers`` > 1 (or a Ray cluster's ``address``) each (search, seed) retraining is a Ray task."""
     configs = [json.loads((Path(d) / "config.json").read_text()) for d in model_dirs]
     first = _shared_config(configs)
     name = name or first["algo"]
     env_id = first["env_id"]
-    runs = []
-    for model_dir, config in zip(map(Path, model_dirs), configs):
-        search = json.loads((model_dir / "search.json").read_text())
+    searches = [json.loads((Path(d) / "search.json").read_text()) for d in model_dirs]
+    for model_dir, search in zip(model_dirs, searches):
         if search["best"] is None:
             raise ValueError(f"{model_dir}/search.json found no valid student")
-        episodes = final_evaluation(env_id, config["env_kwargs"], search["best"]["architecture"], seeds, epochs,
-                                    progress=progress)  # fmt: skip
+    if workers > 1 or address is not None:
+        tasks = [{"env_id": env_id, "env_kwargs": config["env_kwargs"], "architecture": search["best"]["architecture"],
+                  "seeds": [seed], "epochs": epochs} for config, search in zip(configs, searches) for seed in seeds]
+        flat = [e for es in map_tasks(final_evaluation, tasks, workers, address, name if progress else None,
+                                      "student") for e in es]  # fmt: skip
+    runs = []
+    for i, (model_dir, config, search) in enumerate(zip(map(Path, model_dirs), configs, searches)):
+        if workers > 1 or address is not None:
+            episodes = flat[i * len(seeds) : (i + 1) * len(seeds)]
+        else:
+            episodes = final_evaluation(env_id, config["env_kwargs"], search["best"]["architecture"], seeds, epochs,
+                                        progress=progress)  # fmt: skip
         model, sha = store_model(model_dir, ("model.zip", "config.json", "search.json"), directory)
         best = {k: v for k, v in search["best"].items() if k != "architecture"}
         runs.append({"training_seed": config["seed"], "model": model, "model_sha256": sha,

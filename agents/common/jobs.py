@@ -1,47 +1,38 @@
-"""A study's job runner: independent jobs (training runs, searches, evaluations) in spawned worker
-processes of one torch thread each, in list order, with dependencies between them."""
+"""A study's job runner: independent jobs (training runs, searches, evaluations) as Ray tasks of one CPU
+and one torch thread each (:mod:`agents.common.parallel`), in list order, with dependencies between them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
-from multiprocessing import get_context
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
-import torch as th
-
-
-class _InThisProcess(Executor):
-    """An executor that runs each job as it is submitted: ``n_jobs=1`` takes the pool's path, in order."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as error:  # noqa: BLE001 - handed to the caller through future.result()
-            future.set_exception(error)
-        return future
+from agents.common.parallel import executor
 
 
 def run_jobs(
     function: Callable[..., Any],
     jobs: Sequence[Mapping[str, Any]],
-    n_jobs: int = 2,
+    workers: int = 2,
     description: str = "jobs",
     unit: str = "job",
-) -> None:
-    """Call ``function(**job)`` for every job, ``n_jobs`` at a time in spawned processes of one torch
-    thread each (in this process when ``n_jobs`` is 1), with a progress bar; the first error raises.
+    address: str | None = None,
+) -> list[Any]:
+    """Call ``function(**job)`` for every job, ``workers`` at a time as Ray tasks of one CPU and one
+    torch thread each (in this process, without Ray, when ``workers`` is 1; on the Ray cluster at
+    ``address`` when given), with a progress bar; the first error raises.
 
     Jobs start in their list order. Two keys are the runner's, not ``function``'s: a job's ``"name"``
     (any hashable) marks it done for the jobs that list it in their ``"after"``; a job with ``"after"``
     starts once those are done, and a free worker takes the first job in the list that is ready.
+    Returns what the calls returned, in the jobs' order.
     """
-    if n_jobs < 1:
-        raise ValueError(f"run_jobs: n_jobs={n_jobs} must be >= 1")
+    if workers < 1:
+        raise ValueError(f"run_jobs: workers={workers} must be >= 1")
     from tqdm.auto import tqdm
 
-    pending, done = list(jobs), set()
+    pending, done = list(range(len(jobs))), set()
+    results: list[Any] = [None] * len(jobs)
 
     def ready(job: Mapping[str, Any]) -> bool:
         return all(name in done for name in job.get("after", ()))
@@ -53,22 +44,20 @@ def run_jobs(
     waiting = {name for job in jobs for name in job.get("after", ())} - names
     if waiting:
         raise ValueError(f"run_jobs: jobs wait for {sorted(map(str, waiting))}, which no job is named")
-    pool = (_InThisProcess() if n_jobs == 1 else
-            ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=th.set_num_threads,
-                                initargs=(1,)))  # fmt: skip
-    with pool, tqdm(total=len(pending), desc=description, unit=unit) as bar:
-        running: dict[Future, Mapping[str, Any]] = {}
+    with executor(workers, address) as pool, tqdm(total=len(pending), desc=description, unit=unit) as bar:
+        running: dict[Future, int] = {}
         while pending or running:
-            while len(running) < n_jobs and any(ready(j) for j in pending):
-                job = next(j for j in pending if ready(j))
-                pending.remove(job)
-                running[pool.submit(function, **arguments(job))] = job
+            while len(running) < workers and any(ready(jobs[i]) for i in pending):
+                i = next(i for i in pending if ready(jobs[i]))
+                pending.remove(i)
+                running[pool.submit(function, **arguments(jobs[i]))] = i
             if not running:
                 raise ValueError("run_jobs: the jobs left wait for each other")
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                future.result()
-                job = running.pop(future)
-                if "name" in job:
-                    done.add(job["name"])
+                i = running.pop(future)
+                results[i] = future.result()
+                if "name" in jobs[i]:
+                    done.add(jobs[i]["name"])
                 bar.update()
+    return results

@@ -4,6 +4,7 @@ comparable across machines):
     kd-gym bench temperature_kd --epochs 5 --repeats 3   # TemperatureKD-v0 against a plain distillation loop
     kd-gym bench n2n                                      # N2NCompress-v0: an episode, and a cached repeat
     kd-gym bench iq --steps 3000 --repeats 1             # IQ against SB3's DQN; the drift wrapper's overhead
+    kd-gym bench parallel                                 # the 10-seed evaluation serial vs on 2 Ray workers
 
 ``kd-gym bench <name> --help`` lists a benchmark's options.
 """
@@ -17,6 +18,7 @@ BENCHMARKS = {
     "temperature_kd": "agents.common.benchmarks.temperature_kd",
     "n2n": "agents.common.benchmarks.n2n",
     "iq": "agents.common.benchmarks.iq",
+    "parallel": "agents.common.benchmarks.parallel",
 }
 
 

@@ -3,6 +3,11 @@
 kd-gym evaluate --fixed constant_t4
 kd-gym evaluate --models runs/TemperatureKD-v0/ppo/seed_* --tag official
 kd-gym evaluate --models runs/N2NCompress-v0/n2n/seed_*    # retrains each search's best student
+kd-gym evaluate --fixed constant_t4 --workers 2             # two episodes at a time (Ray, this machine)
+kd-gym evaluate --fixed constant_t4 --ray-address HOST:6379 # on a running Ray cluster
+
+Every evaluation episode is seeded, so ``--workers N`` and ``--ray-address`` write the same numbers as
+the serial run (``--workers 1``, the default, runs without Ray).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from agents.common.evaluation import (
     trained_agents_entry,
 )
 from agents.common.leaderboard import LEADERBOARD_DIR, DirtyTreeError, commit_for_entry
+from agents.common.parallel import add_worker_arguments
 from agents.temperature.specs import FIXED_POLICIES
 
 
@@ -43,7 +49,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser.add_argument("--name", default=None, help="agent name in the entry (default: the algorithm)")
     parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR,
                         help="where the entry is written and the models copied (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the serial run")
+    add_worker_arguments(parser, "evaluation episodes")
     args = parser.parse_args(argv)
     try:  # before the evaluation, not after it
         commit_for_entry(args.tag)
@@ -57,11 +64,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         parser.error(f"--episodes must be in [1, {len(EVALUATION_SEEDS)}]")
     seeds = EVALUATION_SEEDS[:episodes]
     if args.fixed:
-        entry = fixed_policy_entry(args.fixed, args.env, args.env_kwargs, seeds, args.tag)
+        entry = fixed_policy_entry(args.fixed, args.env, args.env_kwargs, seeds, args.tag, workers=args.workers,
+                                   address=args.ray_address)  # fmt: skip
     elif search:
-        entry = search_entry(args.models, seeds, args.tag, args.name, args.leaderboard_dir, args.final_epochs)
+        entry = search_entry(args.models, seeds, args.tag, args.name, args.leaderboard_dir, args.final_epochs,
+                             workers=args.workers, address=args.ray_address)  # fmt: skip
     else:
-        entry = trained_agents_entry(args.models, seeds, args.tag, args.name, args.leaderboard_dir)
+        entry = trained_agents_entry(args.models, seeds, args.tag, args.name, args.leaderboard_dir,
+                                     workers=args.workers, address=args.ray_address)  # fmt: skip
     path = save_entry(entry, args.leaderboard_dir)
     s = entry["summary"]
     print(f"{entry['agent']['name']}: IQM {s['iqm']:.4f} [{s['iqm_ci95'][0]:.4f}, {s['iqm_ci95'][1]:.4f}], "

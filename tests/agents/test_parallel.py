@@ -1,0 +1,98 @@
+"""Many seeds on Ray (agents.common.parallel): the serial path without Ray, and 2 Ray workers giving
+exactly the serial run's numbers (evaluation episodes, training seeds, the study job runner); the
+hyperparameter search with Optuna and through Ray Tune."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from agents.common.commands import train
+from agents.common.evaluation import EVALUATION_SEEDS, evaluate, fixed_policy_entry, trained_agents_entry
+from agents.common.jobs import run_jobs
+from agents.common.optimize import optimize
+from agents.common.parallel import map_tasks
+from agents.common.training import load_agent
+from agents.temperature.specs import fixed_policy
+
+ENV_ID = "TemperatureKD-v0"
+SEEDS = (1000, 1001, 1002, 1003)
+
+
+def test_one_worker_runs_the_calls_here_in_order_without_ray():
+    calls = []
+    assert map_tasks(lambda x: calls.append(x) or -x, [{"x": 1}, {"x": 2}, {"x": 3}]) == [-1, -2, -3]
+    assert calls == [1, 2, 3]
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+    with pytest.raises(ValueError, match="workers=0"):
+        map_tasks(pow, [{"base": 1, "exp": 2}], workers=0)
+
+
+@pytest.fixture(scope="module")
+def ray_two_cpus():
+    """One local Ray of 2 CPUs for this module's tests (starting Ray takes seconds); map_tasks and
+    run_jobs use it rather than starting their own."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.mark.slow  # Ray's start and two workers importing torch: several seconds on two cores
+def test_two_workers_give_the_serial_episodes_exactly(ray_two_cpus, tiny_json_kwargs, fast_bootstrap):
+    serial = fixed_policy_entry("constant_t4", ENV_ID, tiny_json_kwargs, SEEDS, tag="test", progress=False)
+    parallel = fixed_policy_entry("constant_t4", ENV_ID, tiny_json_kwargs, SEEDS, tag="test", progress=False,
+                                  workers=2)  # fmt: skip
+    assert parallel["runs"] == serial["runs"]
+    assert parallel["summary"] == serial["summary"]
+    # A policy drawing from its own seeded generator, too.
+    policy = fixed_policy("random_t")
+    assert evaluate(policy, ENV_ID, tiny_json_kwargs, SEEDS, False, workers=2) == evaluate(
+        policy, ENV_ID, tiny_json_kwargs, SEEDS, False)
+
+
+@pytest.mark.slow
+def test_run_jobs_on_two_workers_returns_the_serial_results_and_keeps_the_order(ray_two_cpus, tmp_path):
+    # Functions travel to Ray's workers by pickle: builtins and lambdas (by value), not this test module.
+    jobs = [{"base": 3, "exp": 2, "after": ["two"]}, {"base": 2, "exp": 2, "name": "two"}, {"base": 5, "exp": 2}]
+    assert run_jobs(pow, jobs, workers=2) == run_jobs(pow, jobs, workers=1) == [9, 4, 25]
+    # The first job writes into the folder the second one makes: it fails unless it waits.
+    folder = tmp_path / "made"
+    run_jobs(lambda make: folder.mkdir() if make else (folder / "x").touch(),
+             [{"make": False, "after": ["make"]}, {"make": True, "name": "make"}], workers=2)  # fmt: skip
+    assert (folder / "x").is_file()
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_on_two_workers_give_the_serial_agents(ray_two_cpus, tmp_path, tiny_json_kwargs,
+                                                                  tiny_ppo_hyperparams, fast_bootstrap):  # fmt: skip
+    argv = ["--algo", "ppo", "--seed", "0", "--seed", "1", "--timesteps", "32", "--no-progress", "--env-kwargs",
+            json.dumps(tiny_json_kwargs), "--hyperparams", json.dumps(tiny_ppo_hyperparams)]  # fmt: skip
+    train.main([*argv, "--out", str(tmp_path / "serial")])
+    train.main([*argv, "--out", str(tmp_path / "ray"), "--workers", "2"])
+    for seed in (0, 1):
+        serial = load_agent(tmp_path / "serial" / f"seed_{seed}").model.policy.state_dict()
+        parallel = load_agent(tmp_path / "ray" / f"seed_{seed}").model.policy.state_dict()
+        assert serial.keys() == parallel.keys()
+        assert all(torch.equal(serial[k], parallel[k]) for k in serial)
+    # Their evaluation: each (model, seed) a task that loads the model from its folder.
+    dirs = [tmp_path / "serial" / f"seed_{seed}" for seed in (0, 1)]
+    one = trained_agents_entry(dirs, SEEDS[:2], "test", directory=tmp_path / "board", progress=False)
+    two = trained_agents_entry(dirs, SEEDS[:2], "test", directory=tmp_path / "board", progress=False, workers=2)
+    assert two["runs"] == one["runs"]
+
+
+@pytest.mark.slow  # Tune's start: ~20 s on two cores
+def test_optimize_scores_trials_on_validation_episodes_with_optuna_and_ray_tune(ray_two_cpus, tmp_path):
+    kwargs = {"total_timesteps": 300, "sampler_seed": 0}
+    serial = optimize("dqn", "CartPole-v1", 2, tmp_path / "optuna", **kwargs)
+    tuned = optimize("dqn", "CartPole-v1", 2, tmp_path / "tune", workers=2, **kwargs)
+    assert (serial["runner"], tuned["runner"]) == ("optuna", "ray.tune+OptunaSearch")
+    assert not set(serial["validation_seeds"]) & set(EVALUATION_SEEDS)
+    assert json.loads((tmp_path / "tune" / "optimize.json").read_text())["best"] == tuned["best"]
+    # TPE's first trials are random draws from the seeded sampler, and each trial is seeded: Tune's
+    # trials are the serial ones (later trials would differ: TPE then reads the trials finished so far).
+    key = lambda t: t["params"]["learning_rate"]  # noqa: E731
+    for mine, theirs in zip(sorted(serial["trials"], key=key), sorted(tuned["trials"], key=key), strict=True):
+        assert (mine["hyperparams"], mine["score"]) == (theirs["hyperparams"], theirs["score"])
