@@ -19,7 +19,8 @@ run: $(STAMP)
 	$(PY) scripts/quickstart.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	# Both cores: the suite runs in two pytest-xdist workers (each test sets one torch thread).
+	$(PY) -m pytest -q -n 2
 
 lint: $(STAMP)
 	$(PY) -m ruff check kd_envs agents scripts tests
