@@ -69,7 +69,7 @@ def build_agent(
     params = load_hyperparams(algo, env_id)
     params.update(hyperparams or {})
     n_envs = int(params.get("n_envs", 1))
-    # A callable rather than the id: make_vec_env would add render_mode="rgb_array", which our envs do not render.
+    # A callable rather than the id: the env gets exactly these kwargs (make_vec_env would add render_mode).
     train_env_kwargs = {**(env_kwargs or {}), **params.get("env_kwargs", {})}
     # ReplayableReset records each reset's RNG state, so that a checkpoint can be resumed exactly.
     env = make_vec_env(functools.partial(gym.make, env_id, **train_env_kwargs), n_envs=n_envs, seed=seed,
