@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(VENV)/bin/kd-gym bench temperature_kd
 	$(VENV)/bin/kd-gym bench n2n
 	$(VENV)/bin/kd-gym bench iq
+	$(VENV)/bin/kd-gym bench parallel
 
 # Optional: build the documentation site (offline) into a folder outside the tree.
 DOCS_SITE ?= $(or $(TMPDIR),/tmp)/kd-gym-site
