@@ -23,6 +23,7 @@ from kd_envs.envs.arguments import (
     is_real,
     kwarg_error,
 )
+from kd_envs.envs.rendering import chart_frame
 from kd_envs.tasks import Task, TaskConfig, TrainConfig, architecture_of, count_parameters, make_task
 from kd_envs.tasks.architecture import DESCRIPTOR_FIELDS, Architecture, InvalidArchitecture
 from kd_envs.tasks.compression import DistillConfig, StudentEvaluator
@@ -357,34 +358,28 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         With ``render_mode=None``: None."""
         if self.render_mode is None:
             return None
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
 
-        figure = Figure(figsize=(3.2, 2.4), dpi=100)  # no pyplot: no global figure state
-        canvas = FigureCanvasAgg(figure)
-        axes = figure.add_subplot()
-        heights, colours = [], []
-        for kept, shrink in zip(self._kept, self._shrink):
-            if kept == 0.0:
-                heights.append(0.05), colours.append("tab:red")
+        def draw(axes) -> None:
+            heights, colours = [], []
+            for kept, shrink in zip(self._kept, self._shrink):
+                if kept == 0.0:
+                    heights.append(0.05), colours.append("tab:red")
+                else:
+                    heights.append(1.0 if shrink < 0 else float(shrink))
+                    colours.append("tab:grey" if kept < 0 else "tab:blue")
+            bars = axes.bar(range(self.num_layers), heights, color=colours)
+            axes.set_xticks(range(self.num_layers))
+            if self._sequence:
+                bars[self._sequence[min(self._cursor, len(self._sequence) - 1)]].set(edgecolor="black", linewidth=2)
+                title = f"{STAGES[self._stage]} stage"
             else:
-                heights.append(1.0 if shrink < 0 else float(shrink))
-                colours.append("tab:grey" if kept < 0 else "tab:blue")
-        bars = axes.bar(range(self.num_layers), heights, color=colours)
-        axes.set_xticks(range(self.num_layers))
-        if self._sequence:
-            bars[self._sequence[min(self._cursor, len(self._sequence) - 1)]].set(edgecolor="black", linewidth=2)
-            title = f"{STAGES[self._stage]} stage"
-        else:
-            title = "decided" if (self._kept >= 0).all() else "not started"
-        axes.set_title(title, fontsize=9)
-        axes.set_ylim(0.0, 1.05)
-        axes.set_xlabel("teacher layer", fontsize=8)
-        axes.set_ylabel("kept width", fontsize=8)
-        axes.tick_params(labelsize=7)
-        figure.tight_layout()
-        canvas.draw()
-        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+                title = "decided" if (self._kept >= 0).all() else "not started"
+            axes.set_title(title, fontsize=9)
+            axes.set_ylim(0.0, 1.05)
+            axes.set_xlabel("teacher layer", fontsize=8)
+            axes.set_ylabel("kept width", fontsize=8)
+
+        return chart_frame(draw)
 
     # ---- the student ------------------------------------------------------------------------------
     def student_architecture(self) -> Architecture:

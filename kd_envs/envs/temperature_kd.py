@@ -23,6 +23,7 @@ from kd_envs.envs.arguments import (
     is_int,
     kwarg_error,
 )
+from kd_envs.envs.rendering import chart_frame
 from kd_envs.losses import attention_loss, hint_loss, hint_regressors, kd_loss, nmd_loss
 from kd_envs.metrics import confident_prediction_report
 from kd_envs.tasks import Task, TaskConfig, make_task, predict_logits, resolve_task, steps_per_epoch
@@ -662,25 +663,19 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         With ``render_mode=None``: None."""
         if self.render_mode is None:
             return None
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
 
-        figure = Figure(figsize=(3.2, 2.4), dpi=100)  # no pyplot: no global figure state
-        canvas = FigureCanvasAgg(figure)
-        axes = figure.add_subplot()
-        t = self._last_temperatures
-        if t is not None:
-            axes.hist(t, bins=20, range=(0.0, MAX_TEMPERATURE), color="tab:blue")
-            axes.set_title(f"the last step's temperatures (mean {t.mean():.2f})", fontsize=9)
-        else:
-            axes.set_title("no step yet", fontsize=9)
-        axes.set_xlim(0.0, MAX_TEMPERATURE)
-        axes.set_xlabel("temperature", fontsize=8)
-        axes.set_ylabel("instances", fontsize=8)
-        axes.tick_params(labelsize=7)
-        figure.tight_layout()
-        canvas.draw()
-        return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+        def draw(axes) -> None:
+            t = self._last_temperatures
+            if t is not None:
+                axes.hist(t, bins=20, range=(0.0, MAX_TEMPERATURE), color="tab:blue")
+                axes.set_title(f"the last step's temperatures (mean {t.mean():.2f})", fontsize=9)
+            else:
+                axes.set_title("no step yet", fontsize=9)
+            axes.set_xlim(0.0, MAX_TEMPERATURE)
+            axes.set_xlabel("temperature", fontsize=8)
+            axes.set_ylabel("instances", fontsize=8)
+
+        return chart_frame(draw)
 
     def _final_info(self) -> dict[str, Any]:
         n = self._temperature_count
