@@ -121,23 +121,14 @@ def _leaderboard_section(heading: str, page: str, leaderboard_dir: Path) -> str:
 
 
 def _temperature_sweep(arg: str, page: str, leaderboard_dir: Path) -> str:
-    """The candidate tasks of ``scripts/temperature_kd_sweep.py``: mean validation (test) accuracy."""
+    """The candidate tasks of ``scripts/temperature_kd_sweep.py``: its report's table, from its JSON."""
+    from agents.common.reports.temperature_kd import sweep_lines
+
     record = json.loads((leaderboard_dir / "TemperatureKD-v0-sweep.json").read_text())
-    policies = ("ce", "t1", "t2", "t4", "t8")
-    rows = [
-        "| candidate | CE | T=1 | T=2 | T=4 | T=8 | best T − CE | max − min over T | s/episode |",
-        "|---" * 9 + "|",
-    ]
-    for candidate, results in record["table"].items():
-        mean = {p: _mean(results[p]["student_val_accuracy"]) for p in policies}
-        test = {p: _mean(results[p]["student_test_accuracy"]) for p in policies}
-        over_t = [mean[p] for p in policies[1:]]
-        seconds = _mean([s for p in policies for s in results[p]["seconds"]])
-        cells = " | ".join(f"{mean[p]:.3f} ({test[p]:.3f})" for p in policies)
-        rows.append(f"| `{candidate}` | {cells} | {max(over_t) - mean['ce']:+.3f} | {max(over_t) - min(over_t):.3f} "
-                    f"| {seconds:.1f} |")  # fmt: skip
+    lines = sweep_lines(record["table"], list(next(iter(record["table"].values()))))
     seeds = ", ".join(map(str, record["seeds"]))
-    return "\n".join([*rows, "", f"Mean over training seeds {seeds}; seconds per episode as measured (machine noise)."])
+    note = f"Mean over training seeds {seeds}; seconds per episode as measured (machine noise)."
+    return "\n".join([*lines, "", note])
 
 
 def _mean(values: list[float]) -> float:

@@ -83,9 +83,7 @@ def sweep_table(
 ) -> tuple[dict[str, dict], list[str]]:
     """The sweep's table from its records (one per episode: ``candidate``, ``setting``, ``seed``,
     ``seconds`` and the episode's measures): per candidate and setting, the validation and test accuracy
-    and the seconds of every seed; and its Markdown lines, one row per candidate that has every setting,
-    with the mean validation (test) accuracy per setting, the best temperature's gain over cross-entropy
-    alone ("ce"), the spread over temperatures (validation) and the median seconds per episode."""
+    and the seconds of every seed; and its Markdown lines (:func:`sweep_lines`)."""
     table = {}
     for name in candidates:
         row = {}
@@ -94,17 +92,25 @@ def sweep_table(
             if rs:
                 row[s] = {k: [r[k] for r in rs] for k in ("student_val_accuracy", "student_test_accuracy", "seconds")}
         table[name] = row
-    lines = ["| candidate | " + " | ".join(settings) + " | best T - CE (val) | max - min over T (val) | s/episode |",
+    return table, sweep_lines(table, settings)
+
+
+def sweep_lines(table: Mapping[str, Mapping[str, Any]], settings: Sequence[str]) -> list[str]:
+    """The Markdown lines of a sweep's ``table`` (as :func:`sweep_table` builds it and the sweep's JSON
+    stores it), as the docs show it: per candidate that has every setting, the mean validation (test)
+    accuracy per setting, the best temperature's gain over cross-entropy alone ("ce"), the spread over
+    temperatures (validation) and the mean seconds per episode."""
+    labels = ["CE" if s == "ce" else f"T={s.removeprefix('t')}" for s in settings]
+    lines = ["| candidate | " + " | ".join(labels) + " | best T − CE | max − min over T | s/episode |",
              "|---" * (len(settings) + 4) + "|"]  # fmt: skip
     for name, row in table.items():
         if len(row) < len(settings):
             continue
         val = {s: float(np.mean(row[s]["student_val_accuracy"])) for s in settings}
         test = {s: float(np.mean(row[s]["student_test_accuracy"])) for s in settings}
-        temps = [s for s in settings if s != "ce"]
-        gain = max(val[s] for s in temps) - val["ce"]
-        spread = max(val[s] for s in temps) - min(val[s] for s in temps)
-        seconds = float(np.median([x for s in settings if s != "ce" for x in row[s]["seconds"]]))
-        cells = [f"{val[s]:.3f} ({test[s]:.3f})" for s in settings]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {gain:+.3f} | {spread:.3f} | {seconds:.1f} |")
-    return table, lines
+        over_t = [val[s] for s in settings if s != "ce"]
+        seconds = float(np.mean([x for s in settings for x in row[s]["seconds"]]))
+        cells = " | ".join(f"{val[s]:.3f} ({test[s]:.3f})" for s in settings)
+        lines.append(f"| `{name}` | {cells} | {max(over_t) - val['ce']:+.3f} | {max(over_t) - min(over_t):.3f} "
+                     f"| {seconds:.1f} |")  # fmt: skip
+    return lines
