@@ -99,9 +99,18 @@ def test_each_method_has_its_folder(method):
 
 def test_no_module_reaches_outside_its_package_by_path():
     outside = re.compile(r"__file__\)?(\.resolve\(\))?\.(parent\.parent|parents\[)")
-    offenders = [str(p.relative_to(ROOT)) for p in mods_paths() if outside.search(p.read_text())]
+    offenders = [str(p.relative_to(ROOT)) for p in modules().values() if outside.search(p.read_text())]
     assert offenders == []
 
 
-def mods_paths():
-    return [p for package in PACKAGES for p in (ROOT / package).rglob("*.py")]
+def test_the_tasks_graph_is_read():
+    mods = modules()
+    assert "kd_envs.tasks.architecture" in imports_of(mods["kd_envs.tasks.models"], set(mods))
+    assert "kd_envs.tasks.models" in imports_of(mods["kd_envs.tasks.task"], set(mods))
+
+
+def test_architecture_knows_nothing_of_the_model_families():
+    # One definition per family: the layer specs build on nothing else in kd_envs.tasks.
+    mods = modules()
+    imported = imports_of(mods["kd_envs.tasks.architecture"], set(mods))
+    assert {m for m in imported if m.startswith("kd_envs.tasks")} == set()
