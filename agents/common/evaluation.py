@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
 import tempfile
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,22 +170,6 @@ def _shared_config(configs: list[dict[str, Any]]) -> dict[str, Any]:
     return first
 
 
-def slim_model_zip(source: Path, target: Path) -> None:
-    """Write an SB3 ``model.zip`` for the leaderboard: the acting weights only
-    (:func:`agents.common.training.acting_zip`: no optimizer state, networks ``predict`` never reads
-    stored as the one they copy) in a deflated archive with fixed timestamps, so the same model gives
-    the same bytes and the same sha256. ``cls.load`` reads it and ``predict`` acts as the source did."""
-    buffer = io.BytesIO()
-    acting_zip(source, buffer)
-    buffer.seek(0)
-    with zipfile.ZipFile(buffer) as archive:
-        members = {name: archive.read(name) for name in archive.namelist()}
-    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for member, data in members.items():
-            archive.writestr(zipfile.ZipInfo(member, date_time=(1980, 1, 1, 0, 0, 0)), data,
-                             compress_type=zipfile.ZIP_DEFLATED)  # fmt: skip
-
-
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -198,14 +180,14 @@ def file_sha256(path: Path) -> str:
 
 def store_model(model_dir: Path, files: Sequence[str], directory: Path) -> tuple[str, str]:
     """Store a run's ``files`` in the leaderboard ``directory``, addressed by content: ``model.zip``
-    slimmed by :func:`slim_model_zip` (weights only), its sha256 names the folder
+    as an acting zip (:func:`agents.common.training.acting_zip`, deflated: weights only), its sha256 names the folder
     ``models/<sha256>/`` that holds it beside the other files. Returns (the folder relative to
     ``directory``, the sha256), which the entry records; a model stored before is reused, not copied."""
     models = Path(directory) / "models"
     models.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=models, prefix=".staging-"))
     try:
-        slim_model_zip(Path(model_dir) / "model.zip", staging / "model.zip")
+        acting_zip(Path(model_dir) / "model.zip", staging / "model.zip", deflate=True)
         for file in files:
             if file != "model.zip":
                 shutil.copy2(Path(model_dir) / file, staging / file)

@@ -255,7 +255,8 @@ def _share_copies(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return shared
 
 
-def acting_zip(source: str | Path | io.BufferedIOBase, target: str | Path | io.BufferedIOBase) -> None:
+def acting_zip(source: str | Path | io.BufferedIOBase, target: str | Path | io.BufferedIOBase,
+               deflate: bool = False) -> None:
     """Rewrite an SB3 ``model.zip`` (any algorithm: SB3's, sb3-contrib's, ours) as an acting zip, which
     ``cls.load`` and :func:`load_agent` read unchanged and whose ``predict`` gives the same actions:
 
@@ -269,7 +270,11 @@ def acting_zip(source: str | Path | io.BufferedIOBase, target: str | Path | io.B
       episode statistics).
 
     An agent loaded from it acts as the source did; trained further, it starts a fresh optimizer, and its
-    target and anchor networks start as copies of the online network (as at construction)."""
+    target and anchor networks start as copies of the online network (as at construction).
+
+    Each entry keeps its date and compression, so the same source gives the same bytes; ``deflate``
+    instead deflates every entry with a fixed date (the leaderboard's store: the same model, wherever it
+    was saved, gives the same bytes and sha256)."""
     with zipfile.ZipFile(source) as archive:
         infos = archive.infolist()
         entries = {info.filename: archive.read(info) for info in infos}
@@ -287,9 +292,10 @@ def acting_zip(source: str | Path | io.BufferedIOBase, target: str | Path | io.B
         torch.save(state, buffer)
         entries[name] = buffer.getvalue()
     with zipfile.ZipFile(target, "w") as archive:
-        for info in infos:  # each entry keeps its date and compression: the same source gives the same bytes
-            archive.writestr(zipfile.ZipInfo(info.filename, info.date_time), entries[info.filename],
-                             compress_type=info.compress_type)  # fmt: skip
+        for info in infos:
+            date, compression = ((1980, 1, 1, 0, 0, 0), zipfile.ZIP_DEFLATED) if deflate else \
+                (info.date_time, info.compress_type)  # fmt: skip
+            archive.writestr(zipfile.ZipInfo(info.filename, date), entries[info.filename], compress_type=compression)
 
 
 def save_acting_weights(model: BaseAlgorithm, path: str | Path | io.BufferedIOBase) -> None:
