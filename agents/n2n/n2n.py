@@ -16,11 +16,9 @@ shrink factors (the paper's policy transfer, ``N2NAgent.load(path, env=other_env
 from __future__ import annotations
 
 import io
-import json
 import pathlib
 import sys
 import time
-import zipfile
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -36,8 +34,6 @@ from torch import nn
 from agents.n2n.policies import ARCHITECTURE_FIELDS, OBSERVATION_KEYS, N2NPolicy, obs_as_tensor
 
 SelfN2NAgent = TypeVar("SelfN2NAgent", bound="N2NAgent")
-# The format of the zips N2NAgent wrote before it was an SB3 BaseAlgorithm (see convert_legacy_zip).
-LEGACY_FORMAT = "n2n-agent/1"
 
 
 @dataclass
@@ -389,29 +385,3 @@ class N2NAgent(BaseAlgorithm):
         self.logger.record("time/fps", int((self.num_timesteps - self._num_timesteps_at_start) / elapsed))
         self.logger.record("time/total_timesteps", self.num_timesteps, exclude="tensorboard")
         self.logger.dump(step=self.num_timesteps)
-
-
-def convert_legacy_zip(source: str | pathlib.Path, target: str | pathlib.Path, env: GymEnv) -> None:
-    """Legacy: rewrite a zip saved by N2NAgent before it was an SB3 ``BaseAlgorithm`` (``data.json`` with
-    format ``"n2n-agent/1"``, ``policy.pth``, ``optimizer.pth``) as an SB3 acting zip: the weights, the
-    hyperparameters, baseline and step count, and an optimizer without state (as
-    :func:`agents.common.training.save_acting_weights` writes; the old Adam moments are dropped).
-    ``N2NAgent.load`` and ``load_agent`` read it. The old zips do not record the number of teacher
-    layers, so ``env`` (an N2NCompress-v0 env on the teacher the agent searched, or any with that
-    number of layers) supplies the observation and action spaces; it is not stepped."""
-    with zipfile.ZipFile(source) as archive:
-        data = json.loads(archive.read("data.json"))
-        policy_state = torch.load(io.BytesIO(archive.read("policy.pth")), map_location="cpu", weights_only=True)
-    if data.get("format") != LEGACY_FORMAT:
-        raise ValueError(f"N2N: {source} has format {data.get('format')!r}; expected {LEGACY_FORMAT!r}")
-    if data["policy_class"] not in N2NAgent.policy_aliases:
-        raise ValueError(f"N2N: {source} holds policy {data['policy_class']!r}; expected one of "
-                         f"{sorted(N2NAgent.policy_aliases)}")  # fmt: skip
-    model = N2NAgent(data["policy_class"], env, seed=data["seed"], device="cpu", _init_setup_model=False,
-                     **data["hyperparams"])  # fmt: skip
-    model.descriptor_size, model.shrink_factors = data["descriptor_size"], tuple(data["shrink_factors"])
-    model._setup_model()  # checks that the env fits the saved sizes
-    model.policy.load_state_dict(policy_state)
-    model.baseline, model.num_timesteps, model._n_updates = data["baseline"], data["num_timesteps"], data["n_updates"]
-    # The optimizer has never stepped: it saves its settings without state.
-    model.save(target)

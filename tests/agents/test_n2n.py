@@ -1,7 +1,3 @@
-import io
-import json
-import zipfile
-from dataclasses import asdict
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +7,7 @@ from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback, StopTrainingOnMaxEpisodes
 from stable_baselines3.common.env_util import make_vec_env
 
-from agents.n2n import N2NAgent, N2NConfig, N2NPolicy, convert_legacy_zip, obs_as_tensor
+from agents.n2n import N2NAgent, N2NConfig, N2NPolicy, obs_as_tensor
 from agents.search import AgingEvolution, RandomSearch
 
 FACTORS = (0.5, 0.75, 1.0)
@@ -322,29 +318,3 @@ def test_seeded_searches_repeat_the_pinned_episodes(algo):
     assert log.actions == PINNED_ACTIONS[algo]
 
 
-def legacy_zip(agent: N2NAgent, path) -> None:
-    """A zip in the format N2NAgent wrote before it was an SB3 BaseAlgorithm."""
-    data = {"format": "n2n-agent/1", "policy_class": "N2NPolicy", "hyperparams": asdict(agent.config),
-            "descriptor_size": agent.descriptor_size, "shrink_factors": list(agent.shrink_factors),
-            "baseline": agent.baseline, "num_timesteps": agent.num_timesteps, "n_updates": agent._n_updates,
-            "seed": agent.seed}  # fmt: skip
-    with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("data.json", json.dumps(data))
-        for name, state in (("policy.pth", agent.policy.state_dict()), ("optimizer.pth", {"state": {}})):
-            buffer = io.BytesIO()
-            torch.save(state, buffer)
-            archive.writestr(name, buffer.getvalue())
-
-
-def test_legacy_zips_convert_to_sb3_acting_zips(trained, tmp_path):
-    legacy_zip(trained, tmp_path / "old.zip")
-    convert_legacy_zip(tmp_path / "old.zip", tmp_path / "new.zip", FakeN2N())
-    with zipfile.ZipFile(tmp_path / "new.zip") as archive:
-        assert {"data", "policy.pth", "policy.optimizer.pth"} <= set(archive.namelist())
-    loaded = N2NAgent.load(tmp_path / "new.zip")
-    batch = random_observations(FakeN2N(), 40)
-    np.testing.assert_array_equal(*(a.predict(batch, deterministic=True)[0] for a in (loaded, trained)))
-    assert (loaded.baseline, loaded.num_timesteps, loaded.config) == (trained.baseline, 1200, trained.config)
-    assert loaded.policy.optimizer.state_dict()["state"] == {}
-    with pytest.raises(ValueError, match="saved policy needs descriptor size 8"):
-        convert_legacy_zip(tmp_path / "old.zip", tmp_path / "bad.zip", FakeN2N(descriptor_size=5))
