@@ -28,7 +28,7 @@ import torch
 
 from agents.common.evaluation import TRAINING_SEEDS, fixed_policy_entry, save_entry, searched_policies_entry
 from agents.common.leaderboard import LEADERBOARD_DIR, entry_path
-from agents.temperature.search import (
+from agents.common.selection import (
     CONSTANT_GRID,
     MAP_BIAS_RANGE,
     MAP_SLOPE_RANGE,

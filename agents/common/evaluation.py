@@ -23,6 +23,7 @@ from agents.common.leaderboard import (
     MIN_OFFICIAL_RUNS,
     SCHEMA_VERSION,
     aggregate,
+    board_id,
     entry_path,
     machine_kind,
     make_entry,
@@ -57,21 +58,23 @@ def score_metric(env_id: str) -> str:
     return SCORE_METRIC.get(env_id, "return")
 
 
-def _start_episode(env: gym.Env, policy: Policy, seed: int) -> np.ndarray:
-    """Reset ``env`` with ``seed`` and prepare a fixed policy for the episode: ``attach`` gives it the
-    unwrapped env (a schedule reads the episode's length; CTKD the batch logits) and ``seed`` seeds its
-    draws (an SB3 model's ``seed`` is its training seed, an int, not a method)."""
+def _start_episode(env: gym.Env, policy: Policy, seed: int, instance: int | None = None) -> np.ndarray:
+    """Reset ``env`` with ``seed`` (and, on a task set, ``options={"instance": instance}``) and prepare a
+    fixed policy for the episode: ``attach`` gives it the unwrapped env (a schedule reads the episode's
+    length; CTKD the batch logits) and ``seed`` seeds its draws (an SB3 model's ``seed`` is its training
+    seed, an int, not a method)."""
     if callable(getattr(policy, "attach", None)):
         policy.attach(env.unwrapped)
     if callable(getattr(policy, "seed", None)):
         policy.seed(seed)
-    obs, _ = env.reset(seed=seed)
+    obs, _ = env.reset(seed=seed, options=None if instance is None else {"instance": instance})
     return obs
 
 
-def run_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
-    """One deterministic episode from ``seed``: its return, length and the numbers in the last info."""
-    obs = _start_episode(env, policy, seed)
+def run_episode(env: gym.Env, policy: Policy, seed: int, instance: int | None = None) -> dict[str, Any]:
+    """One deterministic episode from ``seed`` (on a task set's ``instance``, given by its position in the
+    split): its return, length and the numbers in the last info."""
+    obs = _start_episode(env, policy, seed, instance)
     total, steps = 0.0, 0
     while True:
         action, _ = policy.predict(obs, deterministic=True)
@@ -104,20 +107,28 @@ def trace_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
                     **info_numbers(info)}  # fmt: skip
 
 
-def episode_in_new_env(policy: Policy, env_id: str, env_kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
-    """:func:`run_episode` in an env made for it: an episode depends on its seed alone, so it gives the
-    same numbers as in an env that ran other episodes before (one Ray task of :func:`evaluate`)."""
+def episode_in_new_env(policy: Policy, env_id: str, env_kwargs: dict[str, Any], seed: int,
+                       instance: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """:func:`run_episode` in an env made for it: an episode depends on its seed (and instance) alone, so
+    it gives the same numbers as in an env that ran other episodes before (one Ray task of :func:`evaluate`)."""
     env = gym.make(env_id, **env_kwargs)
     try:
-        return run_episode(env, policy, seed)
+        return run_episode(env, policy, seed, instance)
     finally:
         env.close()
 
 
-def saved_agent_episode(model_dir: str, env_id: str, env_kwargs: dict[str, Any], seed: int) -> dict[str, Any]:
+def saved_agent_episode(model_dir: str, env_id: str, env_kwargs: dict[str, Any], seed: int,
+                        instance: int | None = None) -> dict[str, Any]:  # fmt: skip
     """:func:`episode_in_new_env` for the agent saved in ``model_dir``, loaded here (one Ray task of
     :func:`trained_agents_entry`: a folder travels to a worker, not a model)."""
-    return episode_in_new_env(load_agent(model_dir).model, env_id, env_kwargs, seed)
+    return episode_in_new_env(load_agent(model_dir).model, env_id, env_kwargs, seed, instance)
+
+
+def episode_plan(seeds: Sequence[int], instances: Sequence[int] | None) -> list[tuple[int, int | None]]:
+    """The (seed, instance) of each evaluation episode, in the order entries record them: every seed on the
+    first instance, then on the next (without a task set: every seed, instance None)."""
+    return [(seed, instance) for instance in (instances if instances is not None else [None]) for seed in seeds]
 
 
 def evaluate(
@@ -129,17 +140,21 @@ def evaluate(
     description: str = "evaluating",
     workers: int = 1,
     address: str | None = None,
+    instances: Sequence[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """One episode per seed; returns the per-episode results in seed order. With ``workers`` > 1 (or a
-    Ray cluster's ``address``) each episode is a Ray task (:func:`agents.common.parallel.map_tasks`) that
-    gets a copy of ``policy`` and makes its own env: the same numbers as one after the other here."""
+    """One episode per seed, or on a task set per (instance, seed) (:func:`episode_plan`); returns the
+    per-episode results in that order. With ``workers`` > 1 (or a Ray cluster's ``address``) each episode is
+    a Ray task (:func:`agents.common.parallel.map_tasks`) that gets a copy of ``policy`` and makes its own
+    env: the same numbers as one after the other here."""
+    plan = episode_plan(seeds, instances)
     if workers > 1 or address is not None:
-        tasks = [{"policy": policy, "env_id": env_id, "env_kwargs": env_kwargs, "seed": seed} for seed in seeds]
+        tasks = [{"policy": policy, "env_id": env_id, "env_kwargs": env_kwargs, "seed": seed, "instance": instance}
+                 for seed, instance in plan]  # fmt: skip
         return map_tasks(episode_in_new_env, tasks, workers, address, description if progress else None, "episode")
     env = gym.make(env_id, **env_kwargs)
     results = []
-    for seed in tqdm(seeds, desc=description, unit="episode", disable=not progress):
-        results.append(run_episode(env, policy, seed))
+    for seed, instance in tqdm(plan, desc=description, unit="episode", disable=not progress):
+        results.append(run_episode(env, policy, seed, instance))
     env.close()
     return results
 
@@ -148,8 +163,22 @@ def task_fingerprint(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any] 
     """The hashes of the teacher's weights and of the data an env's task uses (``Task.fingerprint``),
     or None for envs without a distillation task. Entries record it; verification checks it first."""
     env = gym.make(env_id, **env_kwargs)
-    task = getattr(env.unwrapped, "task", None)
+    base = env.unwrapped
+    task = getattr(base, "task", None)
     fingerprint = task.fingerprint() if task is not None and hasattr(task, "fingerprint") else None
+    if fingerprint is not None and getattr(base, "task_set", None) is not None:
+        # A split of a task set: every instance's teacher and data, hashed together in the split's order.
+        from kd_envs.tasks.task_sets import task_set_sha256
+
+        parts = []
+        for position in range(len(base.instances)):
+            base._use_instance(position)
+            parts.append(base.task.fingerprint())
+        joined = lambda key: hashlib.sha256("|".join(p[key] for p in parts).encode()).hexdigest()  # noqa: E731
+        fingerprint = {"task_set": base.task_set.name, "task_set_sha256": task_set_sha256(base.task_set.name),
+                       "split": base.instances[0].split, "instances": [i.name for i in base.instances],
+                       "teacher_sha256": joined("teacher_sha256"),
+                       "dataset_sha256": joined("dataset_sha256")}  # fmt: skip
     env.close()
     return fingerprint
 
@@ -215,9 +244,17 @@ def stored_model_dir(run: dict[str, Any], directory: Path) -> Path:
     return folder
 
 
-def _fixed_policy(name: str, spec: dict[str, Any] | None, action_scale: float):
-    """A registered fixed policy by name, or the policy a spec describes (its chosen parameters)."""
-    return policy_from_spec({"name": name, **spec}, action_scale) if spec else fixed_policy(name, action_scale)
+def _fixed_policy(name: str, spec: dict[str, Any] | None, env_kwargs: dict[str, Any]):
+    """A registered fixed policy by name, or the policy a spec describes (its chosen parameters), acting
+    through the env kwargs' ``action_scale`` and ``action``."""
+    scale, action = env_kwargs.get("action_scale", 6.0), env_kwargs.get("action", "temperature")
+    return policy_from_spec({"name": name, **spec}, scale, action) if spec else fixed_policy(name, scale, action)
+
+
+def _record_instances(entry: dict[str, Any], instances: Sequence[int] | None) -> dict[str, Any]:
+    if instances is not None:
+        entry["evaluation_instances"] = list(instances)
+    return entry
 
 
 def fixed_policy_entry(
@@ -231,14 +268,15 @@ def fixed_policy_entry(
     selection: dict[str, Any] | None = None,
     workers: int = 1,
     address: str | None = None,
+    instances: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a fixed policy; each evaluation episode is a run. ``name`` is one of
     :data:`agents.temperature.specs.FIXED_POLICIES`, or, with ``policy_spec``, the name of a policy whose
     parameters were chosen beforehand (``best_constant``): the entry stores the spec, and ``selection``
-    (how it was chosen, on what) beside it. ``workers``/``address``: see :func:`evaluate`."""
-    policy = _fixed_policy(name, policy_spec, (env_kwargs or {}).get("action_scale", 6.0))
+    (how it was chosen, on what) beside it. ``workers``/``address``/``instances``: see :func:`evaluate`."""
+    policy = _fixed_policy(name, policy_spec, env_kwargs or {})
     kwargs = {**(env_kwargs or {}), **policy.env_overrides}
-    episodes = evaluate(policy, env_id, kwargs, seeds, progress, name, workers, address)
+    episodes = evaluate(policy, env_id, kwargs, seeds, progress, name, workers, address, instances)
     runs = [{"training_seed": None, "model": None, "episodes": [episode]} for episode in episodes]
     agent: dict[str, Any] = {"kind": "fixed", "name": name}
     if policy_spec:
@@ -246,7 +284,7 @@ def fixed_policy_entry(
     if selection:
         agent["selection"] = selection
     entry = make_entry(env_id, kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag)
-    return _with_fingerprint(entry, kwargs)
+    return _with_fingerprint(_record_instances(entry, instances), kwargs)
 
 
 def searched_policies_entry(
@@ -258,6 +296,7 @@ def searched_policies_entry(
     seeds: Sequence[int] = EVALUATION_SEEDS,
     tag: str = "official",
     progress: bool = True,
+    instances: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """An entry for policies found by independent searches (the black-box temperature map): each
     search is a run, ``{"training_seed": search seed, "policy": spec, ...its record}``, scored by its
@@ -266,14 +305,14 @@ def searched_policies_entry(
     if chose & set(seeds):
         raise ValueError(f"the searches chose on episode seeds {sorted(chose)}, which overlap the evaluation seeds")
     runs = []
-    scale = env_kwargs.get("action_scale", 6.0)
     for found in searches:
-        policy = policy_from_spec({"name": name, **found["policy"]}, scale)
-        episodes = evaluate(policy, env_id, env_kwargs, seeds, progress, description=f"{name} {found['training_seed']}")
+        policy = _fixed_policy(name, found["policy"], env_kwargs)
+        episodes = evaluate(policy, env_id, env_kwargs, seeds, progress, description=f"{name} {found['training_seed']}",
+                            instances=instances)  # fmt: skip
         runs.append({**found, "model": None, "episodes": episodes})
     agent = {"kind": "searched", "name": name, "search": search}
     entry = make_entry(env_id, env_kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag)
-    return _with_fingerprint(entry, env_kwargs)
+    return _with_fingerprint(_record_instances(entry, instances), env_kwargs)
 
 
 def trained_agents_entry(
@@ -287,6 +326,7 @@ def trained_agents_entry(
     extra_files: Sequence[str] = (),
     workers: int = 1,
     address: str | None = None,
+    instances: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Evaluate agents saved by :func:`agents.common.training.train_agent` (one per training seed, same env,
     kwargs and algorithm) and copy them under ``directory/models`` so the entry can be verified.
@@ -296,7 +336,11 @@ def trained_agents_entry(
     trained under drift is scored on each of its contexts held fixed); the entry records them.
     ``extra_files`` of each model dir are stored beside the model. With ``workers`` > 1 (or a Ray
     cluster's ``address``) every (model, setting, seed) episode is a Ray task that loads the model from
-    its folder (:func:`saved_agent_episode`): the same numbers as the serial loop."""
+    its folder (:func:`saved_agent_episode`): the same numbers as the serial loop. ``instances``: on a task
+    set, every seed on each of these instances of the split the agents' env kwargs name (e.g. trained with
+    ``split="train"``, scored with ``evaluation_env_kwargs=[{..., "split": "test"}]``)."""
+    if instances is not None and evaluation_env_kwargs is not None and len(evaluation_env_kwargs) > 1:
+        raise ValueError("an entry scores either several evaluation settings or a task set's instances, not both")
     agents = [(Path(d), load_agent(d)) for d in model_dirs]
     configs = [a.config for _, a in agents]
     first = _shared_config(configs)
@@ -309,10 +353,11 @@ def trained_agents_entry(
     settings = list(evaluation_env_kwargs) if evaluation_env_kwargs else [first["env_kwargs"]]
     if workers > 1 or address is not None:
         # Absolute paths: a worker's working directory need not be this one (on a cluster, another machine's).
-        tasks = [{"model_dir": str(model_dir.resolve()), "env_id": env_id, "env_kwargs": kwargs, "seed": seed}
-                 for model_dir, _ in agents for kwargs in settings for seed in seeds]  # fmt: skip
+        tasks = [{"model_dir": str(model_dir.resolve()), "env_id": env_id, "env_kwargs": kwargs, "seed": seed,
+                  "instance": instance} for model_dir, _ in agents for kwargs in settings
+                 for seed, instance in episode_plan(seeds, instances)]  # fmt: skip
         flat = map_tasks(saved_agent_episode, tasks, workers, address, name if progress else None, "episode")
-        per_model = len(settings) * len(seeds)
+        per_model = len(settings) * len(episode_plan(seeds, instances))
         parallel = [flat[i * per_model : (i + 1) * per_model] for i in range(len(agents))]
     for i, (model_dir, agent) in enumerate(agents):
         if workers > 1 or address is not None:
@@ -320,7 +365,8 @@ def trained_agents_entry(
         else:
             episodes = [episode for kwargs in settings
                         for episode in evaluate(agent.model, env_id, kwargs, seeds, progress,
-                                                description=f"{name} seed {agent.config['seed']}")]  # fmt: skip
+                                                description=f"{name} seed {agent.config['seed']}",
+                                                instances=instances)]  # fmt: skip
         model, sha = store_model(model_dir, ("model.zip", "config.json", *extra_files), directory)
         runs.append({"training_seed": agent.config["seed"], "model": model, "model_sha256": sha, "episodes": episodes})
     spec = {
@@ -334,7 +380,7 @@ def trained_agents_entry(
                        package_versions(), tag)  # fmt: skip
     if evaluation_env_kwargs:
         entry["evaluation_env_kwargs"] = settings
-    return _with_fingerprint(entry, first["env_kwargs"])
+    return _with_fingerprint(_record_instances(entry, instances), settings[0])
 
 
 def search_entry(
@@ -392,8 +438,16 @@ def search_entry(
     return _with_fingerprint(entry, first["env_kwargs"])
 
 
+def scored_env_kwargs(entry: dict[str, Any]) -> dict[str, Any]:
+    """The env kwargs an entry was scored with: its one evaluation setting if it has one (an agent trained on a
+    task set's train split, scored on its test split), else the kwargs it was made with."""
+    settings = entry.get("evaluation_env_kwargs") or []
+    return settings[0] if len(settings) == 1 else entry["env_kwargs"]
+
+
 def save_entry(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> Path:
-    return write_entry(entry, entry_path(entry["env_id"], entry["agent"]["name"], entry["tag"], directory))
+    board = board_id(entry["env_id"], scored_env_kwargs(entry))
+    return write_entry(entry, entry_path(board, entry["agent"]["name"], entry["tag"], directory))
 
 
 def entry_policies(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> list[tuple[str, Policy]]:
@@ -401,12 +455,12 @@ def entry_policies(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> 
     for searched policies, one per training seed for trained agents (loaded from the entry's models).
     Not for N2N searches, whose runs are students, not policies."""
     agent = entry["agent"]
-    scale = entry["env_kwargs"].get("action_scale", 6.0)
     if agent["kind"] == "fixed":
-        return [("fixed", _fixed_policy(agent["name"], agent.get("policy"), scale))]
+        return [("fixed", _fixed_policy(agent["name"], agent.get("policy"), entry["env_kwargs"]))]
     if agent["kind"] == "searched":
-        return [(f"search seed {run['training_seed']}", policy_from_spec({"name": agent["name"], **run["policy"]},
-                                                                         scale)) for run in entry["runs"]]  # fmt: skip
+        kwargs = entry["env_kwargs"]
+        return [(f"search seed {run['training_seed']}", _fixed_policy(agent["name"], run["policy"], kwargs))
+                for run in entry["runs"]]  # fmt: skip
     if agent["kind"] == "search":
         raise ValueError("an N2N search entry holds students, not policies")
     return [(f"training seed {run['training_seed']}", load_agent(stored_model_dir(run, directory)).model)
@@ -456,6 +510,14 @@ def entry_problems(entry: Any) -> list[str]:
     if not runs:
         problems.append("runs is empty")
     settings = len(entry.get("evaluation_env_kwargs") or [None])
+    instances = entry.get("evaluation_instances")
+    if instances is not None and (
+        not isinstance(instances, list) or not instances
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in instances)
+    ):  # fmt: skip
+        problems.append(f"evaluation_instances {instances!r}: expected a non-empty list of ints")
+        instances = None
+    settings *= len(instances or [None])
     for i, run in enumerate(runs):
         if not isinstance(run, dict) or not isinstance(run.get("episodes"), list) or not run["episodes"] \
                 or not all(isinstance(e, dict) and "seed" in e for e in run["episodes"]):  # fmt: skip
@@ -463,8 +525,13 @@ def entry_problems(entry: Any) -> list[str]:
             continue
         if kind != "fixed" and [e["seed"] for e in run["episodes"]] != list(seeds) * settings:
             problems.append(f"run {i}: its episodes' seeds are not the entry's evaluation seeds")
-    if kind == "fixed" and not problems and [e["seed"] for r in runs for e in r["episodes"]] != list(seeds):
-        problems.append("the fixed policy's runs are not one episode per evaluation seed")
+    if kind == "fixed" and not problems and [e["seed"] for r in runs for e in r["episodes"]] != list(seeds) * settings:
+        problems.append("the fixed policy's runs are not one episode per evaluation seed (and instance)")
+    if instances is not None and not problems:
+        recorded = [e.get("instance") for r in runs for e in r["episodes"]]
+        expected = [i for _, i in episode_plan(seeds, instances)] * (1 if kind == "fixed" else len(runs))
+        if recorded != expected:
+            problems.append("the episodes' instances are not the entry's evaluation_instances, every seed on each")
     official = entry["tag"] == "official" and len(runs) >= MIN_OFFICIAL_RUNS
     if entry["official"] != official:
         problems.append(f"official is {entry['official']} but the rule (tag 'official', >= {MIN_OFFICIAL_RUNS} runs; "
@@ -562,10 +629,11 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
             damaged.append(f"training seed {run['training_seed']}: {error}")
     if damaged:  # a model that is not the one the entry records: replaying it would compare nothing
         return Verification(problems=damaged)
+    instances = entry.get("evaluation_instances")
     if entry["agent"]["kind"] in ("fixed", "searched"):
         pairs = []
         for (label, policy), recorded in zip(entry_policies(entry, directory), _recorded_runs(entry)):
-            episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying")
+            episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying", instances=instances)
             pairs.append((label, recorded, episodes))
     elif entry["agent"]["kind"] == "search":
         pairs = []
@@ -583,7 +651,8 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
             settings = entry.get("evaluation_env_kwargs") or [kwargs]
             episodes = []
             for setting in settings:
-                episodes += evaluate(policy, env_id, setting, seeds, progress, description="verifying")
+                episodes += evaluate(policy, env_id, setting, seeds, progress, description="verifying",
+                                     instances=instances)  # fmt: skip
             pairs.append((label, run["episodes"], episodes))
     result = Verification(problems=mismatches)
     metric = entry["metric"]

@@ -154,7 +154,17 @@ def make_entry(
     }
 
 
+def board_id(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str:
+    """The table an entry ranks in: its env id, or on a task set ``<env id>-<task set>-<split>`` (a task
+    set's entries are scored on other tasks than the env's default, so they rank apart)."""
+    kwargs = env_kwargs or {}
+    if kwargs.get("task_set") is None:
+        return env_id
+    return f"{env_id}-{kwargs['task_set']}-{kwargs.get('split', 'train')}"
+
+
 def entry_path(env_id: str, agent_name: str, tag: str, directory: Path = LEADERBOARD_DIR) -> Path:
+    """The entry's file; ``env_id`` is its :func:`board_id`."""
     return Path(directory) / "entries" / f"{env_id}__{agent_name}__{tag}.json"
 
 
@@ -184,7 +194,9 @@ def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
     directory = Path(directory)
     by_env: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
     for path, entry in load_entries(directory):
-        by_env.setdefault(entry["env_id"], []).append((path, entry))
+        settings = entry.get("evaluation_env_kwargs") or []
+        scored = settings[0] if len(settings) == 1 else entry["env_kwargs"]
+        by_env.setdefault(board_id(entry["env_id"], scored), []).append((path, entry))
     lines = [
         "# KD-Gym leaderboard",
         "",

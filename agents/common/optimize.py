@@ -6,7 +6,7 @@ training seed and is scored on *validation* episodes; the evaluation seeds never
     kd-gym train --algo dqn --env CartPole-v1 --optimize --n-trials 40 --workers 4    # Ray Tune
 
 A trial's score is the mean over :data:`VALIDATION_SEEDS` (episodes seeded from the training seeds, as
-:mod:`agents.temperature.search` chooses its baselines) of :func:`selection_metric`: on TemperatureKD-v0
+:mod:`agents.common.selection` chooses its baselines) of :func:`selection_metric`: on TemperatureKD-v0
 the student's accuracy on the validation split (``student_val_accuracy``; the test split stays for the
 leaderboard), elsewhere the episode's return. With one worker the trials run here, one after the other,
 with Optuna's TPE sampler; with ``workers`` > 1 (or a Ray cluster's address) they run as Ray Tune trials
@@ -27,8 +27,8 @@ import numpy as np
 
 from agents.common.evaluation import TRAINING_SEEDS, evaluate
 from agents.common.parallel import check_workers, start_ray
+from agents.common.selection import SELECTION_METRIC
 from agents.common.training import train_agent
-from agents.temperature.search import SELECTION_METRIC
 
 # Validation episodes: seeded from the training seeds (never EVALUATION_SEEDS).
 VALIDATION_SEEDS: tuple[int, ...] = TRAINING_SEEDS[:3]

@@ -76,21 +76,23 @@ class InstanceMlpExtractor(nn.Module):
 
 
 class InstanceActionHead(nn.Module):
-    """(N, B, latent) -> (N, B): the same linear map gives every instance its action mean."""
+    """(N, B, latent) -> (N, B·k): the same linear map gives every instance its k action means (k = 1: one
+    temperature; k = 2: a temperature and a distillation weight), flattened instance by instance as SB3
+    flattens a (B, k) Box action."""
 
-    def __init__(self, latent_dim: int):
+    def __init__(self, latent_dim: int, per_instance: int = 1):
         super().__init__()
-        self.linear = nn.Linear(latent_dim, 1)
+        self.linear = nn.Linear(latent_dim, per_instance)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.linear(latent).squeeze(-1)
+        return self.linear(latent).flatten(start_dim=-2)
 
 
 class InstancePolicy(ActorCriticPolicy):
     """:class:`~stable_baselines3.common.policies.ActorCriticPolicy` whose actor and critic share their
     weights across the instances of the observed batch. Same arguments as ``MlpPolicy`` (``net_arch``
-    sizes the per-instance trunks); gSDE is not supported. Needs a (B, F) Box observation and a (B,)
-    Box action."""
+    sizes the per-instance trunks); gSDE is not supported. Needs a (B, F) Box observation and a (B,) or
+    (B, k) Box action (k actions per instance, each with its own shared log-std)."""
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule, **kwargs: Any):
         if kwargs.get("use_sde"):
@@ -99,11 +101,12 @@ class InstancePolicy(ActorCriticPolicy):
             isinstance(observation_space, spaces.Box)
             and isinstance(action_space, spaces.Box)
             and len(observation_space.shape) == 2
-            and action_space.shape == observation_space.shape[:1]
+            and action_space.shape[:1] == observation_space.shape[:1]
+            and len(action_space.shape) in (1, 2)
         ):
             raise ValueError(
                 f"InstancePolicy: observation {observation_space} and action {action_space}; expected a Box of "
-                "shape (B, F) and a Box of shape (B,)"
+                "shape (B, F) and a Box of shape (B,) or (B, k)"
             )
         kwargs.setdefault("features_extractor_class", InstanceFeaturesExtractor)
         super().__init__(observation_space, action_space, lr_schedule, **kwargs)
@@ -115,14 +118,22 @@ class InstancePolicy(ActorCriticPolicy):
         super()._build(lr_schedule)
         # Replace the B-output head and B log-stds made by the parent with shared ones, then give the
         # optimizer the final parameters.
-        self.action_net = InstanceActionHead(self.mlp_extractor.latent_dim_pi)
-        self.log_std = nn.Parameter(torch.full((1,), float(self.log_std_init)))
+        per_instance = self.action_space.shape[1] if len(self.action_space.shape) == 2 else 1
+        self.action_net = InstanceActionHead(self.mlp_extractor.latent_dim_pi, per_instance)
+        self.log_std = nn.Parameter(torch.full((per_instance,), float(self.log_std_init)))
         if self.ortho_init:
             self.action_net.apply(partial(self.init_weights, gain=0.01))
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
 
 # -- networks -------------------------------------------------------------------------------------
+    def _get_action_dist_from_latent(self, latent_pi: torch.Tensor):
+        # The k shared log-stds, repeated for every instance in the flattened (B·k) order of the means.
+        mean_actions = self.action_net(latent_pi)
+        log_std = self.log_std.repeat(mean_actions.shape[-1] // self.log_std.shape[0])
+        return self.action_dist.proba_distribution(mean_actions, log_std)
+
+
 class RewardCorrector(nn.Module):
     """C: an instance's predicted reward from its state and (clipped) action, (N, B, F) + (N, B) -> (N, B)."""
 

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.temperature.policies import temperatures_to_actions
+from agents.temperature.policies import ACTION_MODES, env_actions
 from kd_envs.losses import kd_loss
 
 
@@ -116,8 +116,11 @@ class CTKDPolicy:
     weight_decay: float = 5e-4
     action_scale: float = 6.0
     env_overrides: dict[str, Any] = field(default_factory=dict)
+    action: str = "temperature"
 
     def __post_init__(self) -> None:
+        if self.action not in ACTION_MODES:
+            raise ValueError(f"{self.name}: action={self.action!r}; expected one of {ACTION_MODES}")
         if not (0.0 < self.t_start and self.t_start + self.t_range < 10.0 and self.t_range > 0):
             raise ValueError(f"t_start={self.t_start}, t_range={self.t_range}: T must stay inside (0, 10)")
         self._env = None
@@ -156,4 +159,4 @@ class CTKDPolicy:
         loss.backward()
         self._optimizer.step()
         self._step += 1
-        return temperatures_to_actions(temperature.detach().numpy(), self.action_scale), state
+        return env_actions(temperature.detach().numpy(), None, self.action_scale, self.action), state

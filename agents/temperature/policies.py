@@ -6,7 +6,14 @@ the episode. A policy may also change the env's kwargs (``env_overrides``): "no 
 same training run with cross-entropy alone, which no temperature can express.
 
 Evaluation calls ``attach(env)`` (the unwrapped env) and ``seed(evaluation_seed)`` before each
-episode where a policy has them: a schedule reads the episode's length there.
+episode where a policy has them: a schedule reads the episode's length from the env at each step (an
+episode of a task set has its instance's length), the static oracle reads the episode's instance.
+
+Every policy gives the env's raw actions for its ``action`` kwarg: ``"temperature"`` (one value per
+instance) or ``"temperature_weight"`` (a temperature and a distillation weight per instance, the
+weight 1 unless ``mask="teacher_agrees"``: then 1 where the teacher's top-1 class is the instance's
+label and 0 elsewhere, read from the ``observation="extended"`` column that says so, so that the KD term
+is switched off where the teacher is wrong).
 """
 
 from __future__ import annotations
@@ -21,6 +28,10 @@ import numpy as np
 from kd_envs.envs.temperature_kd import MAX_TEMPERATURE
 
 SCHEDULE_SHAPES = ("linear", "cosine")
+ACTION_MODES = ("temperature", "temperature_weight")
+MASKS = ("teacher_agrees",)
+# The extended observation's column "the teacher's top-1 class is the label" (kd_envs.envs.temperature_kd).
+TEACHER_AGREES_COLUMN = 5
 
 
 def temperatures_to_actions(temperature: np.ndarray, action_scale: float) -> np.ndarray:
@@ -29,6 +40,36 @@ def temperatures_to_actions(temperature: np.ndarray, action_scale: float) -> np.
     p = np.asarray(temperature, dtype=np.float64) / MAX_TEMPERATURE
     action = np.log(p / (1.0 - p)) / action_scale
     return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+
+def env_actions(temperature: np.ndarray, weight: np.ndarray | None, action_scale: float, action: str) -> np.ndarray:
+    """The env's raw actions for per-instance ``temperature`` and ``weight`` in [0, 1] (None: 1): shape (B,)
+    for ``action="temperature"`` (where a weight other than 1 cannot be expressed), (B, 2) for
+    ``"temperature_weight"`` (the weight's raw action is 2w − 1)."""
+    t = temperatures_to_actions(temperature, action_scale)
+    if action == "temperature":
+        return t
+    w = np.ones_like(t) if weight is None else np.asarray(weight, dtype=np.float32)
+    return np.stack([t, np.clip(2.0 * w - 1.0, -1.0, 1.0)], axis=-1).astype(np.float32)
+
+
+def mask_weights(mask: str | None, observation: np.ndarray, name: str) -> np.ndarray | None:
+    """The per-instance weights of ``mask`` for this observation (None: no mask, every weight 1)."""
+    if mask is None:
+        return None
+    if observation.shape[-1] <= TEACHER_AGREES_COLUMN:
+        raise ValueError(f"{name}: mask={mask!r} reads the teacher-agrees column of TemperatureKD-v0's "
+                         f"observation='extended'; this observation has {observation.shape[-1]} columns")  # fmt: skip
+    return observation[..., TEACHER_AGREES_COLUMN].astype(np.float32)
+
+
+def _check_action_mode(name: str, action: str, mask: str | None) -> None:
+    if action not in ACTION_MODES:
+        raise ValueError(f"{name}: action={action!r}; expected one of {ACTION_MODES}")
+    if mask is not None and mask not in MASKS:
+        raise ValueError(f"{name}: mask={mask!r}; expected None or one of {MASKS}")
+    if mask is not None and action != "temperature_weight":
+        raise ValueError(f"{name}: mask={mask!r} sets distillation weights, which need action='temperature_weight'")
 
 
 @dataclass
@@ -43,8 +84,11 @@ class FixedTemperaturePolicy:
     env_overrides: dict[str, Any] = field(default_factory=dict)
     low: float = 0.5
     high: float = 9.5
+    action: str = "temperature"
+    mask: str | None = None
 
     def __post_init__(self) -> None:
+        _check_action_mode(self.name, self.action, self.mask)
         self._rng = np.random.default_rng(0)
 
     def seed(self, seed: int) -> None:
@@ -55,7 +99,8 @@ class FixedTemperaturePolicy:
             temperature = self._rng.uniform(self.low, self.high, size=observation.shape[:-1])
         else:
             temperature = np.full(observation.shape[:-1], self.temperature)
-        return temperatures_to_actions(temperature, self.action_scale), state
+        weight = mask_weights(self.mask, observation, self.name)
+        return env_actions(temperature, weight, self.action_scale, self.action), state
 
 
 @dataclass
@@ -71,18 +116,22 @@ class ScheduledTemperaturePolicy:
     shape: str = "linear"
     action_scale: float = 6.0
     env_overrides: dict[str, Any] = field(default_factory=dict)
+    action: str = "temperature"
+    mask: str | None = None
 
     def __post_init__(self) -> None:
+        _check_action_mode(self.name, self.action, self.mask)
         if self.shape not in SCHEDULE_SHAPES:
             raise ValueError(f"shape={self.shape!r}: expected one of {SCHEDULE_SHAPES}")
         for name in ("start", "end"):
             if not 0.0 < getattr(self, name) < MAX_TEMPERATURE:
                 raise ValueError(f"{name}={getattr(self, name)}: expected a temperature in (0, {MAX_TEMPERATURE})")
-        self._steps: int | None = None
+        self._env = None
         self._step = 0
 
     def attach(self, env) -> None:
-        self._steps = int(env.max_steps)
+        """Bind to the unwrapped env, whose ``max_steps`` (the current episode's length) is read each step."""
+        self._env = env
 
     def seed(self, seed: int) -> None:
         self._step = 0
@@ -93,18 +142,55 @@ class ScheduledTemperaturePolicy:
         return self.start + (self.end - self.start) * f
 
     def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
-        if self._steps is None:
+        if self._env is None:
             raise RuntimeError(f"{self.name}: attach(env) first; a schedule needs the episode's length")
-        temperature = np.full(observation.shape[:-1], self.temperature_at(self._step, self._steps))
+        temperature = np.full(observation.shape[:-1], self.temperature_at(self._step, int(self._env.max_steps)))
         self._step += 1
-        return temperatures_to_actions(temperature, self.action_scale), state
+        weight = mask_weights(self.mask, observation, self.name)
+        return env_actions(temperature, weight, self.action_scale, self.action), state
+
+
+@dataclass
+class InstanceConstantPolicy:
+    """A constant temperature per task instance, read from the env's current instance at each step: the
+    *static oracle* of a task set when each instance's temperature was chosen on that instance's own
+    validation split (it knows which instance it is on, which no deployable policy does)."""
+
+    name: str
+    temperatures: dict[str, float]
+    action_scale: float = 6.0
+    env_overrides: dict[str, Any] = field(default_factory=dict)
+    action: str = "temperature"
+    mask: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_action_mode(self.name, self.action, self.mask)
+        for instance, t in self.temperatures.items():
+            if not 0.0 < t < MAX_TEMPERATURE:
+                raise ValueError(f"{self.name}: temperature {t} for {instance!r}; expected one in "
+                                 f"(0, {MAX_TEMPERATURE})")  # fmt: skip
+        self._env = None
+
+    def attach(self, env) -> None:
+        self._env = env
+
+    def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
+        if self._env is None:
+            raise RuntimeError(f"{self.name}: attach(env) first; the policy reads the episode's task instance")
+        instance = self._env.instance.name
+        if instance not in self.temperatures:
+            raise ValueError(f"{self.name}: no temperature for instance {instance!r}; it has "
+                             f"{sorted(self.temperatures)}")  # fmt: skip
+        temperature = np.full(observation.shape[:-1], self.temperatures[instance])
+        weight = mask_weights(self.mask, observation, self.name)
+        return env_actions(temperature, weight, self.action_scale, self.action), state
 
 
 @dataclass
 class LinearMapPolicy:
     """A fixed per-instance map T = clip(w₀ + w₁·teacher confidence + w₂·student confidence +
     w₃·student uncertainty, ``low``, ``high``): the black-box baseline whose four weights are searched
-    on validation accuracy (``agents.temperature.search``)."""
+    on validation accuracy (``agents.common.selection``)."""
 
     name: str
     weights: Sequence[float]
@@ -112,8 +198,10 @@ class LinearMapPolicy:
     high: float = 9.5
     action_scale: float = 6.0
     env_overrides: dict[str, Any] = field(default_factory=dict)
+    action: str = "temperature"
 
     def __post_init__(self) -> None:
+        _check_action_mode(self.name, self.action, None)
         self.weights = [float(w) for w in self.weights]
         if len(self.weights) != 4 or not all(math.isfinite(w) for w in self.weights):
             raise ValueError(f"weights={self.weights}: expected 4 finite numbers (bias, then one per feature)")
@@ -122,5 +210,5 @@ class LinearMapPolicy:
 
     def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
         w = np.asarray(self.weights)
-        temperature = np.clip(w[0] + observation.astype(np.float64) @ w[1:], self.low, self.high)
-        return temperatures_to_actions(temperature, self.action_scale), state
+        temperature = np.clip(w[0] + observation[..., :3].astype(np.float64) @ w[1:], self.low, self.high)
+        return env_actions(temperature, None, self.action_scale, self.action), state

@@ -7,7 +7,12 @@ import copy
 from typing import Any
 
 from agents.temperature.ctkd import CTKDPolicy
-from agents.temperature.policies import FixedTemperaturePolicy, LinearMapPolicy, ScheduledTemperaturePolicy
+from agents.temperature.policies import (
+    FixedTemperaturePolicy,
+    InstanceConstantPolicy,
+    LinearMapPolicy,
+    ScheduledTemperaturePolicy,
+)
 from kd_envs.envs.temperature_kd import temperature_to_action
 
 # The registry: name -> (class, kwargs). Entries of policies with chosen parameters (best_constant,
@@ -29,29 +34,38 @@ FIXED_POLICIES: dict[str, dict[str, Any]] = {
     # CTKD (Li et al., AAAI 2023): a temperature learned adversarially inside the episode.
     "ctkd_global": {"class": "ctkd", "instance_wise": False},
     "ctkd_instance": {"class": "ctkd", "instance_wise": True},
+    # Distillation only where the teacher's top-1 class is the label (needs observation="extended" and
+    # action="temperature_weight"): the ramp with the KD term switched off where the teacher is wrong.
+    "ramp_cosine_mask": {"class": "schedule", "start": 1.0, "end": 8.0, "shape": "cosine", "mask": "teacher_agrees"},
 }
 
 
-def policy_from_spec(spec: dict[str, Any], action_scale: float = 6.0):
-    """Build a policy from its spec: ``{"name", "class", ...kwargs}`` (the class one of "constant",
-    "schedule", "map", "ctkd")."""
+POLICY_CLASSES = ("constant", "schedule", "map", "ctkd", "per_instance")
+
+
+def policy_from_spec(spec: dict[str, Any], action_scale: float = 6.0, action: str = "temperature"):
+    """Build a policy from its spec: ``{"name", "class", ...kwargs}`` (the class one of
+    :data:`POLICY_CLASSES`), for an env with ``action_scale`` and ``action`` (its kwargs)."""
     kwargs = copy.deepcopy({k: v for k, v in spec.items() if k != "class"})
+    kwargs.update(action_scale=action_scale, action=action)
     kind = spec.get("class", "constant")
     if kind == "constant":
         if kwargs.get("temperature") is not None:
             temperature_to_action(kwargs["temperature"], action_scale)  # validated through the env's own map
-        return FixedTemperaturePolicy(action_scale=action_scale, **kwargs)
+        return FixedTemperaturePolicy(**kwargs)
     if kind == "schedule":
-        return ScheduledTemperaturePolicy(action_scale=action_scale, **kwargs)
+        return ScheduledTemperaturePolicy(**kwargs)
     if kind == "map":
-        return LinearMapPolicy(action_scale=action_scale, **kwargs)
+        return LinearMapPolicy(**kwargs)
     if kind == "ctkd":
-        return CTKDPolicy(action_scale=action_scale, **kwargs)
-    raise ValueError(f"policy class {kind!r}: expected 'constant', 'schedule', 'map' or 'ctkd'")
+        return CTKDPolicy(**kwargs)
+    if kind == "per_instance":
+        return InstanceConstantPolicy(**kwargs)
+    raise ValueError(f"policy class {kind!r}: expected one of {POLICY_CLASSES}")
 
 
-def fixed_policy(name: str, action_scale: float = 6.0):
+def fixed_policy(name: str, action_scale: float = 6.0, action: str = "temperature"):
     """One of :data:`FIXED_POLICIES` by name."""
     if name not in FIXED_POLICIES:
         raise ValueError(f"fixed policy {name!r}: expected one of {sorted(FIXED_POLICIES)}")
-    return policy_from_spec({"name": name, **FIXED_POLICIES[name]}, action_scale)
+    return policy_from_spec({"name": name, **FIXED_POLICIES[name]}, action_scale, action)

@@ -28,8 +28,12 @@ from kd_envs.losses import attention_loss, hint_loss, hint_regressors, kd_loss, 
 from kd_envs.metrics import confident_prediction_report
 from kd_envs.tasks import Task, TaskConfig, make_task, predict_logits, resolve_task, steps_per_epoch
 from kd_envs.tasks.datasets import augment_batch
+from kd_envs.tasks.task_sets import SPLITS, TaskInstance, load_task_set
 
 REWARD_MEASURES = ("heldout", "batch")
+OBSERVATIONS = ("paper", "extended")
+ACTIONS = ("temperature", "temperature_weight")
+DEFAULT_TASK = "mnist1d-cloud-edge"
 EXPLORATION_MODES = ("none", "entropy_mixup", "entropy_mixup_authors")
 FEATURE_LOSSES = ("nmd", "hint", "attention")
 # The authors' purification (ITKD's code, utils/dataloader.py): the hard image's weight goes from 1.0
@@ -89,6 +93,27 @@ def batch_observation(student_logits: torch.Tensor, teacher_confidence: torch.Te
     return np.clip(obs, 0.0, 1.0, out=obs)
 
 
+def action_to_weight(action: torch.Tensor) -> torch.Tensor:
+    """w = (a + 1) / 2: a raw action in [−1, 1] to an instance's distillation weight in [0, 1]."""
+    return (action + 1.0) / 2.0
+
+
+def extended_columns(
+    student_logits: torch.Tensor, labels: torch.Tensor, teacher_true_probability: torch.Tensor,
+    teacher_agrees: torch.Tensor, progress: float,
+) -> np.ndarray:  # fmt: skip
+    """The four columns ``observation="extended"`` adds, float32 of shape (B, 4): training progress, the
+    teacher's probability of the true label, whether the teacher's top-1 class is the label (0 or 1) and
+    the student's probability of the true label."""
+    z = student_logits.detach().numpy()
+    z = z - z.max(axis=1, keepdims=True)
+    student_true = np.exp(z[np.arange(len(z)), labels.numpy()]) / np.exp(z).sum(axis=1)
+    out = np.empty((len(z), 4), dtype=np.float32)
+    out[:, 0] = progress
+    out[:, 1], out[:, 2], out[:, 3] = teacher_true_probability.numpy(), teacher_agrees.numpy(), student_true
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
 @dataclass(frozen=True)
 class _Options:
     """The env's kwargs after validation, the one place they are checked: errors name the kwarg, its value
@@ -110,6 +135,8 @@ class _Options:
     reward_interval: int
     feature_weight: float
     feature_loss: str
+    observation: str = "paper"
+    action: str = "temperature"
     cache_dir: str | Path | None = None
     data_root: str | Path | None = None
     render_mode: str | None = None
@@ -135,6 +162,8 @@ class _Options:
             raise bad("reward_interval", "1 with reward_measure='batch' (the interval is the held-out measure's)")
         check_choice(env_id, "exploration", self.exploration, EXPLORATION_MODES)
         check_choice(env_id, "feature_loss", self.feature_loss, FEATURE_LOSSES)
+        check_choice(env_id, "observation", self.observation, OBSERVATIONS)
+        check_choice(env_id, "action", self.action, ACTIONS)
         check_folder(env_id, "cache_dir", self.cache_dir)
         check_folder(env_id, "data_root", self.data_root)
         check_render_mode(env_id, self.render_mode, TemperatureKDEnv.metadata["render_modes"])
@@ -171,6 +200,13 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     An action of another shape, of a complex dtype, or holding NaN, inf or values outside [−1, 1], raises
     ``ValueError``.
 
+    With ``action="temperature_weight"``: ``Box(-1, 1, (batch_size, 2), float32)``, per instance a raw
+    temperature (column 0, mapped as above) and a raw distillation weight (column 1), w = (a + 1) / 2 ∈
+    [0, 1] (:func:`action_to_weight`). The KD term becomes α·(1/B)·Σ_i w_i·T_i²·KL_i: the mean over the
+    batch, so that w ≡ 1 is exactly the temperature-only loss and w ≡ 0 is cross-entropy alone at weight
+    γ; an instance's weight scales its own term and no other (a normalisation by Σ_i w_i would make the
+    weights relative within the batch and leave w ≡ 0 undefined).
+
     ## Observation Space
     ``Box(0, 1, (batch_size, 3), float32)``, one row per instance of the coming batch:
 
@@ -179,6 +215,18 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     | 0   | teacher confidence: teacher's top-1 probability               | 0   | 1   |
     | 1   | student confidence: student's top-1 probability               | 0   | 1   |
     | 2   | student uncertainty: 1 − (student's top-1 − top-2 probability) | 0   | 1   |
+
+    With ``observation="extended"``: ``Box(0, 1, (batch_size, 7), float32)``, the three columns above and:
+
+    | Col | Observation                                                   | Min | Max |
+    |-----|---------------------------------------------------------------|-----|-----|
+    | 3   | training progress: steps done in the episode / its steps (1 in the last observation) | 0 | 1 |
+    | 4   | teacher's probability of the instance's true label            | 0   | 1   |
+    | 5   | teacher agrees: 1 if the teacher's top-1 class is the label, else 0 | 0 | 1 |
+    | 6   | student's probability of the true label                       | 0   | 1   |
+
+    The student's transfer set is labelled, so a policy may see where the teacher is wrong (column 5) and
+    how far the run is (column 3, which a global schedule needs).
 
     ## Rewards
     The student is trained on the batch with loss γ·CE + α·mean_i(T_i²·KL(p_teacher^{T_i} ‖
@@ -230,7 +278,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     ## Arguments
     | kwarg                | default     | meaning                                                          |
     |----------------------|-------------|------------------------------------------------------------------|
-    | `task`               | `"mnist1d-cloud-edge"` | a name in ``kd_envs.tasks.TASKS``, a ``TaskConfig`` or its dict |
+    | `task`               | None        | a name in ``kd_envs.tasks.TASKS``, a ``TaskConfig`` or its dict; None: `"mnist1d-cloud-edge"` |
     | `batch_size`         | None        | instances per batch (the observation's rows); None: the task's (64) |
     | `epochs`             | None        | epochs of one distillation run, warm-up included; None: the task's (40) |
     | `ce_weight`          | 0.1         | γ, weight of cross-entropy on labels                              |
@@ -247,6 +295,10 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     | `exploration`        | `"none"`    | `"entropy_mixup"` (the paper's) or `"entropy_mixup_authors"` (below) |
     | `action_scale`       | 6.0         | slope of the action-to-temperature map                            |
     | `mixup_interval`     | None        | epochs between the authors' mixup epochs (None: epochs // 12, ≥ 1) |
+    | `observation`        | `"paper"`   | `"paper"` (3 columns) or `"extended"` (7: see Observation Space)  |
+    | `action`             | `"temperature"` | `"temperature"` or `"temperature_weight"` (see Action Space) |
+    | `task_set`           | None        | a task set's name (``kd_envs.tasks.task_sets.TASK_SETS``), instead of `task` |
+    | `split`              | `"train"`   | with `task_set`: the instances episodes draw from, `"train"` or `"test"` |
     | `cache_dir`          | None        | where teachers are cached (default ``$KD_GYM_CACHE`` or ~/.cache)  |
     | `data_root`          | None        | folder with CIFAR's files, for the CIFAR tasks                    |
     | `render_mode`        | None        | None or `"rgb_array"` (see Rendering)                             |
@@ -278,6 +330,16 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     ``gym.make("kd_envs:TemperatureKD-v0")`` (``make_vec_env("kd_envs:TemperatureKD-v0", ...)``): the
     prefix imports ``kd_envs`` first.
 
+    ## Task sets
+    ``task_set="cloud-edge-v0"`` (docs/tasks.md lists its instances and why each is there) makes every
+    episode one instance of a named, versioned set of tasks, checked against its sha256: ``reset`` draws an
+    instance of ``split`` from the episode's seed, or takes ``options={"instance": i}`` (its position in the
+    split; the draw is made either way, so a seed gives the same student both ways), and every ``info``
+    has ``instance`` and ``instance_name``. A policy is trained on ``split="train"`` and scored on
+    ``split="test"``, whose instances it never saw. An instance's epochs, batch size and rate are its task's
+    unless the kwargs give them; ``max_steps`` is the current episode's. Each instance's task loads on its
+    first episode and is kept.
+
     ## Rendering
     ``metadata["render_modes"]`` is ``["rgb_array"]``: ``render()`` returns a histogram of the last
     step's temperatures (20 bins over (0, 10)) as a (240, 320, 3) uint8 array, drawn with matplotlib (an
@@ -295,14 +357,15 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     ## Version History
     * v0: initial version; later, without changing any episode: ``render_mode="rgb_array"``, copies
       mid-episode, complex actions refused, kwargs of a wrong type refused by name, a ``TaskConfig``
-      stored in the spec as its dict.
+      stored in the spec as its dict; ``observation``, ``action``, ``task_set`` and ``split`` (their
+      defaults give the episodes of before).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
-        task: str | TaskConfig | dict[str, Any] = "mnist1d-cloud-edge",
+        task: str | TaskConfig | dict[str, Any] | None = None,
         batch_size: int | None = None,
         epochs: int | None = None,
         ce_weight: float = 0.1,
@@ -319,44 +382,108 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         reward_interval: int = 1,
         feature_weight: float = 0.0,
         feature_loss: str = "nmd",
+        observation: str = "paper",
+        action: str = "temperature",
+        task_set: str | None = None,
+        split: str = "train",
         cache_dir: str | Path | None = None,
         data_root: str | None = None,
         render_mode: str | None = None,
     ):
-        schedule = resolve_task(task).student_training  # the task's schedule fills what is not given
-        batch_size = schedule.batch_size if batch_size is None else batch_size
-        epochs = schedule.epochs if epochs is None else epochs
-        student_lr = schedule.lr if student_lr is None else student_lr
-        if mixup_interval is None:
-            mixup_interval = max(1, epochs // 12) if isinstance(epochs, (int, np.integer)) else 1
-        self.options = _Options(
-            batch_size, epochs, ce_weight, kd_weight, student_lr, reward_measure, reward_set_size,
-            reward_epoch_scale, warmup_epochs, warmup_temperature, exploration, action_scale, mixup_interval,
-            reward_interval, feature_weight, feature_loss, cache_dir, data_root, render_mode,
-        )  # fmt: skip
-        self.task: Task = make_task(task, cache_dir=cache_dir, data_root=data_root)
-        data = self.task.data
-        if reward_set_size > len(data.y_val):
-            raise ValueError(
-                f"TemperatureKD-v0: reward_set_size={reward_set_size}; the task's validation split has only "
-                f"{len(data.y_val)} instances"
-            )
-        self.reward_x = data.x_val[:reward_set_size]
-        self.reward_y = data.y_val[:reward_set_size]
-        # Without augmentation the teacher's predictions on the training set never change: compute once.
-        self._teacher_logits, self._teacher_features = (None, None) if data.augment else self._teacher_outputs(
-            data.x_train)  # fmt: skip
-        self._teacher_confidence = None if data.augment else teacher_confidence(self._teacher_logits)
-        if self.options.feature_weight > 0:
-            self._check_feature_loss()
-        self.steps_per_epoch = steps_per_epoch(self._epoch_size(), batch_size)
-        self.max_steps = (epochs - warmup_epochs) * self.steps_per_epoch
-
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(batch_size, 3), dtype=np.float32)
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(batch_size,), dtype=np.float32)
+        env_id = "TemperatureKD-v0"
+        if task_set is not None:
+            if task is not None:
+                raise kwarg_error(env_id, "task", task, f"None with task_set={task_set!r} (the set names the tasks)")
+            check_choice(env_id, "split", split, SPLITS)
+            try:
+                self.task_set = load_task_set(task_set)
+            except ValueError as error:
+                raise ValueError(f"{env_id}: {error}") from None
+            self.instances: tuple[TaskInstance, ...] = self.task_set.split(split)
+        else:
+            if split != "train":
+                raise kwarg_error(env_id, "split", split, "'train' (a split is one of a task set's; give task_set)")
+            self.task_set = None
+            name = task if isinstance(task, str) else None
+            task = DEFAULT_TASK if task is None else task
+            self.instances = (TaskInstance(0, name, "train", resolve_task(task), ""),)
+        self._given = {"batch_size": batch_size, "epochs": epochs, "student_lr": student_lr,
+                       "mixup_interval": mixup_interval}  # fmt: skip
+        self._common = {
+            "ce_weight": ce_weight, "kd_weight": kd_weight, "reward_measure": reward_measure,
+            "reward_set_size": reward_set_size, "reward_epoch_scale": reward_epoch_scale,
+            "warmup_epochs": warmup_epochs, "warmup_temperature": warmup_temperature, "exploration": exploration,
+            "action_scale": action_scale, "reward_interval": reward_interval, "feature_weight": feature_weight,
+            "feature_loss": feature_loss, "observation": observation, "action": action, "cache_dir": cache_dir,
+            "data_root": data_root, "render_mode": render_mode,
+        }  # fmt: skip
+        # Every instance's kwargs are checked before any task is loaded; the spaces need one batch size.
+        options = [self._options_for(instance.task) for instance in self.instances]
+        sizes = sorted({o.batch_size for o in options})
+        if len(sizes) > 1:
+            raise ValueError(f"{env_id}: task_set={task_set!r} split={split!r} has batch sizes {sizes}; pass "
+                             "batch_size to give every instance the same")  # fmt: skip
+        self._loaded: dict[int, dict[str, Any]] = {}
+        self._use_instance(0)
+        batch_size = self.options.batch_size
+        columns = 7 if observation == "extended" else 3
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(batch_size, columns), dtype=np.float32)
+        shape = (batch_size, 2) if action == "temperature_weight" else (batch_size,)
+        self.action_space = spaces.Box(-1.0, 1.0, shape=shape, dtype=np.float32)
         self.render_mode = render_mode
         self._student = None
         self._last_temperatures: np.ndarray | None = None  # the last step's, for render()
+
+    def _options_for(self, config: TaskConfig) -> _Options:
+        """The validated options of one task: the kwargs given, the task's schedule for those left at None."""
+        schedule = config.student_training  # the task's schedule fills what is not given
+        given = self._given
+        batch_size = schedule.batch_size if given["batch_size"] is None else given["batch_size"]
+        epochs = schedule.epochs if given["epochs"] is None else given["epochs"]
+        student_lr = schedule.lr if given["student_lr"] is None else given["student_lr"]
+        mixup_interval = given["mixup_interval"]
+        if mixup_interval is None:
+            mixup_interval = max(1, epochs // 12) if isinstance(epochs, (int, np.integer)) else 1
+        return _Options(batch_size=batch_size, epochs=epochs, student_lr=student_lr, mixup_interval=mixup_interval,
+                        **self._common)  # fmt: skip
+
+    # Attributes that belong to the current instance (its task and what the env derives from it once).
+    _INSTANCE_STATE = ("options", "task", "reward_x", "reward_y", "_teacher_logits", "_teacher_features",
+                       "_teacher_confidence", "steps_per_epoch", "max_steps", "_instance", "_position")  # fmt: skip
+
+    def _use_instance(self, position: int) -> None:
+        """Make ``self.instances[position]`` the current task: loaded (data, teacher, the teacher's outputs on
+        the transfer set) on first use, and kept for the next episodes that draw it."""
+        if position not in self._loaded:
+            instance = self.instances[position]
+            self.options = self._options_for(instance.task)
+            self._instance, self._position = instance, position
+            self.task: Task = make_task(instance.task, cache_dir=self.options.cache_dir,
+                                        data_root=self.options.data_root)  # fmt: skip
+            data = self.task.data
+            if self.options.reward_set_size > len(data.y_val):
+                raise ValueError(
+                    f"TemperatureKD-v0: reward_set_size={self.options.reward_set_size}; the task's validation split "
+                    f"has only {len(data.y_val)} instances"
+                )
+            self.reward_x = data.x_val[: self.options.reward_set_size]
+            self.reward_y = data.y_val[: self.options.reward_set_size]
+            # Without augmentation the teacher's predictions on the training set never change: compute once.
+            self._teacher_logits, self._teacher_features = (None, None) if data.augment else self._teacher_outputs(
+                data.x_train)  # fmt: skip
+            self._teacher_confidence = None if data.augment else teacher_confidence(self._teacher_logits)
+            if self.options.feature_weight > 0:
+                self._check_feature_loss()
+            self.steps_per_epoch = steps_per_epoch(self._epoch_size(), self.options.batch_size)
+            self.max_steps = (self.options.epochs - self.options.warmup_epochs) * self.steps_per_epoch
+            self._loaded[position] = {name: getattr(self, name) for name in self._INSTANCE_STATE}
+        for name, value in self._loaded[position].items():
+            setattr(self, name, value)
+
+    @property
+    def instance(self) -> TaskInstance:
+        """The current episode's task instance (before the first reset: the first of the split)."""
+        return self._instance
 
     # -- copies ----------------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -457,16 +584,33 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             self._student_logits, self._student_features = self._student(x, return_features=True)
         else:
             self._student_logits = self._student(x)
-        self._obs = batch_observation(self._student_logits, confidence)
+        self._obs = self._observation(self._student_logits)
         if self.options.exploration == "entropy_mixup_authors":  # their entropy record, from the training pass
             log_p = F.log_softmax(self._student_logits.detach(), dim=1)
             self._entropy_last[idx] = -(log_p.exp() * log_p).sum(dim=1)
 
-    def _train_on_batch(self, temperature: torch.Tensor) -> dict[str, torch.Tensor]:
-        losses = {
-            "ce": F.cross_entropy(self._student_logits, self._y),
-            "kd": kd_loss(self._student_logits, self._teacher_batch, temperature),
-        }
+    def _observation(self, student_logits: torch.Tensor, progress: float | None = None) -> np.ndarray:
+        """The coming batch's observation: the paper's three columns, and with ``observation="extended"``
+        the four of :func:`extended_columns` (``progress`` defaults to the steps done over the episode's)."""
+        obs = batch_observation(student_logits, self._teacher_batch_confidence)
+        if self.options.observation == "paper":
+            return obs
+        with torch.no_grad():
+            teacher = self._teacher_batch
+            true_probability = F.softmax(teacher, dim=1).gather(1, self._y[:, None]).squeeze(1)
+            agrees = (teacher.argmax(dim=1) == self._y).float()
+        if progress is None:
+            done = (self._epoch - self.options.warmup_epochs) * self.steps_per_epoch + self._batch
+            progress = done / self.max_steps
+        return np.concatenate([obs, extended_columns(student_logits, self._y, true_probability, agrees, progress)],
+                              axis=1)  # fmt: skip
+
+    def _train_on_batch(self, temperature: torch.Tensor, weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if weight is None:
+            kd = kd_loss(self._student_logits, self._teacher_batch, temperature)
+        else:  # α·(1/B)·Σ_i w_i·T_i²·KL_i: w ≡ 1 is the temperature-only loss, w ≡ 0 cross-entropy alone
+            kd = (weight * kd_loss(self._student_logits, self._teacher_batch, temperature, reduction="none")).mean()
+        losses = {"ce": F.cross_entropy(self._student_logits, self._y), "kd": kd}
         total = self.options.ce_weight * losses["ce"] + self.options.kd_weight * losses["kd"]
         if self.options.feature_weight > 0:
             losses["feature"] = self._feature_loss()
@@ -543,6 +687,9 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     # -- gymnasium API ---------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
+        position = self._instance_position(options)
+        if position != self._position:
+            self._use_instance(position)
         self._torch_gen = torch.Generator().manual_seed(int(self.np_random.integers(0, 2**63 - 1)))
         self._student = self.task.build_student(self._torch_gen)
         self._student.train()
@@ -567,6 +714,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         self._entropy_last = torch.zeros(len(self.task.data.y_train))
         self._temperature_sum = self._temperature_sq_sum = 0.0
         self._temperature_min, self._temperature_max, self._temperature_count = math.inf, -math.inf, 0
+        self._weight_sum = 0.0
         self._last_temperatures = None
         self._start_epoch()
         warmup_t = torch.full((self.options.batch_size,), self.options.warmup_temperature)
@@ -579,7 +727,31 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             self._last_measure = self._reward_set_accuracy()
         else:
             self._last_measure = self._batch_accuracy(self._student_logits)
-        return self._obs, {"epoch": self._epoch, "batch": self._batch}
+        return self._obs, {"epoch": self._epoch, "batch": self._batch, **self._instance_info()}
+
+    def _instance_position(self, options: dict[str, Any] | None) -> int:
+        """The position in ``self.instances`` of the coming episode's task. With a task set one is drawn from
+        the episode's generator first, always, so that a seed gives the same student whether its instance was
+        drawn or given as ``options={"instance": i}``; without one there is a single task, position 0."""
+        drawn = int(self.np_random.integers(len(self.instances))) if self.task_set is not None else 0
+        if options is None:
+            return drawn
+        if not isinstance(options, dict) or set(options) - {"instance"}:
+            raise ValueError(f"TemperatureKD-v0: reset options={options!r}; expected None or {{'instance': i}}")
+        if "instance" not in options:
+            return drawn
+        i, n = options["instance"], len(self.instances)
+        if not is_int(i) or not 0 <= i < n:
+            where = f"task set {self.task_set.name!r} split {self.instances[0].split!r}" if self.task_set else "it"
+            raise ValueError(f"TemperatureKD-v0: reset options instance={i!r}; expected an integer in [0, {n}): "
+                             f"{where} has {n} instance{'s' if n > 1 else ''}")  # fmt: skip
+        return int(i)
+
+    def _instance_info(self) -> dict[str, Any]:
+        """What every info says of the episode's instance, with a task set: its position in the split and name."""
+        if self.task_set is None:
+            return {}
+        return {"instance": self._position, "instance_name": self._instance.name}
 
     def _check_action(self, action) -> torch.Tensor:
         a = np.asarray(action)
@@ -588,9 +760,10 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         if a.shape == expected and a.dtype.kind == "f" and np.abs(a).max() <= 1.0:
             return torch.as_tensor(a, dtype=torch.float32)
         if a.shape != expected or not np.issubdtype(a.dtype, np.number):
+            per_instance = "one value per instance" if len(expected) == 1 else "a temperature and a weight per instance"
             raise ValueError(
                 f"TemperatureKD-v0: action has shape {a.shape} and dtype {a.dtype}; expected a numeric array "
-                f"of shape {expected} (one value per instance) in [-1, 1]"
+                f"of shape {expected} ({per_instance}) in [-1, 1]"
             )
         if a.dtype.kind not in "iuf":  # complex: torch would train on it, sigmoid and all
             raise ValueError(f"TemperatureKD-v0: action has dtype {a.dtype}; expected real numbers in [-1, 1]")
@@ -608,10 +781,15 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             raise RuntimeError("TemperatureKD-v0: call reset() before step()")
         if self._epoch >= self.options.epochs:
             raise RuntimeError("TemperatureKD-v0: the episode has ended; call reset()")
-        temperature = action_to_temperature(self._check_action(action), self.options.action_scale)
+        action = self._check_action(action)
+        weight = None
+        if self.options.action == "temperature_weight":
+            action, weight = action[:, 0], action_to_weight(action[:, 1])
+            self._weight_sum += float(weight.numpy().sum(dtype=np.float64))
+        temperature = action_to_temperature(action, self.options.action_scale)
         self._record_temperatures(temperature)
         batch_measure = self.options.reward_measure == "batch"
-        losses = self._train_on_batch(temperature)
+        losses = self._train_on_batch(temperature, weight)
         epoch = self._epoch  # the epoch this batch belongs to scales its reward
         terminated = self._advance()
 
@@ -622,12 +800,14 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             "loss_kd": losses["kd"].item(),
             **({"loss_feature": losses["feature"].item()} if "feature" in losses else {}),
             "batch_temperature_mean": float(temperature.numpy().mean(dtype=np.float64)),
+            **({"batch_weight_mean": float(weight.numpy().mean(dtype=np.float64))} if weight is not None else {}),
+            **self._instance_info(),
         }
         if terminated:
             # No batch comes next: observe the batch just trained on, after its update (eval mode, so
             # the look does not move BatchNorm's running statistics).
             after_logits = predict_logits(self._student, self._x)
-            self._obs = batch_observation(after_logits, self._teacher_batch_confidence)
+            self._obs = self._observation(after_logits, progress=1.0)
             next_batch_accuracy = self._batch_accuracy(after_logits) if batch_measure else 0.0
         else:
             self._forward_batch()
@@ -695,6 +875,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             "temperature_std": math.sqrt(max(self._temperature_sq_sum / n - mean**2, 0.0)),
             "temperature_min": self._temperature_min,
             "temperature_max": self._temperature_max,
+            **({"weight_mean": self._weight_sum / n} if self.options.action == "temperature_weight" else {}),
         }
 
     def batch_logits(self) -> tuple[torch.Tensor, torch.Tensor]:

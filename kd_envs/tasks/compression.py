@@ -69,7 +69,7 @@ class StudentEvaluator:
         self.teacher_val_accuracy = accuracy(task.teacher, task.data.x_val, task.data.y_val)
 
     def key(self, arch: Architecture, config: DistillConfig, seed: int) -> str:
-        dataset = dataclasses.asdict(self.task.config.dataset) | {"root": None}
+        dataset = self.task.config.dataset.key_parts() | {"root": None}
         return config_hash("student", self.task.teacher_record["key"], dataset, arch.to_dict(), config.to_dict(), seed)
 
     def cached(self, arch: Architecture, config: DistillConfig, seed: int) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ read from a local folder.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import random
@@ -28,6 +29,8 @@ _DEFAULT_SIZES = {
     "cifar10": (45000, 5000, 10000),
     "cifar100": (45000, 5000, 10000),
 }
+# mnist1d's generator arguments that a shifted draw may change (scales of its transformations and noise).
+MNIST1D_SHIFTABLE = ("scale_coeff", "max_translation", "corr_noise_scale", "iid_noise_scale", "shear_scale")
 _CIFAR_MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
 _CIFAR_STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
 CIFAR_ROOT_ENV = "KD_GYM_CIFAR_ROOT"
@@ -40,6 +43,10 @@ class DatasetConfig:
     Sizes left at ``None`` take the dataset's defaults. For CIFAR, ``num_train + num_val`` come from
     the official training set and ``num_test`` from the official test set; ``root`` is the folder
     holding ``cifar-10-batches-py`` / ``cifar-100-python`` (default: ``$KD_GYM_CIFAR_ROOT``).
+
+    ``generator`` (mnist1d only) overrides arguments of mnist1d's generator (``mnist1d.data.
+    get_dataset_args``), e.g. ``{"corr_noise_scale": 0.5}``: a *shifted draw* of the same ten classes,
+    such as an edge device whose sensor is noisier than the data a cloud teacher learned from.
     """
 
     name: str = "mnist1d"
@@ -48,14 +55,36 @@ class DatasetConfig:
     num_test: int | None = None
     seed: int = 0
     root: str | None = None
+    generator: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         if self.name not in DATASETS:
             raise ValueError(f"DatasetConfig.name={self.name!r}: expected one of {DATASETS}")
+        if self.generator is not None:
+            if self.name != "mnist1d":
+                raise ValueError(f"DatasetConfig.generator={self.generator!r}: only mnist1d has a generator to shift")
+            if not isinstance(self.generator, dict) or not self.generator:
+                raise ValueError(f"DatasetConfig.generator={self.generator!r}: expected a non-empty dict or None")
+            bad = sorted(set(self.generator) - set(MNIST1D_SHIFTABLE))
+            if bad:
+                raise ValueError(f"DatasetConfig.generator has unknown keys {bad}; expected some of "
+                                 f"{MNIST1D_SHIFTABLE}")  # fmt: skip
+            for key, value in self.generator.items():
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) \
+                        or value < 0:  # fmt: skip
+                    raise ValueError(f"DatasetConfig.generator[{key!r}]={value!r}: expected a finite number >= 0")
         for field in ("num_train", "num_val", "num_test"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"DatasetConfig.{field}={value!r}: expected a positive integer or None")
+
+    def key_parts(self) -> dict:
+        """The fields that decide the data, for cache keys: a ``generator`` left at None is omitted, so
+        every unshifted dataset keeps the key it had before the field existed."""
+        parts = dataclasses.asdict(self)
+        if parts["generator"] is None:
+            del parts["generator"]
+        return parts
 
     def sizes(self) -> tuple[int, int, int]:
         default = _DEFAULT_SIZES[self.name]
@@ -109,6 +138,8 @@ def _load_mnist1d(config: DatasetConfig) -> DatasetSplits:
     args.num_samples = -(-total // 10) * 10  # make_dataset draws num_samples // 10 per class
     args.train_split = 1.0  # we split it ourselves into train / val / test
     args.seed = config.seed
+    for key, value in (config.generator or {}).items():
+        setattr(args, key, value)
     # make_dataset seeds Python's and NumPy's global generators; put them back as they were.
     py_state, np_state = random.getstate(), np.random.get_state()
     try:

@@ -71,20 +71,28 @@ class TaskConfig:
     # The student's default schedule in TemperatureKD-v0 (epochs, batch size, Adam's rate), which its
     # kwargs override one by one.
     student_training: TrainConfig = field(default_factory=TrainConfig)
+    # The edge's own data, when it is not a subset of the teacher's: the student's transfer set (its first
+    # ``transfer_size`` training instances), validation and test splits come from this draw, while the
+    # teacher learned from ``dataset`` (e.g. a noisier sensor than the cloud's: ``DatasetConfig(generator=
+    # {"corr_noise_scale": 0.5})``). None: the edge's data is part of the cloud's.
+    edge_dataset: DatasetConfig | None = None
 
     def __post_init__(self) -> None:
         if self.transfer_size is not None and (
             not isinstance(self.transfer_size, int) or isinstance(self.transfer_size, bool) or self.transfer_size < 1
         ):
             raise ValueError(f"TaskConfig.transfer_size={self.transfer_size!r}: expected a positive integer or None")
-        num_train = self.dataset.sizes()[0]
+        num_train = (self.edge_dataset or self.dataset).sizes()[0]
         if self.transfer_size is not None and self.transfer_size > num_train:
             raise ValueError(
                 f"TaskConfig.transfer_size={self.transfer_size}: the dataset's training split has only {num_train}"
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if d["edge_dataset"] is None:  # as before the field existed: specs and hashes of older tasks unchanged
+            del d["edge_dataset"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TaskConfig:
@@ -93,7 +101,8 @@ class TaskConfig:
         if unknown:
             raise ValueError(f"TaskConfig got unknown fields {sorted(unknown)}; expected {sorted(known)}")
         parts = {"dataset": DatasetConfig, "teacher": ModelConfig, "student": ModelConfig,
-                 "teacher_training": TrainConfig, "student_training": TrainConfig}  # fmt: skip
+                 "teacher_training": TrainConfig, "student_training": TrainConfig,
+                 "edge_dataset": DatasetConfig}  # fmt: skip
         kwargs = {k: (parts[k](**v) if k in parts and isinstance(v, dict) else v) for k, v in d.items()}
         return cls(**kwargs)
 
@@ -173,7 +182,8 @@ class Task:
 
     ``data`` is what the student sees: its training split is the transfer set (the first
     ``config.transfer_size`` instances); ``teacher_data`` is the dataset the teacher learned from
-    (the same object when the task has no transfer size). Validation and test splits are shared.
+    (the same object when the task has no transfer size). Validation and test splits are shared, unless
+    the task has an ``edge_dataset``: then ``data`` is the edge's own draw, every split of it.
     """
 
     config: TaskConfig
@@ -188,13 +198,22 @@ class Task:
 
     @property
     def teacher_test_accuracy(self) -> float:
-        return float(self.teacher_record["test_accuracy"])
+        """The teacher's accuracy on the student's test split: its record's, or, on an edge dataset of
+        its own, measured on the edge's test split (once)."""
+        if self.config.edge_dataset is None:
+            return float(self.teacher_record["test_accuracy"])
+        if "_edge_teacher_accuracy" not in self.__dict__:
+            self._edge_teacher_accuracy = accuracy(self.teacher, self.data.x_test, self.data.y_test)
+        return self._edge_teacher_accuracy
 
     def fingerprint(self) -> dict[str, Any]:
         """What a result depends on beyond the env's kwargs: the teacher's weights and the data, by hash
         (leaderboard entries record it, and ``--verify`` checks it before replaying)."""
         splits = {f.name: getattr(self.teacher_data, f.name) for f in dataclasses.fields(self.teacher_data)
                   if isinstance(getattr(self.teacher_data, f.name), torch.Tensor)}  # fmt: skip
+        if self.config.edge_dataset is not None:  # the edge's own draw is part of what a result depends on
+            splits |= {f"edge_{f.name}": getattr(self.data, f.name) for f in dataclasses.fields(self.data)
+                       if isinstance(getattr(self.data, f.name), torch.Tensor)}  # fmt: skip
         return {
             "teacher_key": self.teacher_record.get("key"),
             "teacher_sha256": tensors_sha256(self.teacher.state_dict()),
@@ -214,7 +233,7 @@ def load_task_data(config: DatasetConfig, cache_dir: Path | None = None) -> Data
     if config.name != "mnist1d":  # digits and CIFAR are read from files already
         return load_dataset(config)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    path = cache_dir / "datasets" / f"{config.name}-{config_hash(dataclasses.asdict(config))}.npz"
+    path = cache_dir / "datasets" / f"{config.name}-{config_hash(config.key_parts())}.npz"
 
     def load() -> DatasetSplits | None:
         # A file without a checksum (written before them) is regenerated, not adopted: nothing else
@@ -253,7 +272,7 @@ def teacher_key(config: TaskConfig) -> str:
 
 def _teacher_key_parts(config: TaskConfig) -> dict[str, Any]:
     return {
-        "dataset": dataclasses.asdict(config.dataset) | {"root": None},  # where CIFAR lies is no part of it
+        "dataset": config.dataset.key_parts() | {"root": None},  # where CIFAR lies is no part of it
         "teacher": dataclasses.asdict(config.teacher),
         "training": dataclasses.asdict(config.teacher_training),
         "seed": config.teacher_seed,
@@ -451,7 +470,17 @@ def make_task(
     data = load_task_data(config.dataset, cache)
     teacher, record = load_or_train_teacher(config, data, cache, progress=progress)
     student_data = data
+    if config.edge_dataset is not None:
+        edge = config.edge_dataset
+        if data_root is not None:
+            edge = dataclasses.replace(edge, root=str(data_root))
+        student_data = load_task_data(edge, cache)
+        if (student_data.input_shape, student_data.num_classes) != (data.input_shape, data.num_classes):
+            raise ValueError(f"TaskConfig.edge_dataset {edge.name}: inputs {student_data.input_shape} and "
+                             f"{student_data.num_classes} classes; the teacher's dataset has {data.input_shape} "
+                             f"and {data.num_classes}")  # fmt: skip
     if config.transfer_size is not None:
         n = config.transfer_size
-        student_data = dataclasses.replace(data, x_train=data.x_train[:n], y_train=data.y_train[:n])
+        student_data = dataclasses.replace(student_data, x_train=student_data.x_train[:n],
+                                           y_train=student_data.y_train[:n])  # fmt: skip
     return Task(config, student_data, teacher, record, teacher_data=data)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from agents.common.evaluation import fixed_policy_entry, run_episode, save_entry, verify_entry
+from agents.common.selection import search_linear_map, select_best_constant, select_env_setting
 from agents.temperature.ctkd import CTKDPolicy, GlobalTemperature, cosine_reversal_weight, gradient_reversal
 from agents.temperature.policies import LinearMapPolicy, ScheduledTemperaturePolicy
-from agents.temperature.search import search_linear_map, select_best_constant, select_env_setting
 from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
 from kd_envs.losses import kd_loss

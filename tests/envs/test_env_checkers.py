@@ -59,6 +59,7 @@ WRAPPER_WARNING = re.compile(r"The environment \(.*\) is different from the unwr
 CASES = [
     ("TemperatureKD-v0", {}),
     ("TemperatureKD-v0", {"exploration": "entropy_mixup_authors", "epochs": 3, "mixup_interval": 1}),
+    ("TemperatureKD-v0", {"observation": "extended", "action": "temperature_weight"}),
     ("N2NCompress-v0", {}),
     ("N2NCompress-v0", {"stages": "removal"}),
     ("N2NCompress-v0", {"stages": "shrink", "removed_layers": [2]}),

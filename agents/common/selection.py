@@ -8,7 +8,12 @@
   accuracy within a stated budget of episodes. It measures how much room per-instance temperatures
   have on a task: whatever a learned policy gains over the best constant, a 4-parameter map may too.
 
-Both score a candidate by the student's accuracy on the *validation* split at the end of its episodes
+On a task set (``task_set`` in the env kwargs), :func:`constant_table` scores every constant of the grid
+on every instance of a split, from which :func:`single_best_constant` picks the one constant of a split
+(the best static configuration, chosen on the train split) and :func:`per_instance_constants` one
+constant per instance (the *static oracle*, chosen on each instance's own validation split).
+
+All score a candidate by the student's accuracy on the *validation* split at the end of its episodes
 (``student_val_accuracy``), on episodes seeded from the training seeds; the test split and the
 evaluation seeds never choose anything.
 """
@@ -33,8 +38,51 @@ MAP_BIAS_RANGE = (0.5, 9.5)
 MAP_SLOPE_RANGE = (-9.0, 9.0)
 
 
-def _mean_validation_accuracy(env: gym.Env, policy, seeds: Sequence[int]) -> float:
-    return float(np.mean([run_episode(env, policy, seed)[SELECTION_METRIC] for seed in seeds]))
+def _mean_validation_accuracy(env: gym.Env, policy, seeds: Sequence[int], instance: int | None = None) -> float:
+    return float(np.mean([run_episode(env, policy, seed, instance)[SELECTION_METRIC] for seed in seeds]))
+
+
+def constant_table(
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    grid: Sequence[float] = CONSTANT_GRID,
+    seeds: Sequence[int] = SELECTION_SEEDS[:3],
+    progress: bool = True,
+) -> dict[str, dict[str, float]]:
+    """Mean validation accuracy of every constant temperature of ``grid`` on every instance of the task set
+    and split that ``env_kwargs`` name, over episodes on ``seeds``: {instance name: {str(T): accuracy}}."""
+    env = gym.make(env_id, **env_kwargs)
+    instances = env.unwrapped.instances
+    action = env_kwargs.get("action", "temperature")
+    scale = env_kwargs.get("action_scale", 6.0)
+    table: dict[str, dict[str, float]] = {}
+    bar = tqdm(total=len(instances) * len(grid), desc="constants per instance (validation)", unit="T",
+               disable=not progress)  # fmt: skip
+    for position, instance in enumerate(instances):
+        table[instance.name] = {}
+        for t in grid:
+            policy = FixedTemperaturePolicy(f"t{t:g}", float(t), scale, action=action)
+            table[instance.name][f"{float(t):g}"] = _mean_validation_accuracy(env, policy, seeds, position)
+            bar.update()
+    bar.close()
+    env.close()
+    return table
+
+
+def single_best_constant(table: dict[str, dict[str, float]]) -> float:
+    """The constant with the best validation accuracy averaged over a split's instances (ties: the first)."""
+    keys = list(next(iter(table.values())))
+    mean = {k: float(np.mean([row[k] for row in table.values()])) for k in keys}
+    return float(max(keys, key=lambda k: (mean[k], -keys.index(k))))
+
+
+def per_instance_constants(table: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Each instance's constant with the best validation accuracy on that instance (ties: the first)."""
+    best = {}
+    for name, row in table.items():
+        keys = list(row)
+        best[name] = float(max(keys, key=lambda k: (row[k], -keys.index(k))))
+    return best
 
 
 def select_best_constant(
