@@ -1,3 +1,6 @@
+import dataclasses
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -7,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from kd_envs.tasks import DatasetConfig, ModelConfig, TaskConfig, TrainConfig
+from kd_envs.tasks import DatasetConfig, ModelConfig, TaskConfig, TrainConfig, task_sets
 from kd_envs.tasks.datasets import write_cifar_files
 from kd_envs.tasks.task import load_task_data, make_task
 
@@ -143,3 +146,20 @@ def run_script(tmp_path_factory):
                               env={**os.environ, "PYTHONPATH": path})  # fmt: skip
 
     return run
+
+
+@pytest.fixture
+def tiny_set(tmp_path, monkeypatch, kd_cache):
+    """A task set ``tiny-v0`` of four digits tasks (students of width 8 and 4, with 256 or 128 labels),
+    two per split, registered with its sha256 as a shipped set is."""
+    instances = []
+    for k, (width, labels) in enumerate([(8, 256), (4, 128), (4, 256), (8, 128)]):
+        task = dataclasses.replace(TINY_TASK, student=ModelConfig("mlp", width=width, depth=1), transfer_size=labels)
+        make_task(task, cache_dir=kd_cache)
+        instances.append({"name": f"w{width}-l{labels}", "split": "train" if k < 2 else "test", "why": "a test",
+                          "task": task.to_dict()})  # fmt: skip
+    raw = json.dumps({"name": "tiny-v0", "description": "tiny", "instances": instances}).encode()
+    (tmp_path / "tiny-v0.json").write_bytes(raw)
+    monkeypatch.setattr(task_sets, "TASK_SETS_DIR", tmp_path)
+    monkeypatch.setattr(task_sets, "TASK_SETS", {"tiny-v0": hashlib.sha256(raw).hexdigest()})
+    return {"task_set": "tiny-v0", "batch_size": 32, "epochs": 2, "reward_set_size": 32, "cache_dir": str(kd_cache)}

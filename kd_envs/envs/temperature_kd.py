@@ -278,7 +278,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     ## Arguments
     | kwarg                | default     | meaning                                                          |
     |----------------------|-------------|------------------------------------------------------------------|
-    | `task`               | None        | a name in ``kd_envs.tasks.TASKS``, a ``TaskConfig`` or its dict; None: `"mnist1d-cloud-edge"` |
+    | `task`               | None        | a name in ``kd_envs.tasks.TASKS``, a ``TaskConfig`` or its dict (None: default) |
     | `batch_size`         | None        | instances per batch (the observation's rows); None: the task's (64) |
     | `epochs`             | None        | epochs of one distillation run, warm-up included; None: the task's (40) |
     | `ce_weight`          | 0.1         | γ, weight of cross-entropy on labels                              |
@@ -297,7 +297,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     | `mixup_interval`     | None        | epochs between the authors' mixup epochs (None: epochs // 12, ≥ 1) |
     | `observation`        | `"paper"`   | `"paper"` (3 columns) or `"extended"` (7: see Observation Space)  |
     | `action`             | `"temperature"` | `"temperature"` or `"temperature_weight"` (see Action Space) |
-    | `task_set`           | None        | a task set's name (``kd_envs.tasks.task_sets.TASK_SETS``), instead of `task` |
+    | `task_set`           | None        | a task set (``kd_envs.tasks.task_sets.TASK_SETS``), instead of `task` |
     | `split`              | `"train"`   | with `task_set`: the instances episodes draw from, `"train"` or `"test"` |
     | `cache_dir`          | None        | where teachers are cached (default ``$KD_GYM_CACHE`` or ~/.cache)  |
     | `data_root`          | None        | folder with CIFAR's files, for the CIFAR tasks                    |

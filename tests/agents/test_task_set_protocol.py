@@ -14,7 +14,7 @@ from agents.common.selection import constant_table, per_instance_constants, sing
 from agents.common.training import train_agent
 from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
-from tests.envs.test_temperature_kd_task_set import LEARNING, tiny_set  # noqa: F401 (a fixture)
+from tests.envs.test_temperature_kd_task_set import LEARNING
 
 ENV_ID = "TemperatureKD-v0"
 SEEDS = (1000, 1001)
@@ -34,7 +34,7 @@ def test_the_mask_weights_only_instances_where_the_teacher_agrees():
 
 
 @pytest.mark.parametrize(("spec", "action", "obs_columns", "message"), [
-    ({"class": "constant", "temperature": 6.0, "mask": "teacher_agrees"}, "temperature", 7, "need action='temperature_w"),
+    ({"class": "constant", "temperature": 6.0, "mask": "teacher_agrees"}, "temperature", 7, "need action='temp"),
     ({"class": "constant", "temperature": 6.0, "mask": "teacher_agrees"}, "temperature_weight", 3, "observation='ext"),
     ({"class": "constant", "temperature": 6.0, "mask": "label"}, "temperature_weight", 7, "mask='label'; expected"),
 ])  # fmt: skip

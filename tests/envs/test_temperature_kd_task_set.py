@@ -2,9 +2,6 @@
 sets with held-out instances (a tiny set of digits tasks for speed; the shipped set where its promises are
 about the shipped data)."""
 
-import dataclasses
-import hashlib
-import json
 
 import gymnasium as gym
 import numpy as np
@@ -16,29 +13,11 @@ from torch.nn import functional as F
 import kd_envs  # noqa: F401
 from kd_envs.envs.temperature_kd import action_to_temperature
 from kd_envs.losses import kd_loss
-from kd_envs.tasks import ModelConfig, make_task
 from kd_envs.tasks import task_sets as task_sets_module
 from kd_envs.tasks.task_sets import load_task_set
 from tests.conftest import TINY_TASK
 
 LEARNING = {"observation": "extended", "action": "temperature_weight"}
-
-
-@pytest.fixture
-def tiny_set(tmp_path, monkeypatch, kd_cache):
-    """A task set ``tiny-v0`` of four digits tasks (students of width 8 and 4, with 256 or 128 labels),
-    two per split, registered with its sha256 as a shipped set is."""
-    instances = []
-    for k, (width, labels) in enumerate([(8, 256), (4, 128), (4, 256), (8, 128)]):
-        task = dataclasses.replace(TINY_TASK, student=ModelConfig("mlp", width=width, depth=1), transfer_size=labels)
-        make_task(task, cache_dir=kd_cache)
-        instances.append({"name": f"w{width}-l{labels}", "split": "train" if k < 2 else "test", "why": "a test",
-                          "task": task.to_dict()})  # fmt: skip
-    raw = json.dumps({"name": "tiny-v0", "description": "tiny", "instances": instances}).encode()
-    (tmp_path / "tiny-v0.json").write_bytes(raw)
-    monkeypatch.setattr(task_sets_module, "TASK_SETS_DIR", tmp_path)
-    monkeypatch.setattr(task_sets_module, "TASK_SETS", {"tiny-v0": hashlib.sha256(raw).hexdigest()})
-    return {"task_set": "tiny-v0", "batch_size": 32, "epochs": 2, "reward_set_size": 32, "cache_dir": str(kd_cache)}
 
 
 def rollout(env, seed, actions, options=None):
