@@ -136,11 +136,14 @@ def _mean(values: list[float]) -> float:
 
 
 def _temperature_entries(arg: str, page: str, leaderboard_dir: Path) -> str:
-    """``ENV_ID [AGENT ...]``: each entry's runs (what a run is), IQM [95% CI] and mean temperature over
+    """``BOARD [AGENT ...]``: each entry's runs (what a run is), IQM [95% CI] and mean temperature over
     its episodes; every entry of the env, or only the agents named."""
     env_id, *agents = arg.split()
+    from agents.common.evaluation import scored_env_kwargs
+
+    board = _leaderboard().board_id
     entries = [e for _, e in _leaderboard().load_entries(leaderboard_dir)
-               if e["env_id"] == env_id and (not agents or e["agent"]["name"] in agents)]  # fmt: skip
+               if board(e["env_id"], scored_env_kwargs(e)) == env_id and (not agents or e["agent"]["name"] in agents)]
     entries.sort(key=lambda e: -e["summary"]["iqm"])
     rows = ["| entry | tag | runs | IQM [95% CI] | mean ± std | mean T |", "|---" * 6 + "|"]
     for e in entries:
@@ -170,12 +173,48 @@ def _iq_selection(arg: str, page: str, leaderboard_dir: Path) -> str:
     return "\n".join([*rows, "", f"Setting `{record['setting']}`, validation seeds {seeds}; score: {record['score']}."])
 
 
+def _task_set(arg: str, page: str, leaderboard_dir: Path) -> str:
+    """``BOARD``: a task set split's headroom table (from its ``single_best`` and ``static_oracle`` entries),
+    then every entry of the board with its raw accuracy and closed gap (:mod:`agents.common.reports.task_set`)."""
+    from agents.common.evaluation import scored_env_kwargs
+    from agents.common.reports.task_set import closed_gap_lines, headroom_lines
+
+    board = _leaderboard().board_id
+    entries = {e["agent"]["name"]: e for _, e in _leaderboard().load_entries(leaderboard_dir)
+               if board(e["env_id"], scored_env_kwargs(e)) == arg}  # fmt: skip
+    if "single_best" not in entries or "static_oracle" not in entries:
+        return f"(no `single_best` and `static_oracle` entries on {arg} yet)"
+    single, oracle = entries["single_best"], entries["static_oracle"]
+    return "\n".join([*headroom_lines(single, oracle), "", "Mean test accuracy over evaluation seeds 1000–1009 per "
+                      "instance. Closed gap per run (see below), IQM over runs:", "",
+                      *closed_gap_lines(list(entries.values()), single, oracle)])  # fmt: skip
+
+
+def _task_set_instances(arg: str, page: str, leaderboard_dir: Path) -> str:
+    """``NAME``: the instances of a task set, from its data file: split, label budget, student, edge data, why."""
+    from kd_envs.tasks.task_sets import TASK_SETS, load_task_set
+
+    task_set = load_task_set(arg)
+    file = f"File `kd_envs/tasks/task_sets/{arg}.json`, sha256 `{TASK_SETS[arg][:16]}…`."
+    rows = [task_set.description, "", file, "",
+            "| instance | split | labels | student | edge data | why |", "|---" * 6 + "|"]  # fmt: skip
+    for i in task_set.instances:
+        student = f"{i.task.student.family} {i.task.student.width}×{i.task.student.depth}"
+        edge = i.task.edge_dataset
+        data = "the cloud's draw" if edge is None else f"seed {edge.seed}" + (
+            f", {', '.join(f'{k}={v}' for k, v in edge.generator.items())}" if edge.generator else "")  # fmt: skip
+        rows.append(f"| `{i.name}` | {i.split} | {i.task.transfer_size} | {student} | {data} | {i.why} |")
+    return "\n".join(rows)
+
+
 # kind -> (what it makes from its argument, the page's docs path and the leaderboard folder).
 BLOCKS: dict[str, Callable[[str, str, Path], str]] = {
     "leaderboard-section": _leaderboard_section,
     "temperature-sweep": _temperature_sweep,
     "temperature-entries": _temperature_entries,
     "iq-selection": _iq_selection,
+    "task-set": _task_set,
+    "task-set-instances": _task_set_instances,
 }
 
 

@@ -278,7 +278,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     ## Arguments
     | kwarg                | default     | meaning                                                          |
     |----------------------|-------------|------------------------------------------------------------------|
-    | `task`               | None        | a name in ``kd_envs.tasks.TASKS``, a ``TaskConfig`` or its dict (None: default) |
+    | `task`               | None        | a name in ``kd_envs.tasks.TASKS``, a ``TaskConfig``, its dict; None: default|
     | `batch_size`         | None        | instances per batch (the observation's rows); None: the task's (64) |
     | `epochs`             | None        | epochs of one distillation run, warm-up included; None: the task's (40) |
     | `ce_weight`          | 0.1         | γ, weight of cross-entropy on labels                              |

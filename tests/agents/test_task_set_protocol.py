@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from agents.common.evaluation import fixed_policy_entry, save_entry, trained_agents_entry, verify
-from agents.common.reports.task_set import closed_gap_matrix, headroom, iqm_ci, per_instance_scores
+from agents.common.reports.task_set import closed_gaps, headroom, iqm_ci, per_instance_scores
 from agents.common.selection import constant_table, per_instance_constants, single_best_constant
 from agents.common.training import train_agent
 from agents.temperature.specs import fixed_policy, policy_from_spec
@@ -104,12 +104,13 @@ def test_closed_gap_by_hand():
     assert headroom(single, oracle)[0]["headroom"] == pytest.approx(0.2)
     agent = fake_entry("sb3", [[0.7, 0.85], [0.6, 1.0]])
     np.testing.assert_allclose(per_instance_scores(agent)[1], [[0.7, 0.85], [0.6, 1.0]])
-    np.testing.assert_allclose(closed_gap_matrix(agent, single, oracle), [[0.5, 0.5], [0.0, 2.0]])
+    # (0.1 + 0.05) / 0.3 and (0.0 + 0.2) / 0.3: gains over the single best, over the total headroom.
+    np.testing.assert_allclose(closed_gaps(agent, single, oracle), [0.5, 2 / 3])
     summary = iqm_ci(np.array([[0.5, 0.5], [0.0, 2.0]]))
     assert summary["mean"] == pytest.approx(0.75) and summary["iqm"] == pytest.approx(0.5)
     flat = fake_entry("fixed", [[0.6, 0.8], [0.6, 0.8]])
-    with pytest.raises(ValueError, match="no headroom on instances"):
-        closed_gap_matrix(agent, single, flat)
+    with pytest.raises(ValueError, match="no headroom on the split"):
+        closed_gaps(agent, single, flat)
 
 
 def test_task_set_entries_verify_and_catch_an_edited_instance(tiny_set, tmp_path, fast_bootstrap):
