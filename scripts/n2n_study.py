@@ -13,7 +13,7 @@ from its last checkpoint, so the command resumes):
 - ``joint``: ``random_search``, ``evolution`` (aging evolution), ``n2n`` and ``maskable_ppo``, each with
   ``--students`` students per search, one search per seed;
 - ``two_stage``: N2N with the paper's protocol (half the budget removes layers, the other half shrinks
-  the best student of the first half; ``agents.search.two_stage.two_stage_search``);
+  the best student of the first half; ``agents.common.two_stage.two_stage_search``);
 - ``transfer_source``: N2N on ``mnist1d-vgg`` (seeds ``--transfer-seeds``), whose policies then start
   ``transfer`` searches on the deep default (the paper's VGG -> ResNet transfer).
 
@@ -48,7 +48,7 @@ from agents.common.reports.n2n import (
     transfer_result,
 )
 from agents.common.training import train_agent
-from agents.search.two_stage import two_stage_search
+from agents.common.two_stage import two_stage_search
 
 AGENTS = ("random_search", "evolution", "n2n", "maskable_ppo")
 # The proxy's training seed, shared by every search (see the module docstring).

@@ -11,7 +11,9 @@ Stages (each skips what exists, so an interrupted run resumes; ``--runs-dir`` ke
   and on the default task with ``observation="extended"``: ``mask_best_constant`` and ``ramp_cosine_mask``;
 * ``ppo --seed S``: PPO with ``InstancePolicy`` on the train split (``observation="extended"``,
   ``action="temperature_weight"``), ``--timesteps`` steps; ``ppo_default --seed S``: the same on the default task;
-* ``entries``: the PPO agents' entries (the task set's scored on the test split).
+* ``rlkd --seed S``: RLKD on the train split with ``observation="extended"`` (a temperature per instance: RLKD
+  sets no weights), its YAML's budget and exploration;
+* ``entries``: the agents' entries (the task set's scored on the test split).
 
     python scripts/temperature_kd_task_set.py table --split train
 """
@@ -41,6 +43,7 @@ TASK_SET = "cloud-edge-v0"
 LEARNING = {"observation": "extended", "action": "temperature_weight"}
 TABLE_SEEDS = SELECTION_SEEDS[:3]
 TEST_INSTANCES = [0, 1, 2, 3]
+RLKD_KWARGS = {"task_set": TASK_SET, "split": "train", "observation": "extended"}
 
 
 def split_kwargs(split: str) -> dict:
@@ -49,7 +52,7 @@ def split_kwargs(split: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("table", "references", "ppo", "ppo_default", "entries"))
+    parser.add_argument("stage", choices=("table", "references", "ppo", "ppo_default", "rlkd", "entries"))
     parser.add_argument("--split", choices=("train", "test"), default="train")
     parser.add_argument("--seed", type=int, action="append", default=None)
     parser.add_argument("--timesteps", type=int, default=None)
@@ -110,22 +113,23 @@ def main(argv: list[str] | None = None) -> None:
             save(fixed_policy_entry("ramp_cosine_mask", ENV_ID, LEARNING, tag=args.tag))
         return
 
-    if args.stage in ("ppo", "ppo_default"):
-        kwargs = split_kwargs("train") if args.stage == "ppo" else dict(LEARNING)
+    if args.stage in ("ppo", "ppo_default", "rlkd"):
+        kwargs = {"ppo": split_kwargs("train"), "ppo_default": dict(LEARNING), "rlkd": RLKD_KWARGS}[args.stage]
+        algo = "rlkd" if args.stage == "rlkd" else "ppo"
         for seed in args.seed or [0]:
             out = args.runs_dir / args.stage / f"seed_{seed}"
             if not (out / "model.zip").is_file():
-                train_agent("ppo", ENV_ID, seed, out, args.timesteps, kwargs, tensorboard=False)
+                train_agent(algo, ENV_ID, seed, out, args.timesteps, kwargs, tensorboard=False)
         return
 
     if args.stage == "entries":
-        for stage, name in (("ppo", "ppo"), ("ppo_default", "ppo_extended")):
+        for stage, name in (("ppo", "ppo"), ("ppo_default", "ppo_extended"), ("rlkd", "rlkd")):
             dirs = sorted((args.runs_dir / stage).glob("seed_*/model.zip"))
             if not dirs:
                 continue
             model_dirs = [d.parent for d in dirs]
-            if stage == "ppo":
-                kwargs = split_kwargs("test")
+            if stage in ("ppo", "rlkd"):
+                kwargs = split_kwargs("test") if stage == "ppo" else {**RLKD_KWARGS, "split": "test"}
                 if missing(name, kwargs):
                     save(trained_agents_entry(model_dirs, EVALUATION_SEEDS, args.tag, name, args.leaderboard_dir,
                                               evaluation_env_kwargs=[kwargs], instances=TEST_INSTANCES))  # fmt: skip

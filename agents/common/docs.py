@@ -185,8 +185,20 @@ def _task_set(arg: str, page: str, leaderboard_dir: Path) -> str:
     if "single_best" not in entries or "static_oracle" not in entries:
         return f"(no `single_best` and `static_oracle` entries on {arg} yet)"
     single, oracle = entries["single_best"], entries["static_oracle"]
-    return "\n".join([*headroom_lines(single, oracle), "", "Mean test accuracy over evaluation seeds 1000–1009 per "
-                      "instance. Closed gap per run (see below), IQM over runs:", "",
+    tables = []
+    for what, entry in (("train split (chooses the single best constant)", single),
+                        ("test split (chooses the static oracle)", oracle)):  # fmt: skip
+        table, grid = entry["agent"]["selection"]["table"], entry["agent"]["selection"]["grid"]
+        tables += [f"Validation accuracy per constant T, {what}; mean over training seeds "
+                   f"{', '.join(map(str, entry['agent']['selection']['seeds']))}:", "",
+                   "| instance | " + " | ".join(f"T={t:g}" for t in grid) + " |", "|---" * (len(grid) + 1) + "|"]
+        for name, row in table.items():
+            best = max(row.values())
+            cells = [f"**{v:.3f}**" if v == best else f"{v:.3f}" for v in row.values()]
+            tables.append(f"| `{name}` | " + " | ".join(cells) + " |")
+        tables.append("")
+    return "\n".join([*tables, *headroom_lines(single, oracle), "", "Mean test accuracy over evaluation seeds "
+                      "1000–1009 per instance. Closed gap per run (see below), IQM over runs:", "",
                       *closed_gap_lines(list(entries.values()), single, oracle)])  # fmt: skip
 
 

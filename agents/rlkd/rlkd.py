@@ -125,7 +125,8 @@ class RLKD(PPO):
         obs, act = self.observation_space, self.action_space
         if not (isinstance(obs, spaces.Box) and isinstance(act, spaces.Box) and len(obs.shape) == 2
                 and act.shape == obs.shape[:1]):  # fmt: skip
-            raise ValueError(f"RLKD: observation {obs} and action {act}; expected a (B, F) Box and a (B,) Box")
+            raise ValueError(f"RLKD: observation {obs} and action {act}; expected a (B, F) Box and a (B,) Box (RLKD "
+                             "sets one temperature per instance: TemperatureKD-v0's action='temperature')")  # fmt: skip
         self.policy_kwargs = {**self.policy_kwargs, "state_updater": self.use_state_updater,
                               "reward_corrector": self.reward_calibration}  # fmt: skip
         super()._setup_model()

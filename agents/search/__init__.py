@@ -1,5 +1,5 @@
 """Searchers of N2NCompress-v0 that learn no policy network: random search and aging evolution, each an
-SB3 ``BaseAlgorithm``; ``two_stage.py`` runs the N2N paper's two-stage protocol with any searcher."""
+SB3 ``BaseAlgorithm``; the N2N paper's two-stage protocol, which runs any searcher, is ``agents.common.two_stage``."""
 
 from agents.search.evolution import AgingEvolution
 from agents.search.policies import UniformPolicy

@@ -10,9 +10,9 @@ from agents.common.evaluation import save_entry, search_entry, verify_entry
 from agents.common.leaderboard import render
 from agents.common.registry import ALGOS, load_hyperparams
 from agents.common.training import build_agent, load_agent, train_agent
+from agents.common.two_stage import two_stage_search
 from agents.search.evolution import AgingEvolution
 from agents.search.random_search import RandomSearch
-from agents.search.two_stage import two_stage_search
 
 ENV_ID = "N2NCompress-v0"
 SEARCH_ALGOS = ("random_search", "evolution", "maskable_ppo", "n2n")

@@ -41,8 +41,9 @@ def per_instance_scores(entry: dict[str, Any]) -> tuple[list[int], np.ndarray]:
 
 
 def instance_names(entry: dict[str, Any]) -> dict[int, str]:
-    episodes = [e for run in entry["runs"] for e in run["episodes"]]
-    return {e["instance"]: e.get("instance_name", str(e["instance"])) for e in episodes}
+    """Position in the split -> instance name, from the entry's task fingerprint (episodes keep numbers only)."""
+    names = (entry.get("task_fingerprint") or {}).get("instances") or []
+    return {i: names[i] if i < len(names) else str(i) for i in entry["evaluation_instances"]}
 
 
 def headroom(single_best: dict[str, Any], oracle: dict[str, Any]) -> dict[int, dict[str, float]]:
@@ -106,7 +107,7 @@ def closed_gap_lines(entries: list[dict[str, Any]], single_best: dict[str, Any],
     for entry in entries:
         _, scores = per_instance_scores(entry)
         raw, gap = iqm_ci(scores), aggregate(list(closed_gaps(entry, single_best, oracle)))
-        runs = f"{len(entry['runs'])} {'episodes' if entry['agent']['kind'] == 'fixed' else 'training seeds'}"
+        runs = f"{scores.shape[0]} {'evaluation seeds' if entry['agent']['kind'] == 'fixed' else 'training seeds'}"
         rows.append((gap["iqm"], f"| `{entry['agent']['name']}` | {runs} × {scores.shape[1]} instances "
                      f"| {raw['iqm']:.4f} [{raw['iqm_ci95'][0]:.4f}, {raw['iqm_ci95'][1]:.4f}] "
                      f"| {gap['iqm']:.2f} [{gap['iqm_ci95'][0]:.2f}, {gap['iqm_ci95'][1]:.2f}] "
