@@ -13,7 +13,10 @@ Stages (each skips what exists, so an interrupted run resumes; ``--runs-dir`` ke
   ``action="temperature_weight"``), ``--timesteps`` steps; ``ppo_default --seed S``: the same on the default task;
 * ``rlkd --seed S``: RLKD on the train split with ``observation="extended"`` (a temperature per instance: RLKD
   sets no weights), its YAML's budget and exploration;
-* ``entries``: the agents' entries (the task set's scored on the test split).
+* ``map --seed K``: search K of the black-box map on the extended observation (a temperature and a weight,
+  each linear in the seven columns: ``LinearMapPolicy`` with a ``weight_map``), Optuna TPE, ``--trials``
+  trials of one episode per train instance on training seed K, scored by mean validation accuracy;
+* ``entries``: the agents' and the searches' entries (the task set's scored on the test split).
 
     python scripts/temperature_kd_task_set.py table --split train
 """
@@ -26,14 +29,26 @@ from pathlib import Path
 
 import torch
 
-from agents.common.evaluation import EVALUATION_SEEDS, fixed_policy_entry, save_entry, trained_agents_entry
+from agents.common.evaluation import (
+    EVALUATION_SEEDS,
+    TRAINING_SEEDS,
+    fixed_policy_entry,
+    save_entry,
+    searched_policies_entry,
+    trained_agents_entry,
+)
 from agents.common.leaderboard import LEADERBOARD_DIR, board_id, entry_path
 from agents.common.selection import (
     CONSTANT_GRID,
+    MAP_BIAS_RANGE,
+    MAP_SLOPE_RANGE,
     SELECTION_METRIC,
     SELECTION_SEEDS,
+    WEIGHT_BIAS_RANGE,
+    WEIGHT_SLOPE_RANGE,
     constant_table,
     per_instance_constants,
+    search_linear_map,
     single_best_constant,
 )
 from agents.common.training import train_agent
@@ -43,6 +58,7 @@ TASK_SET = "cloud-edge-v0"
 LEARNING = {"observation": "extended", "action": "temperature_weight"}
 TABLE_SEEDS = SELECTION_SEEDS[:3]
 TEST_INSTANCES = [0, 1, 2, 3]
+TRAIN_INSTANCES = [0, 1, 2, 3]
 RLKD_KWARGS = {"task_set": TASK_SET, "split": "train", "observation": "extended"}
 
 
@@ -52,7 +68,8 @@ def split_kwargs(split: str) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=("table", "references", "ppo", "ppo_default", "rlkd", "entries"))
+    parser.add_argument("stage", choices=("table", "references", "ppo", "ppo_default", "rlkd", "map", "entries"))
+    parser.add_argument("--trials", type=int, default=40, help="map: Optuna trials per search")
     parser.add_argument("--split", choices=("train", "test"), default="train")
     parser.add_argument("--seed", type=int, action="append", default=None)
     parser.add_argument("--timesteps", type=int, default=None)
@@ -122,7 +139,34 @@ def main(argv: list[str] | None = None) -> None:
                 train_agent(algo, ENV_ID, seed, out, args.timesteps, kwargs, tensorboard=False)
         return
 
+    if args.stage == "map":
+        train = json.loads(table_path("train").read_text())
+        for k in args.seed or [0]:
+            path = args.runs_dir / "map" / f"search_{k}.json"
+            if path.is_file():
+                continue
+            seeds = [TRAINING_SEEDS[k]]
+            found = search_linear_map(ENV_ID, split_kwargs("train"), k, args.trials, seeds,
+                                      start_temperature=single_best_constant(train["table"]), features=7,
+                                      weight_map=True, instances=TRAIN_INSTANCES)  # fmt: skip
+            record = {"training_seed": k, "policy": {"class": "map", "weights": found["weights"],
+                                                     "weight_map": found["weight_map"]},
+                      "search_value": found["value"], "search_history": found["history"], "episode_seeds": seeds}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record, indent=1))
+        return
+
     if args.stage == "entries":
+        searches = [json.loads(p.read_text()) for p in sorted((args.runs_dir / "map").glob("search_*.json"))]
+        if searches and missing("blackbox_map", split_kwargs("test")):
+            search = {"sampler": "optuna TPE", "trials": args.trials, "episodes_per_trial": len(TRAIN_INSTANCES),
+                      "budget_episodes": args.trials * len(TRAIN_INSTANCES), "objective": SELECTION_METRIC,
+                      "on": "one episode per train instance (training seed = search seed)",
+                      "space": {"w0": MAP_BIAS_RANGE, "w1..w7": MAP_SLOPE_RANGE, "v0": WEIGHT_BIAS_RANGE,
+                                "v1..v7": WEIGHT_SLOPE_RANGE},
+                      "start": "the single best constant, weights 1"}  # fmt: skip
+            save(searched_policies_entry("blackbox_map", ENV_ID, split_kwargs("test"), searches, search, tag=args.tag,
+                                         instances=TEST_INSTANCES))  # fmt: skip
         for stage, name in (("ppo", "ppo"), ("ppo_default", "ppo_extended"), ("rlkd", "rlkd")):
             dirs = sorted((args.runs_dir / stage).glob("seed_*/model.zip"))
             if not dirs:

@@ -124,6 +124,11 @@ def select_env_setting(
     return max(table, key=lambda n: (table[n], -names.index(n))), table
 
 
+# The weight map's search space: w = clip(v0 + v·x, 0, 1), so a bias in [-1, 2] reaches "always 0" and "always 1".
+WEIGHT_BIAS_RANGE = (-1.0, 2.0)
+WEIGHT_SLOPE_RANGE = (-2.0, 2.0)
+
+
 def search_linear_map(
     env_id: str,
     env_kwargs: dict[str, Any],
@@ -133,27 +138,45 @@ def search_linear_map(
     start_temperature: float | None = None,
     action_scale: float = 6.0,
     progress: bool = True,
+    features: int = 3,
+    weight_map: bool = False,
+    instances: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """Search the weights of a :class:`LinearMapPolicy` with Optuna's TPE sampler (seeded by
-    ``search_seed``) for ``n_trials`` trials of ``len(episode_seeds)`` episodes each; a trial's score is
-    the mean validation accuracy. ``start_temperature`` enqueues the constant map T = start as the first
-    trial (the search then starts from the best constant). Returns {"weights", "value", "history"}."""
+    """Search the weights of a :class:`LinearMapPolicy` on the observation's first ``features`` columns
+    (and, with ``weight_map``, its distillation-weight map) with Optuna's TPE sampler (seeded by
+    ``search_seed``) for ``n_trials`` trials of ``len(episode_seeds)`` episodes each, on each of a task
+    set's ``instances`` if given; a trial's score is the mean validation accuracy. ``start_temperature``
+    enqueues the constant map T = start (weights 1) as the first trial (the search then starts from the
+    best constant). Returns {"weights", "weight_map" (None without one), "value", "history"}."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     env = gym.make(env_id, **env_kwargs)
+    action = env_kwargs.get("action", "temperature")
     sampler = optuna.samplers.TPESampler(seed=search_seed)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     if start_temperature is not None:
-        study.enqueue_trial({"w0": start_temperature, "w1": 0.0, "w2": 0.0, "w3": 0.0})
+        start = {"w0": start_temperature, **{f"w{i}": 0.0 for i in range(1, features + 1)}}
+        if weight_map:
+            start |= {"v0": 1.0, **{f"v{i}": 0.0 for i in range(1, features + 1)}}
+        study.enqueue_trial(start)
     bar = tqdm(total=n_trials, desc=f"map search {search_seed}", unit="trial", disable=not progress)
     values: list[float] = []
+    plan = [(seed, instance) for instance in (instances if instances is not None else [None]) for seed in episode_seeds]
+
+    def policy_of(params: dict[str, float]) -> LinearMapPolicy:
+        weights = [params[f"w{i}"] for i in range(features + 1)]
+        weights_map = [params[f"v{i}"] for i in range(features + 1)] if weight_map else None
+        return LinearMapPolicy("trial", weights, action_scale=action_scale, action=action, weight_map=weights_map)
 
     def objective(trial) -> float:
-        weights = [trial.suggest_float("w0", *MAP_BIAS_RANGE)]
-        weights += [trial.suggest_float(f"w{i}", *MAP_SLOPE_RANGE) for i in (1, 2, 3)]
-        value = _mean_validation_accuracy(env, LinearMapPolicy("trial", weights, action_scale=action_scale),
-                                          episode_seeds)  # fmt: skip
+        params = {"w0": trial.suggest_float("w0", *MAP_BIAS_RANGE)}
+        params |= {f"w{i}": trial.suggest_float(f"w{i}", *MAP_SLOPE_RANGE) for i in range(1, features + 1)}
+        if weight_map:
+            params["v0"] = trial.suggest_float("v0", *WEIGHT_BIAS_RANGE)
+            params |= {f"v{i}": trial.suggest_float(f"v{i}", *WEIGHT_SLOPE_RANGE) for i in range(1, features + 1)}
+        policy = policy_of(params)
+        value = float(np.mean([run_episode(env, policy, seed, instance)[SELECTION_METRIC] for seed, instance in plan]))
         values.append(value)
         bar.update()
         bar.set_postfix(best=f"{max(values):.4f}")
@@ -162,9 +185,5 @@ def search_linear_map(
     study.optimize(objective, n_trials=n_trials)
     bar.close()
     env.close()
-    best = study.best_trial
-    return {
-        "weights": [best.params[f"w{i}"] for i in range(4)],
-        "value": best.value,
-        "history": values,
-    }
+    best = policy_of(study.best_trial.params)
+    return {"weights": best.weights, "weight_map": best.weight_map, "value": study.best_trial.value, "history": values}

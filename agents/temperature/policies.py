@@ -188,9 +188,11 @@ class InstanceConstantPolicy:
 
 @dataclass
 class LinearMapPolicy:
-    """A fixed per-instance map T = clip(w₀ + w₁·teacher confidence + w₂·student confidence +
-    w₃·student uncertainty, ``low``, ``high``): the black-box baseline whose four weights are searched
-    on validation accuracy (``agents.common.selection``)."""
+    """A fixed per-instance map from the observation's first k columns (k = len(weights) − 1: 3 for the
+    paper's observation, up to 7 for ``observation="extended"``) to a temperature,
+    T = clip(w₀ + Σ_j w_j·x_j, ``low``, ``high``), and, with ``weight_map`` (k + 1 numbers v, needs
+    ``action="temperature_weight"``), to a distillation weight w = clip(v₀ + Σ_j v_j·x_j, 0, 1): the
+    black-box baseline whose weights are searched on validation accuracy (``agents.common.selection``)."""
 
     name: str
     weights: Sequence[float]
@@ -199,16 +201,32 @@ class LinearMapPolicy:
     action_scale: float = 6.0
     env_overrides: dict[str, Any] = field(default_factory=dict)
     action: str = "temperature"
+    weight_map: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         _check_action_mode(self.name, self.action, None)
         self.weights = [float(w) for w in self.weights]
-        if len(self.weights) != 4 or not all(math.isfinite(w) for w in self.weights):
-            raise ValueError(f"weights={self.weights}: expected 4 finite numbers (bias, then one per feature)")
+        if not 2 <= len(self.weights) <= 8 or not all(math.isfinite(w) for w in self.weights):
+            raise ValueError(f"weights={self.weights}: expected 2 to 8 finite numbers (bias, then one per feature)")
+        if self.weight_map is not None:
+            self.weight_map = [float(v) for v in self.weight_map]
+            if len(self.weight_map) != len(self.weights) or not all(math.isfinite(v) for v in self.weight_map):
+                raise ValueError(f"weight_map={self.weight_map}: expected {len(self.weights)} finite numbers, "
+                                 "as many as weights")  # fmt: skip
+            if self.action != "temperature_weight":
+                raise ValueError(f"{self.name}: weight_map sets distillation weights, which need "
+                                 "action='temperature_weight'")  # fmt: skip
         if not 0.0 < self.low <= self.high < MAX_TEMPERATURE:
             raise ValueError(f"low={self.low}, high={self.high}: expected 0 < low <= high < {MAX_TEMPERATURE}")
 
     def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: bool = True):
-        w = np.asarray(self.weights)
-        temperature = np.clip(w[0] + observation[..., :3].astype(np.float64) @ w[1:], self.low, self.high)
-        return env_actions(temperature, None, self.action_scale, self.action), state
+        w, k = np.asarray(self.weights), len(self.weights) - 1
+        if observation.shape[-1] < k:
+            raise ValueError(f"{self.name}: {k} feature weights; the observation has {observation.shape[-1]} columns")
+        x = observation[..., :k].astype(np.float64)
+        temperature = np.clip(w[0] + x @ w[1:], self.low, self.high)
+        weight = None
+        if self.weight_map is not None:
+            v = np.asarray(self.weight_map)
+            weight = np.clip(v[0] + x @ v[1:], 0.0, 1.0)
+        return env_actions(temperature, weight, self.action_scale, self.action), state

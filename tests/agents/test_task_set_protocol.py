@@ -148,3 +148,19 @@ def test_ppo_trains_on_the_train_split_and_its_entry_scores_the_test_split(tiny_
     path = save_entry(entry, tmp_path)
     assert path.name.startswith("TemperatureKD-v0-tiny-v0-test__ppo")
     assert verify(path, tmp_path, progress=False).status == "OK"
+
+
+def test_the_map_search_with_weights_scores_each_instance_on_validation(tiny_set):
+    from agents.common.selection import search_linear_map
+
+    kwargs = {**tiny_set, "split": "train", **LEARNING}
+    found = search_linear_map(ENV_ID, kwargs, 0, 2, [0], start_temperature=4.0, progress=False, features=7,
+                              weight_map=True, instances=[0, 1])  # fmt: skip
+    assert len(found["weights"]) == len(found["weight_map"]) == 8 and len(found["history"]) == 2
+    # The first trial is the enqueued constant T = 4 with weights 1: the mean over both instances' episodes.
+    env = gym.make(ENV_ID, **kwargs)
+    policy = policy_from_spec({"name": "c", "class": "constant", "temperature": 4.0}, action="temperature_weight")
+    from agents.common.evaluation import run_episode
+
+    expected = np.mean([run_episode(env, policy, 0, i)["student_val_accuracy"] for i in (0, 1)])
+    assert found["history"][0] == pytest.approx(expected, abs=1e-12)

@@ -67,8 +67,28 @@ def test_linear_map_matches_a_hand_computation():
     np.testing.assert_allclose(temperatures(policy.predict(obs)[0]), [5.0, 1.5, 4.5, 2.0], rtol=1e-5)
     clipped = LinearMapPolicy("m", [20.0, 0, 0, 0]).predict(obs)[0]
     np.testing.assert_allclose(temperatures(clipped), 9.5, rtol=1e-5)
-    with pytest.raises(ValueError, match="4 finite numbers"):
-        LinearMapPolicy("m", [1.0, 2.0])
+    with pytest.raises(ValueError, match="2 to 8 finite numbers"):
+        LinearMapPolicy("m", [1.0])
+    with pytest.raises(ValueError, match="2 to 8 finite numbers"):
+        LinearMapPolicy("m", [1.0, float("nan")])
+    with pytest.raises(ValueError, match="5 feature weights; the observation has 3 columns"):
+        LinearMapPolicy("m", [1.0, 0, 0, 0, 0, 0]).predict(obs)
+
+
+def test_linear_map_with_a_weight_map_by_hand():
+    """On the extended observation: T from the first k columns, w = clip(v0 + v·x, 0, 1)."""
+    obs = np.zeros((4, 7), np.float32)
+    obs[:, 3] = [0.0, 0.5, 1.0, 1.0]  # progress
+    obs[:, 5] = [1, 0, 1, 0]  # the teacher agrees
+    policy = LinearMapPolicy("m", [1.0, 0, 0, 0, 7.0, 0, 0], weight_map=[-0.5, 0, 0, 0, 0, 0, 2.0],
+                             action="temperature_weight")  # fmt: skip
+    action = policy.predict(obs)[0]
+    np.testing.assert_allclose(temperatures(action[:, 0]), [1.0, 4.5, 8.0, 8.0], rtol=1e-5)
+    np.testing.assert_allclose((action[:, 1] + 1) / 2, [1.0, 0.0, 1.0, 0.0], atol=1e-7)
+    with pytest.raises(ValueError, match="weight_map sets distillation weights"):
+        LinearMapPolicy("m", [1.0, 0, 0, 0], weight_map=[1.0, 0, 0, 0])
+    with pytest.raises(ValueError, match="expected 4 finite numbers, as many as weights"):
+        LinearMapPolicy("m", [1.0, 0, 0, 0], weight_map=[1.0], action="temperature_weight")
 
 
 def test_best_constant_is_chosen_on_validation(tiny_json_kwargs):
