@@ -501,15 +501,17 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     def _redo_student_pass(self) -> None:
         """The coming batch's train-mode forward pass again, as :meth:`_forward_batch` made it: the same
         weights and inputs give the same outputs, and BatchNorm's running statistics, which that pass
-        already moved, are put back so that they move once."""
-        buffers = [b.clone() for b in self._student.buffers()]
+        already moved, are put back so that they move once. They are put back as new tensors, not copied
+        into the old ones: BatchNorm's backward keeps the running statistics it was given and checks that
+        nothing changed them in place since (an in-place restore made the copy's first update fail)."""
+        saved = {(module, name): buffer.clone() for module in self._student.modules()
+                 for name, buffer in module._buffers.items() if buffer is not None}  # fmt: skip
         if self.options.feature_weight > 0:
             self._student_logits, self._student_features = self._student(self._x, return_features=True)
         else:
             self._student_logits = self._student(self._x)
-        with torch.no_grad():
-            for buffer, saved in zip(self._student.buffers(), buffers):
-                buffer.copy_(saved)
+        for (module, name), buffer in saved.items():
+            module._buffers[name] = buffer
 
     # -- episode state ---------------------------------------------------------------------------
     def _epoch_size(self) -> int:

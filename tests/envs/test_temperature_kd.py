@@ -302,6 +302,43 @@ def test_a_mid_episode_copy_continues_identically(tiny_kwargs, copy_with, extra)
     assert a[2]  # the episode ran to its end
 
 
+@pytest.mark.parametrize("copy_with", ["pickle", "deepcopy"])
+@pytest.mark.parametrize("copy_first", [False, True])
+@pytest.mark.parametrize(("task", "steps_before"), [("default", 0), ("default", 1), ("default", 4), ("set", 2)])
+def test_copies_of_the_default_task_continue_identically_in_either_order(mnist1d_cache, copy_with, copy_first, task,
+                                                                         steps_before):  # fmt: skip
+    """The default task's student has BatchNorm, whose backward checks that its running statistics were not
+    changed in place after the forward pass: a copy made right after reset or after any step, by pickle or
+    deepcopy, steps on exactly as an uncopied env, whether it or the original steps first (and likewise on
+    the shipped task set's default-capacity instance)."""
+    import copy
+    import pickle
+
+    kwargs = {"cache_dir": str(mnist1d_cache)}
+    if task == "set":
+        kwargs |= {"task_set": "cloud-edge-v0", "split": "test", "observation": "extended",
+                   "action": "temperature_weight"}  # fmt: skip
+    make = lambda: gym.make("TemperatureKD-v0", **kwargs)  # noqa: E731
+    shape = make().action_space.shape
+    actions = np.random.default_rng(1).uniform(-1, 1, (steps_before + 3, *shape)).astype(np.float32)
+    options = {"instance": 3} if task == "set" else None
+    reference, env = make(), make()
+    for e in (reference, env):
+        e.reset(seed=5, options=options)
+        for action in actions[:steps_before]:
+            e.step(action)
+    twin = pickle.loads(pickle.dumps(env)) if copy_with == "pickle" else copy.deepcopy(env)
+    for action in actions[steps_before:]:
+        expected = reference.step(action)
+        pair = (twin.step(action), env.step(action)) if copy_first else (env.step(action), twin.step(action))
+        for got in pair:
+            np.testing.assert_array_equal(got[0], expected[0])
+            assert got[1:] == expected[1:]
+    for e in (env, twin):
+        for (name, p), q in zip(student_state(reference).items(), student_state(e).values()):
+            assert torch.equal(p, q), name
+
+
 def test_a_copy_before_reset_and_after_the_end(tiny_kwargs):
     import copy
     import pickle
