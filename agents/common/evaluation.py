@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -56,6 +58,27 @@ class Policy(Protocol):
 
 def score_metric(env_id: str) -> str:
     return SCORE_METRIC.get(env_id, "return")
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block on ``threads`` torch threads, then give the caller's count back. An episode's numbers
+    can depend on the count (a 6-epoch TemperatureKD-v0 episode: 0.4065 on one thread, 0.4060 on two), so
+    every evaluation sets it, entries record it (``torch_threads``) and verification replays with it."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads={threads!r}: expected an int >= 1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _on_threads(function: Callable[..., Any], threads: int, **kwargs: Any) -> Any:
+    """``function(**kwargs)`` on ``threads`` torch threads: a Ray task's body (its worker starts on one)."""
+    with torch_threads(threads):
+        return function(**kwargs)
 
 
 def _start_episode(env: gym.Env, policy: Policy, seed: int, instance: int | None = None) -> np.ndarray:
@@ -141,21 +164,25 @@ def evaluate(
     workers: int = 1,
     address: str | None = None,
     instances: Sequence[int] | None = None,
+    threads: int = 1,
 ) -> list[dict[str, Any]]:
     """One episode per seed, or on a task set per (instance, seed) (:func:`episode_plan`); returns the
     per-episode results in that order. With ``workers`` > 1 (or a Ray cluster's ``address``) each episode is
     a Ray task (:func:`agents.common.parallel.map_tasks`) that gets a copy of ``policy`` and makes its own
-    env: the same numbers as one after the other here."""
+    env: the same numbers as one after the other here. Every episode runs on ``threads`` torch threads
+    (:func:`torch_threads`; the caller's count is given back)."""
     plan = episode_plan(seeds, instances)
     if workers > 1 or address is not None:
         tasks = [{"policy": policy, "env_id": env_id, "env_kwargs": env_kwargs, "seed": seed, "instance": instance}
                  for seed, instance in plan]  # fmt: skip
-        return map_tasks(episode_in_new_env, tasks, workers, address, description if progress else None, "episode")
-    env = gym.make(env_id, **env_kwargs)
-    results = []
-    for seed, instance in tqdm(plan, desc=description, unit="episode", disable=not progress):
-        results.append(run_episode(env, policy, seed, instance))
-    env.close()
+        return map_tasks(functools.partial(_on_threads, episode_in_new_env, threads), tasks, workers, address,
+                         description if progress else None, "episode")  # fmt: skip
+    with torch_threads(threads):
+        env = gym.make(env_id, **env_kwargs)
+        results = []
+        for seed, instance in tqdm(plan, desc=description, unit="episode", disable=not progress):
+            results.append(run_episode(env, policy, seed, instance))
+        env.close()
     return results
 
 
@@ -269,21 +296,24 @@ def fixed_policy_entry(
     workers: int = 1,
     address: str | None = None,
     instances: Sequence[int] | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Evaluate a fixed policy; each evaluation episode is a run. ``name`` is one of
     :data:`agents.temperature.specs.FIXED_POLICIES`, or, with ``policy_spec``, the name of a policy whose
     parameters were chosen beforehand (``best_constant``): the entry stores the spec, and ``selection``
-    (how it was chosen, on what) beside it. ``workers``/``address``/``instances``: see :func:`evaluate`."""
+    (how it was chosen, on what) beside it. ``workers``/``address``/``instances``/``threads``: see
+    :func:`evaluate` (the entry records ``threads``)."""
     policy = _fixed_policy(name, policy_spec, env_kwargs or {})
     kwargs = {**(env_kwargs or {}), **policy.env_overrides}
-    episodes = evaluate(policy, env_id, kwargs, seeds, progress, name, workers, address, instances)
+    episodes = evaluate(policy, env_id, kwargs, seeds, progress, name, workers, address, instances, threads)
     runs = [{"training_seed": None, "model": None, "episodes": [episode]} for episode in episodes]
     agent: dict[str, Any] = {"kind": "fixed", "name": name}
     if policy_spec:
         agent["policy"] = policy_spec
     if selection:
         agent["selection"] = selection
-    entry = make_entry(env_id, kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag)
+    entry = make_entry(env_id, kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag,
+                       torch_threads=threads)  # fmt: skip
     return _with_fingerprint(_record_instances(entry, instances), kwargs)
 
 
@@ -297,10 +327,12 @@ def searched_policies_entry(
     tag: str = "official",
     progress: bool = True,
     instances: Sequence[int] | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """An entry for policies found by independent searches (the black-box temperature map): each
     search is a run, ``{"training_seed": search seed, "policy": spec, ...its record}``, scored by its
-    policy's mean over the evaluation seeds. ``search`` says how (budget, objective, space)."""
+    policy's mean over the evaluation seeds on ``threads`` torch threads. ``search`` says how (budget,
+    objective, space)."""
     chose = {s for found in searches for s in found.get("episode_seeds", [])}
     if chose & set(seeds):
         raise ValueError(f"the searches chose on episode seeds {sorted(chose)}, which overlap the evaluation seeds")
@@ -308,10 +340,11 @@ def searched_policies_entry(
     for found in searches:
         policy = _fixed_policy(name, found["policy"], env_kwargs)
         episodes = evaluate(policy, env_id, env_kwargs, seeds, progress, description=f"{name} {found['training_seed']}",
-                            instances=instances)  # fmt: skip
+                            instances=instances, threads=threads)  # fmt: skip
         runs.append({**found, "model": None, "episodes": episodes})
     agent = {"kind": "searched", "name": name, "search": search}
-    entry = make_entry(env_id, env_kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag)
+    entry = make_entry(env_id, env_kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag,
+                       torch_threads=threads)  # fmt: skip
     return _with_fingerprint(_record_instances(entry, instances), env_kwargs)
 
 
@@ -327,6 +360,7 @@ def trained_agents_entry(
     workers: int = 1,
     address: str | None = None,
     instances: Sequence[int] | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Evaluate agents saved by :func:`agents.common.training.train_agent` (one per training seed, same env,
     kwargs and algorithm) and copy them under ``directory/models`` so the entry can be verified.
@@ -338,7 +372,8 @@ def trained_agents_entry(
     cluster's ``address``) every (model, setting, seed) episode is a Ray task that loads the model from
     its folder (:func:`saved_agent_episode`): the same numbers as the serial loop. ``instances``: on a task
     set, every seed on each of these instances of the split the agents' env kwargs name (e.g. trained with
-    ``split="train"``, scored with ``evaluation_env_kwargs=[{..., "split": "test"}]``)."""
+    ``split="train"``, scored with ``evaluation_env_kwargs=[{..., "split": "test"}]``). Every episode runs on
+    ``threads`` torch threads, which the entry records."""
     if instances is not None and evaluation_env_kwargs is not None and len(evaluation_env_kwargs) > 1:
         raise ValueError("an entry scores either several evaluation settings or a task set's instances, not both")
     agents = [(Path(d), load_agent(d)) for d in model_dirs]
@@ -356,7 +391,8 @@ def trained_agents_entry(
         tasks = [{"model_dir": str(model_dir.resolve()), "env_id": env_id, "env_kwargs": kwargs, "seed": seed,
                   "instance": instance} for model_dir, _ in agents for kwargs in settings
                  for seed, instance in episode_plan(seeds, instances)]  # fmt: skip
-        flat = map_tasks(saved_agent_episode, tasks, workers, address, name if progress else None, "episode")
+        flat = map_tasks(functools.partial(_on_threads, saved_agent_episode, threads), tasks, workers, address,
+                         name if progress else None, "episode")  # fmt: skip
         per_model = len(settings) * len(episode_plan(seeds, instances))
         parallel = [flat[i * per_model : (i + 1) * per_model] for i in range(len(agents))]
     for i, (model_dir, agent) in enumerate(agents):
@@ -366,7 +402,7 @@ def trained_agents_entry(
             episodes = [episode for kwargs in settings
                         for episode in evaluate(agent.model, env_id, kwargs, seeds, progress,
                                                 description=f"{name} seed {agent.config['seed']}",
-                                                instances=instances)]  # fmt: skip
+                                                instances=instances, threads=threads)]  # fmt: skip
         model, sha = store_model(model_dir, ("model.zip", "config.json", *extra_files), directory)
         runs.append({"training_seed": agent.config["seed"], "model": model, "model_sha256": sha, "episodes": episodes})
     spec = {
@@ -377,7 +413,7 @@ def trained_agents_entry(
         "total_timesteps": first["total_timesteps"],
     }
     entry = make_entry(env_id, first["env_kwargs"], spec, runs, list(seeds), score_metric(env_id),
-                       package_versions(), tag)  # fmt: skip
+                       package_versions(), tag, torch_threads=threads)  # fmt: skip
     if evaluation_env_kwargs:
         entry["evaluation_env_kwargs"] = settings
     return _with_fingerprint(_record_instances(entry, instances), settings[0])
@@ -393,11 +429,13 @@ def search_entry(
     progress: bool = True,
     workers: int = 1,
     address: str | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """An entry for searches on N2NCompress-v0 saved by :func:`agents.common.training.train_agent` (one per
     training seed): each search's best student (``search.json``) is retrained with ``epochs`` epochs on
-    every evaluation seed and scored on the test split (:func:`agents.common.compression.final_evaluation`).
-    With ``workers`` > 1 (or a Ray cluster's ``address``) each (search, seed) retraining is a Ray task."""
+    every evaluation seed and scored on the test split (:func:`agents.common.compression.final_evaluation`),
+    on ``threads`` torch threads (recorded in the entry). With ``workers`` > 1 (or a Ray cluster's
+    ``address``) each (search, seed) retraining is a Ray task."""
     configs = [json.loads((Path(d) / "config.json").read_text()) for d in model_dirs]
     first = _shared_config(configs)
     name = name or first["algo"]
@@ -409,15 +447,16 @@ def search_entry(
     if workers > 1 or address is not None:
         tasks = [{"env_id": env_id, "env_kwargs": config["env_kwargs"], "architecture": search["best"]["architecture"],
                   "seeds": [seed], "epochs": epochs} for config, search in zip(configs, searches) for seed in seeds]
-        flat = [e for es in map_tasks(final_evaluation, tasks, workers, address, name if progress else None,
-                                      "student") for e in es]  # fmt: skip
+        flat = [e for es in map_tasks(functools.partial(_on_threads, final_evaluation, threads), tasks, workers,
+                                      address, name if progress else None, "student") for e in es]  # fmt: skip
     runs = []
     for i, (model_dir, config, search) in enumerate(zip(map(Path, model_dirs), configs, searches)):
         if workers > 1 or address is not None:
             episodes = flat[i * len(seeds) : (i + 1) * len(seeds)]
         else:
-            episodes = final_evaluation(env_id, config["env_kwargs"], search["best"]["architecture"], seeds, epochs,
-                                        progress=progress)  # fmt: skip
+            with torch_threads(threads):
+                episodes = final_evaluation(env_id, config["env_kwargs"], search["best"]["architecture"], seeds,
+                                            epochs, progress=progress)  # fmt: skip
         model, sha = store_model(model_dir, ("model.zip", "config.json", "search.json"), directory)
         best = {k: v for k, v in search["best"].items() if k != "architecture"}
         runs.append({"training_seed": config["seed"], "model": model, "model_sha256": sha,
@@ -434,7 +473,7 @@ def search_entry(
         "final_epochs": epochs,
     }
     entry = make_entry(env_id, first["env_kwargs"], spec, runs, list(seeds), score_metric(env_id),
-                       package_versions(), tag)  # fmt: skip
+                       package_versions(), tag, torch_threads=threads)  # fmt: skip
     return _with_fingerprint(entry, first["env_kwargs"])
 
 

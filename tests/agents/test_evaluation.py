@@ -68,6 +68,35 @@ def test_evaluation_episodes_depend_only_on_their_seed(tiny_json_kwargs):
     assert both[0]["temperature_mean"] != both[1]["temperature_mean"]
 
 
+class ThreadsSeen:
+    """constant_t4, noting the torch thread count at every step."""
+
+    def __init__(self):
+        self.policy, self.seen = fixed_policy("constant_t4"), set()
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        self.seen.add(torch.get_num_threads())
+        return self.policy.predict(observation, deterministic=deterministic)
+
+
+@pytest.fixture
+def callers_threads():
+    """The caller runs on two torch threads during the test (the suite's one afterwards)."""
+    torch.set_num_threads(2)
+    yield 2
+    torch.set_num_threads(1)
+
+
+def test_evaluate_runs_on_the_threads_it_is_given_and_gives_the_callers_back(tiny_json_kwargs, callers_threads):
+    policy = ThreadsSeen()
+    evaluate(policy, ENV_ID, tiny_json_kwargs, SEEDS[:1], progress=False)
+    assert policy.seen == {1} and torch.get_num_threads() == callers_threads  # one by default, not the caller's
+    policy = ThreadsSeen()
+    torch.set_num_threads(1)
+    evaluate(policy, ENV_ID, tiny_json_kwargs, SEEDS[:1], progress=False, threads=2)
+    assert policy.seen == {2} and torch.get_num_threads() == 1
+
+
 def test_fixed_entry_verifies_and_detects_tampering(tmp_path, tiny_json_kwargs, fast_bootstrap):
     entry = fixed_policy_entry("random_t", ENV_ID, tiny_json_kwargs, SEEDS, tag="test", progress=False)
     path = save_entry(entry, tmp_path)
