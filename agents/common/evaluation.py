@@ -514,6 +514,8 @@ def _recorded_runs(entry: dict[str, Any]) -> list[list[dict[str, Any]]]:
 
 
 AGENT_KINDS = ("fixed", "searched", "sb3", "search")
+# Agents trained by the harness, whose runs are stored models (their config.json beside them).
+TRAINED_KINDS = ("sb3", "search")
 # The keys every entry holds, with their JSON types (make_entry writes them).
 ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "schema": int, "env_id": str, "env_kwargs": dict, "agent": dict, "tag": str, "metric": str,
@@ -522,10 +524,77 @@ ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
 }  # fmt: skip
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _selection_records(selection: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The choices a selection records, each beside its validation table: the selection itself
+    (``best_constant``: its ``temperature`` and ``validation_accuracy`` over a ``grid``), or each of its named
+    parts (a feature loss's entry: ``{"best_constant": {...}, "feature_weight": {...}}``)."""
+    if "validation_accuracy" in selection:
+        return [("selection", selection)]
+    return [(f"selection {name!r}", record) for name, record in selection.items()
+            if isinstance(record, dict) and "validation_accuracy" in record]  # fmt: skip
+
+
+def selection_problems(entry: dict[str, Any]) -> list[str]:
+    """What is wrong with the choices a fixed entry records in ``agent["selection"]``: each chosen value
+    (``feature_weight`` where the record has one, else ``temperature``) must be its own validation table's
+    best (ties: the first in the recorded ``grid``'s order, else in the table's), the value the entry was
+    evaluated with (the policy's temperature, the env's feature weight), chosen on the validation metric and
+    on seeds apart from the evaluation seeds. Task-set tables (``table``, per instance) are not checked."""
+    from agents.common.selection import SELECTION_METRIC
+
+    selection = entry["agent"].get("selection")
+    if selection is None:
+        return []
+    if not isinstance(selection, dict):
+        return [f"selection is {type(selection).__name__}, expected an object"]
+    problems = []
+    policy = entry["agent"].get("policy") or {}
+    for label, record in _selection_records(selection):
+        key = "feature_weight" if "feature_weight" in record else "temperature"
+        table, chosen = record["validation_accuracy"], record.get(key)
+        try:
+            values = {float(value): score for value, score in table.items()}
+            order = [float(value) for value in (record.get("grid") or table)]
+        except (AttributeError, TypeError, ValueError):
+            values, order = {}, []
+        if not values or not all(map(_is_number, values.values())) or not _is_number(chosen):
+            problems.append(f"{label}: expected a number {key!r} and a validation_accuracy table of numbers")
+            continue
+        if sorted(order) != sorted(values):
+            problems.append(f"{label}: its grid {record.get('grid')} is not its table's values {list(table)}")
+            continue
+        best = max(order, key=lambda value: (values[value], -order.index(value)))
+        if float(chosen) != best:
+            problems.append(f"{label}: {key} {chosen:g} is not the best of its validation table ({key} {best:g}: "
+                            f"{values[best]!r} against {values.get(float(chosen))!r})")  # fmt: skip
+        evaluated = {"temperature": policy.get("temperature"),
+                     "feature_weight": entry["env_kwargs"].get("feature_weight")}  # fmt: skip
+        for name, value in evaluated.items():
+            recorded = record.get(name)
+            if _is_number(recorded) and _is_number(value) and float(value) != float(recorded):
+                problems.append(f"{label}: chose {name} {recorded:g} but the entry was evaluated with {value!r}")
+        seeds = record.get("seeds") or []
+        if set(seeds) & set(entry["evaluation_seeds"]):
+            problems.append(f"{label}: chosen on seeds {seeds}, which overlap the evaluation seeds")
+        if record.get("metric", SELECTION_METRIC) != SELECTION_METRIC:
+            problems.append(f"{label}: chosen on {record['metric']!r}, not on {SELECTION_METRIC!r}")
+    return problems
+
+
 def entry_problems(entry: Any) -> list[str]:
     """What is wrong with an entry before anything is replayed: its schema (keys, types, runs and their
-    episodes on the entry's evaluation seeds) and the official rule (``tag="official"``, at least
-    ``MIN_OFFICIAL_RUNS`` runs, the protocol's evaluation seeds, a clean commit). Empty when sound."""
+    episodes on the entry's evaluation seeds), its ``metric`` (the env's :func:`score_metric`), its selection
+    (:func:`selection_problems`) and the official rule (``tag="official"``, at least ``MIN_OFFICIAL_RUNS``
+    runs, the protocol's evaluation seeds, a clean commit, a ``model_sha256`` on every run of a trained
+    agent). Empty when sound."""
     if not isinstance(entry, dict):
         return [f"an entry is a JSON object, not {type(entry).__name__}"]
     problems = [f"missing key {key!r}" for key in ENTRY_FIELDS if key not in entry]
@@ -537,9 +606,19 @@ def entry_problems(entry: Any) -> list[str]:
         return problems
     if entry["schema"] != SCHEMA_VERSION:
         problems.append(f"schema {entry['schema']}; this code reads schema {SCHEMA_VERSION}")
+    if entry["metric"] != score_metric(entry["env_id"]):
+        problems.append(f"metric {entry['metric']!r}: {entry['env_id']} entries are ranked by "
+                        f"{score_metric(entry['env_id'])!r}")  # fmt: skip
+    threads = entry.get("torch_threads", 1)
+    if not _is_int(threads) or threads < 1:
+        problems.append(f"torch_threads {threads!r}: expected an int >= 1")
+    if not isinstance(entry.get("machine", ""), str):
+        problems.append(f"machine {entry['machine']!r}: expected a string")
     kind = entry["agent"].get("kind")
     if kind not in AGENT_KINDS or not isinstance(entry["agent"].get("name"), str):
         problems.append(f"agent {entry['agent']!r}: expected a 'name' and a 'kind' in {AGENT_KINDS}")
+    if kind == "fixed":
+        problems += selection_problems(entry)
     seeds = entry["evaluation_seeds"]
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         problems.append(f"evaluation_seeds {seeds!r}: expected a non-empty list of ints")
@@ -582,16 +661,48 @@ def entry_problems(entry: Any) -> list[str]:
         commit = entry["git_commit"]
         if commit is None or commit.endswith("-dirty"):
             problems.append(f"an official entry needs a clean commit; git_commit is {commit!r}")
+        if kind in TRAINED_KINDS:
+            for i, run in enumerate(runs):
+                if not isinstance(run, dict) or not run.get("model") or not isinstance(run.get("model_sha256"), str):
+                    problems.append(f"run {i}: an official {kind} entry records its stored model and the model's "
+                                    "model_sha256 on every run")  # fmt: skip
+    return problems
+
+
+def stored_config_problems(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> list[str]:
+    """What the ``config.json`` stored beside each of a trained agent's models (``train_agent`` wrote it)
+    says against the entry: the algorithm, the env id and kwargs, the hyperparameters and the total timesteps
+    of the entry's agent spec, and a training seed that is the run's own and none of the evaluation seeds.
+    Empty for entries without stored models."""
+    agent, problems = entry["agent"], []
+    for run in entry["runs"]:
+        if agent["kind"] not in TRAINED_KINDS or not run.get("model"):
+            continue
+        path = Path(directory) / run["model"] / "config.json"
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            problems.append(f"training seed {run['training_seed']}: cannot read {path}: {error}")
+            continue
+        claims = {"algo": agent.get("algo"), "env_id": entry["env_id"], "env_kwargs": entry["env_kwargs"],
+                  "hyperparams": agent.get("hyperparams"), "total_timesteps": agent.get("total_timesteps"),
+                  "seed": run["training_seed"]}  # fmt: skip
+        for key, claim in claims.items():
+            if config.get(key) != claim:
+                problems.append(f"training seed {run['training_seed']}: {path} has {key} {config.get(key)!r}, the "
+                                f"entry {claim!r}")  # fmt: skip
+        if config.get("seed") in entry["evaluation_seeds"]:
+            problems.append(f"training seed {run['training_seed']}: {path} trained on evaluation seed {config['seed']}")
     return problems
 
 
 @dataclass
 class Verification:
     """What :func:`verify` found. ``problems`` make an entry fail wherever it is replayed (an unsound
-    entry, a model that is not the recorded one, a score or summary that does not follow from the stored
-    episodes); ``differences`` are recorded numbers the replay did not reproduce exactly. A replay is
-    exact on the machine kind that made the entry; on another kind (``same_machine_kind`` False) it is
-    ``consistent`` when the re-run's IQM lies inside the entry's 95% CI."""
+    entry, a model or config that is not the recorded one, a score or summary that does not follow from the
+    stored episodes, a selection the re-run does not repeat); ``differences`` are recorded numbers the replay
+    did not reproduce exactly. A replay is exact on the machine kind that made the entry; on another kind
+    (``same_machine_kind`` False) it is ``consistent`` when the re-run's IQM lies inside the entry's 95% CI."""
 
     problems: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
@@ -600,6 +711,7 @@ class Verification:
     rerun_iqm: float | None = None
     entry_iqm_ci95: tuple[float, float] | None = None
     same_machine_kind: bool | None = None  # None: the entry does not record its machine kind
+    reran_selection: bool = False
 
     @property
     def inside_ci(self) -> bool | None:
@@ -627,8 +739,9 @@ class Verification:
 
 
 def _numeric_difference(old: Any, new: Any) -> float:
-    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
-        return abs(float(old) - float(new))
+    if _is_number(old) and _is_number(new):
+        gap = abs(float(old) - float(new))
+        return gap if np.isfinite(gap) else float("inf")
     return float("inf")
 
 
@@ -639,10 +752,62 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
     return result.problems + result.differences
 
 
-def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True) -> Verification:
-    """Re-run an entry's stored policy on its evaluation seeds. The entry's own soundness
-    (:func:`entry_problems`) and its models' sha256 are checked first: an unsound entry is not replayed.
-    An unreadable file is a problem too, not an error."""
+def rerun_selection(entry: dict[str, Any], progress: bool = True) -> tuple[float, dict[float, float]] | None:
+    """The constant temperature a fixed entry's selection chose, chosen again
+    (:func:`agents.common.selection.select_best_constant` with the recorded grid and seeds, on the env kwargs
+    the selection records, else the entry's): (temperature, {temperature: validation accuracy}). None for an
+    entry without such a selection (``best_constant``'s)."""
+    from agents.common.selection import select_best_constant
+
+    selection = entry["agent"].get("selection") or {}
+    if entry["agent"]["kind"] != "fixed" or not {"temperature", "validation_accuracy", "seeds"} <= set(selection) \
+            or "feature_weight" in selection:  # fmt: skip
+        return None
+    kwargs = selection.get("env_kwargs", entry["env_kwargs"])
+    grid = [float(t) for t in selection.get("grid") or selection["validation_accuracy"]]
+    return select_best_constant(entry["env_id"], kwargs, grid, list(selection["seeds"]),
+                                kwargs.get("action_scale", 6.0), progress)  # fmt: skip
+
+
+def _replay(entry: dict[str, Any], directory: Path, progress: bool, threads: int) -> tuple[list[tuple], list[str]]:
+    """Each policy's (label, recorded episodes, re-run episodes) on ``threads`` torch threads, and what the
+    stored records contradict."""
+    env_id, kwargs, seeds = entry["env_id"], entry["env_kwargs"], entry["evaluation_seeds"]
+    instances = entry.get("evaluation_instances")
+    pairs, mismatches = [], []
+    if entry["agent"]["kind"] in ("fixed", "searched"):
+        for (label, policy), recorded in zip(entry_policies(entry, directory), _recorded_runs(entry)):
+            episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying", instances=instances,
+                                threads=threads)  # fmt: skip
+            pairs.append((label, recorded, episodes))
+    elif entry["agent"]["kind"] == "search":
+        for run in entry["runs"]:
+            stored = json.loads((stored_model_dir(run, directory) / "search.json").read_text())
+            if stored["best"]["architecture"] != run["architecture"]:
+                mismatches.append(f"training seed {run['training_seed']}: the entry's architecture is not its "
+                                  "search's best")  # fmt: skip
+            with torch_threads(threads):
+                episodes = final_evaluation(env_id, kwargs, run["architecture"], seeds, entry["agent"]["final_epochs"],
+                                            use_cache=False, progress=progress)  # fmt: skip
+            pairs.append((f"training seed {run['training_seed']}", run["episodes"], episodes))
+    else:
+        for (label, policy), run in zip(entry_policies(entry, directory), entry["runs"]):
+            episodes = []
+            for setting in entry.get("evaluation_env_kwargs") or [kwargs]:
+                episodes += evaluate(policy, env_id, setting, seeds, progress, description="verifying",
+                                     instances=instances, threads=threads)  # fmt: skip
+            pairs.append((label, run["episodes"], episodes))
+    return pairs, mismatches
+
+
+def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True,
+           deep: bool = False) -> Verification:  # fmt: skip
+    """Re-run an entry's stored policy on its evaluation seeds, on the torch thread count the entry records
+    (``torch_threads``; 1 where it records none). Checked first, and an entry that fails is not replayed:
+    its soundness (:func:`entry_problems`: schema, metric, selection, the official rule), its task's
+    fingerprint, its models' sha256 and the configs stored beside them (:func:`stored_config_problems`).
+    ``deep`` also re-runs a recorded selection (:func:`rerun_selection`): its choice must be the entry's and
+    its table's numbers are compared like the episodes'. An unreadable file is a problem too, not an error."""
     try:
         entry = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -650,8 +815,7 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
     problems = entry_problems(entry)
     if problems:
         return Verification(problems=problems)
-    env_id, kwargs, seeds = entry["env_id"], entry["env_kwargs"], entry["evaluation_seeds"]
-    mismatches = []
+    env_id, kwargs = entry["env_id"], entry["env_kwargs"]
     recorded_fingerprint = entry.get("task_fingerprint")
     if recorded_fingerprint is not None:
         here = task_fingerprint(env_id, kwargs) or {}
@@ -659,56 +823,53 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
         if differ:  # the same policy on another teacher or other data: replaying would compare nothing
             return Verification(problems=[f"task {k}: the entry's {recorded_fingerprint.get(k)} differs from this "
                                           f"machine's {here.get(k)}" for k in differ])  # fmt: skip
-    stored = [run for run in entry["runs"] if run.get("model")]
     damaged = []
-    for run in stored:
+    for run in entry["runs"]:
+        if not run.get("model"):
+            continue
         try:
             stored_model_dir(run, directory)
         except (OSError, ValueError) as error:
             damaged.append(f"training seed {run['training_seed']}: {error}")
     if damaged:  # a model that is not the one the entry records: replaying it would compare nothing
         return Verification(problems=damaged)
-    instances = entry.get("evaluation_instances")
-    if entry["agent"]["kind"] in ("fixed", "searched"):
-        pairs = []
-        for (label, policy), recorded in zip(entry_policies(entry, directory), _recorded_runs(entry)):
-            episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying", instances=instances)
-            pairs.append((label, recorded, episodes))
-    elif entry["agent"]["kind"] == "search":
-        pairs = []
-        for run in entry["runs"]:
-            stored = json.loads((stored_model_dir(run, directory) / "search.json").read_text())
-            if stored["best"]["architecture"] != run["architecture"]:
-                mismatches.append(f"training seed {run['training_seed']}: the entry's architecture is not its "
-                                  "search's best")  # fmt: skip
-            episodes = final_evaluation(env_id, kwargs, run["architecture"], seeds, entry["agent"]["final_epochs"],
-                                        use_cache=False, progress=progress)  # fmt: skip
-            pairs.append((f"training seed {run['training_seed']}", run["episodes"], episodes))
-    else:
-        pairs = []
-        for (label, policy), run in zip(entry_policies(entry, directory), entry["runs"]):
-            settings = entry.get("evaluation_env_kwargs") or [kwargs]
-            episodes = []
-            for setting in settings:
-                episodes += evaluate(policy, env_id, setting, seeds, progress, description="verifying",
-                                     instances=instances)  # fmt: skip
-            pairs.append((label, run["episodes"], episodes))
-    result = Verification(problems=mismatches)
+    claims = stored_config_problems(entry, directory)
+    if claims:  # a model trained otherwise than the entry says: its replay would vouch for the wrong claim
+        return Verification(problems=claims)
+    threads = entry.get("torch_threads", 1)
+    pairs, mismatches = _replay(entry, directory, progress, threads)
+    with torch_threads(threads):
+        selection = rerun_selection(entry, progress) if deep else None
+    result = Verification(problems=mismatches, reran_selection=selection is not None)
+
+    def differs(where: str, at: str, key: str, old: Any, new: Any) -> None:
+        result.differences.append(f"{where}: {key} {old!r} -> {new!r}")
+        gap = _numeric_difference(old, new)
+        if gap > result.largest_difference:
+            result.largest_difference, result.largest_difference_at = gap, f"{at}, {key}"
+
     metric = entry["metric"]
     rerun_scores = []
     for label, recorded, rerun in pairs:
         for old, new in zip(recorded, rerun, strict=True):
             for key, value in old.items():
                 if new.get(key) != value:
-                    result.differences.append(f"{label}, evaluation seed {old['seed']}: {key} {value!r} -> "
-                                              f"{new.get(key)!r}")  # fmt: skip
-                    gap = _numeric_difference(value, new.get(key))
-                    if gap > result.largest_difference:
-                        result.largest_difference, result.largest_difference_at = gap, f"{label}, {key}"
+                    differs(f"{label}, evaluation seed {old['seed']}", label, key, value, new.get(key))
         if entry["agent"]["kind"] == "fixed":  # each episode is a run
             rerun_scores += [float(episode[metric]) for episode in rerun]
         else:
             rerun_scores.append(run_score({"episodes": rerun}, metric))
+    if selection is not None:
+        chosen, table = selection
+        record = entry["agent"]["selection"]
+        if chosen != float(record["temperature"]):
+            result.problems.append(f"selection: the re-run chose temperature {chosen:g}, the entry "
+                                   f"{record['temperature']:g}")  # fmt: skip
+        recorded_table = {float(t): value for t, value in record["validation_accuracy"].items()}
+        for t, value in table.items():
+            if recorded_table.get(t) != value:
+                where = f"selection, temperature {t:g}"
+                differs(where, where, "validation accuracy", recorded_table.get(t), value)
     if result.differences:
         result.rerun_iqm = aggregate(rerun_scores)["iqm"]
         result.entry_iqm_ci95 = tuple(entry["summary"]["iqm_ci95"])
