@@ -417,32 +417,46 @@ def test_verify_reports_each_bad_file_by_path_and_goes_on(tmp_path, tiny_json_kw
     assert f"OK {good}" in out and "2 of 3 entries failed" in out
 
 
-def _as_if_made_elsewhere(entry, shift):
-    """The entry as another machine would have written it: every accuracy off by ``shift``, with the
-    scores and summary that follow from them (a sound entry whose numbers the replay does not repeat)."""
+def _as_if_made_elsewhere(entry, shifts, key=None):
+    """The entry as another machine kind would have written it: ``key`` (default: the score) of the i-th
+    episode off by ``shifts[i % len(shifts)]``, with the scores and summary that follow from them (a sound
+    entry whose numbers the replay does not repeat)."""
+    episodes = [episode for run in entry["runs"] for episode in run["episodes"]]
+    for i, episode in enumerate(episodes):
+        episode[key or entry["metric"]] += shifts[i % len(shifts)]
     for run in entry["runs"]:
-        for episode in run["episodes"]:
-            episode["student_test_accuracy"] += shift
         run["score"] = run_score(run, entry["metric"])
     entry["summary"] = aggregate([run["score"] for run in entry["runs"]])
     entry["machine"] = "Linux x86_64, another CPU, torch 0.0"
     return entry
 
 
-@pytest.mark.parametrize(("shift", "status"), [(1e-7, "CONSISTENT"), (0.5, "MISMATCH")])
-def test_verify_elsewhere_reports_the_largest_difference_and_the_ci(tmp_path, tiny_json_kwargs, fast_bootstrap,
-                                                                     shift, status):
+@pytest.mark.parametrize(
+    ("shifts", "key", "status", "directed"),
+    [
+        ([1e-7], None, "CONSISTENT", []),  # float rounding
+        ([1e-3, -1e-3], None, "CONSISTENT", []),  # small and symmetric
+        ([0.004], None, "MISMATCH", ["student_test_accuracy"]),  # the review's forgery: too large, and one way
+        ([0.001], None, "MISMATCH", ["student_test_accuracy"]),  # within the tolerance, but one way
+        ([-0.001], "student_test_ece", "MISMATCH", ["student_test_ece"]),  # a better calibration, one way
+        ([0.01, -0.01], "student_test_nll", "MISMATCH", []),  # symmetric, but too large: not only the score counts
+        ([0.5], None, "MISMATCH", ["student_test_accuracy"]),
+    ],
+)
+def test_verify_elsewhere_is_consistent_only_for_small_differences_without_a_direction(
+    tmp_path, tiny_json_kwargs, fast_bootstrap, shifts, key, status, directed
+):
     entry = fixed_policy_entry("random_t", ENV_ID, tiny_json_kwargs, (1000, 1001, 1002, 1003), tag="test",
                                progress=False)  # fmt: skip
     assert entry["machine"] == machine_kind()
-    path = save_entry(_as_if_made_elsewhere(entry, shift), tmp_path)
+    path = save_entry(_as_if_made_elsewhere(entry, shifts, key), tmp_path)
     result = verify(path, tmp_path, progress=False)
     assert result.status == status and result.same_machine_kind is False and not result.problems
-    assert result.largest_difference == pytest.approx(shift, rel=1e-3)
-    assert "student_test_accuracy" in result.largest_difference_at
-    assert result.inside_ci is (status == "CONSISTENT")
+    assert result.directed == directed
+    assert result.largest_difference == pytest.approx(max(map(abs, shifts)), rel=1e-3)
+    assert (key or "student_test_accuracy") in result.largest_difference_at
     assert "another machine kind made the entry" in result.lines()[-1]
-    # The same numbers from this machine kind: exactness is the rule, whatever the CI says.
+    # The same numbers from this machine kind: exactness is the rule.
     saved = json.loads(path.read_text())
     saved["machine"] = machine_kind()
     path.write_text(json.dumps(saved))

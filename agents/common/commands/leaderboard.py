@@ -14,9 +14,10 @@ as the entry states them). Then it replays the entry on the torch thread count t
 its grid and seeds. Every file is reported by path (OK, CONSISTENT, MISMATCH with the problems, or
 ERROR) and the next one is checked; the exit status is the number of entries that failed.
 
-A replay is exact on the machine kind that made the entry (recorded as "machine"); on another kind,
-numbers may differ in the last bits: the report gives the largest difference and whether the re-run's
-IQM lies inside the entry's 95% CI (CONSISTENT if it does).
+A replay is exact on the machine kind that made the entry (recorded as "machine"). On another kind it is
+CONSISTENT only if every recorded per-episode number is within 0.002 of the re-run's and no number's
+differences have a direction (a paired t-interval of the mean difference that holds 0: the score's at
+95%, the other numbers' at 95% together); a uniform shift is a MISMATCH, however small above 1e-6.
 """
 
 from __future__ import annotations
