@@ -33,6 +33,7 @@ from agents.common.leaderboard import (
     write_entry,
 )
 from agents.common.parallel import map_tasks
+from agents.common.registry import policy_path
 from agents.common.training import acting_zip, info_numbers, load_agent, package_versions
 from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
@@ -669,6 +670,14 @@ def entry_problems(entry: Any) -> list[str]:
     return problems
 
 
+def _same_policy_path(hyperparams: Any) -> Any:
+    """Hyperparameters with their policy as a dotted path (:func:`agents.common.registry.policy_path`: a run
+    trained before the YAML files gave dotted paths records the bare name of the same class)."""
+    if isinstance(hyperparams, dict) and "policy" in hyperparams:
+        return {**hyperparams, "policy": policy_path(hyperparams["policy"])}
+    return hyperparams
+
+
 def stored_config_problems(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> list[str]:
     """What the ``config.json`` stored beside each of a trained agent's models (``train_agent`` wrote it)
     says against the entry: the algorithm, the env id and kwargs, the hyperparameters and the total timesteps
@@ -688,7 +697,7 @@ def stored_config_problems(entry: dict[str, Any], directory: Path = LEADERBOARD_
                   "hyperparams": agent.get("hyperparams"), "total_timesteps": agent.get("total_timesteps"),
                   "seed": run["training_seed"]}  # fmt: skip
         for key, claim in claims.items():
-            if config.get(key) != claim:
+            if _same_policy_path(config.get(key)) != _same_policy_path(claim):
                 problems.append(f"training seed {run['training_seed']}: {path} has {key} {config.get(key)!r}, the "
                                 f"entry {claim!r}")  # fmt: skip
         if config.get("seed") in entry["evaluation_seeds"]:

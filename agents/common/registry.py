@@ -64,6 +64,14 @@ def policy_class(policy: str | type) -> str | type:
     return POLICIES.get(policy, policy)
 
 
+def policy_path(policy: Any) -> Any:
+    """A YAML file's ``policy`` as the dotted path it stands for: one of our bare names (:data:`POLICIES`, as
+    configs written before the dotted paths give it) as its class's path, anything else as it is. Compares
+    the settings of runs trained before and after, without importing what a config names."""
+    cls = POLICIES.get(policy) if isinstance(policy, str) else None
+    return policy if cls is None else f"{cls.__module__}.{cls.__name__}"
+
+
 def load_hyperparams(algo: str, env_id: str, directory: Path = HYPERPARAMS_DIR) -> dict[str, Any]:
     """The settings for ``env_id`` from ``<directory>/<algo>.yml`` (``policy`` as the file writes it: a
     dotted path or an alias; :func:`policy_class` resolves it)."""

@@ -326,6 +326,18 @@ def test_a_stored_config_must_say_what_the_entry_says(tmp_path, tiny_ppo_dirs, f
     assert all(p.startswith("training seed 1: ") for p in problems)
 
 
+def test_a_policy_recorded_by_its_older_bare_name_is_the_same_policy(tmp_path, tiny_ppo_dirs, fast_bootstrap):
+    entry = trained_agents_entry(tiny_ppo_dirs, SEEDS[:1], tag="test", directory=tmp_path, progress=False)
+    assert entry["agent"]["hyperparams"]["policy"] == "agents.rlkd.policies.InstancePolicy"
+    path = save_entry(entry, tmp_path)
+    stored = tmp_path / entry["runs"][1]["model"] / "config.json"
+    for policy, problems in (("InstancePolicy", 0), ("MlpPolicy", 1)):
+        config = json.loads(stored.read_text())
+        config["hyperparams"]["policy"] = policy
+        stored.write_text(json.dumps(config))
+        assert len(verify_entry(path, tmp_path, progress=False)) == problems
+
+
 SELECTION = {"temperature": 2.0, "validation_accuracy": {"1.0": 0.5, "2.0": 0.7, "4.0": 0.7}, "grid": [1.0, 2.0, 4.0],
              "seeds": [0, 1], "metric": "student_val_accuracy"}  # fmt: skip
 
