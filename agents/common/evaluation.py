@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,6 +33,7 @@ from agents.common.leaderboard import (
     write_entry,
 )
 from agents.common.parallel import map_tasks
+from agents.common.registry import policy_path
 from agents.common.training import acting_zip, info_numbers, load_agent, package_versions
 from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
@@ -56,6 +59,27 @@ class Policy(Protocol):
 
 def score_metric(env_id: str) -> str:
     return SCORE_METRIC.get(env_id, "return")
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block on ``threads`` torch threads, then give the caller's count back. An episode's numbers
+    can depend on the count (a 6-epoch TemperatureKD-v0 episode: 0.4065 on one thread, 0.4060 on two), so
+    every evaluation sets it, entries record it (``torch_threads``) and verification replays with it."""
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads={threads!r}: expected an int >= 1")
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _on_threads(function: Callable[..., Any], threads: int, **kwargs: Any) -> Any:
+    """``function(**kwargs)`` on ``threads`` torch threads: a Ray task's body (its worker starts on one)."""
+    with torch_threads(threads):
+        return function(**kwargs)
 
 
 def _start_episode(env: gym.Env, policy: Policy, seed: int, instance: int | None = None) -> np.ndarray:
@@ -141,21 +165,25 @@ def evaluate(
     workers: int = 1,
     address: str | None = None,
     instances: Sequence[int] | None = None,
+    threads: int = 1,
 ) -> list[dict[str, Any]]:
     """One episode per seed, or on a task set per (instance, seed) (:func:`episode_plan`); returns the
     per-episode results in that order. With ``workers`` > 1 (or a Ray cluster's ``address``) each episode is
     a Ray task (:func:`agents.common.parallel.map_tasks`) that gets a copy of ``policy`` and makes its own
-    env: the same numbers as one after the other here."""
+    env: the same numbers as one after the other here. Every episode runs on ``threads`` torch threads
+    (:func:`torch_threads`; the caller's count is given back)."""
     plan = episode_plan(seeds, instances)
     if workers > 1 or address is not None:
         tasks = [{"policy": policy, "env_id": env_id, "env_kwargs": env_kwargs, "seed": seed, "instance": instance}
                  for seed, instance in plan]  # fmt: skip
-        return map_tasks(episode_in_new_env, tasks, workers, address, description if progress else None, "episode")
-    env = gym.make(env_id, **env_kwargs)
-    results = []
-    for seed, instance in tqdm(plan, desc=description, unit="episode", disable=not progress):
-        results.append(run_episode(env, policy, seed, instance))
-    env.close()
+        return map_tasks(functools.partial(_on_threads, episode_in_new_env, threads), tasks, workers, address,
+                         description if progress else None, "episode")  # fmt: skip
+    with torch_threads(threads):
+        env = gym.make(env_id, **env_kwargs)
+        results = []
+        for seed, instance in tqdm(plan, desc=description, unit="episode", disable=not progress):
+            results.append(run_episode(env, policy, seed, instance))
+        env.close()
     return results
 
 
@@ -269,21 +297,24 @@ def fixed_policy_entry(
     workers: int = 1,
     address: str | None = None,
     instances: Sequence[int] | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Evaluate a fixed policy; each evaluation episode is a run. ``name`` is one of
     :data:`agents.temperature.specs.FIXED_POLICIES`, or, with ``policy_spec``, the name of a policy whose
     parameters were chosen beforehand (``best_constant``): the entry stores the spec, and ``selection``
-    (how it was chosen, on what) beside it. ``workers``/``address``/``instances``: see :func:`evaluate`."""
+    (how it was chosen, on what) beside it. ``workers``/``address``/``instances``/``threads``: see
+    :func:`evaluate` (the entry records ``threads``)."""
     policy = _fixed_policy(name, policy_spec, env_kwargs or {})
     kwargs = {**(env_kwargs or {}), **policy.env_overrides}
-    episodes = evaluate(policy, env_id, kwargs, seeds, progress, name, workers, address, instances)
+    episodes = evaluate(policy, env_id, kwargs, seeds, progress, name, workers, address, instances, threads)
     runs = [{"training_seed": None, "model": None, "episodes": [episode]} for episode in episodes]
     agent: dict[str, Any] = {"kind": "fixed", "name": name}
     if policy_spec:
         agent["policy"] = policy_spec
     if selection:
         agent["selection"] = selection
-    entry = make_entry(env_id, kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag)
+    entry = make_entry(env_id, kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag,
+                       torch_threads=threads)  # fmt: skip
     return _with_fingerprint(_record_instances(entry, instances), kwargs)
 
 
@@ -297,10 +328,12 @@ def searched_policies_entry(
     tag: str = "official",
     progress: bool = True,
     instances: Sequence[int] | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """An entry for policies found by independent searches (the black-box temperature map): each
     search is a run, ``{"training_seed": search seed, "policy": spec, ...its record}``, scored by its
-    policy's mean over the evaluation seeds. ``search`` says how (budget, objective, space)."""
+    policy's mean over the evaluation seeds on ``threads`` torch threads. ``search`` says how (budget,
+    objective, space)."""
     chose = {s for found in searches for s in found.get("episode_seeds", [])}
     if chose & set(seeds):
         raise ValueError(f"the searches chose on episode seeds {sorted(chose)}, which overlap the evaluation seeds")
@@ -308,10 +341,11 @@ def searched_policies_entry(
     for found in searches:
         policy = _fixed_policy(name, found["policy"], env_kwargs)
         episodes = evaluate(policy, env_id, env_kwargs, seeds, progress, description=f"{name} {found['training_seed']}",
-                            instances=instances)  # fmt: skip
+                            instances=instances, threads=threads)  # fmt: skip
         runs.append({**found, "model": None, "episodes": episodes})
     agent = {"kind": "searched", "name": name, "search": search}
-    entry = make_entry(env_id, env_kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag)
+    entry = make_entry(env_id, env_kwargs, agent, runs, list(seeds), score_metric(env_id), package_versions(), tag,
+                       torch_threads=threads)  # fmt: skip
     return _with_fingerprint(_record_instances(entry, instances), env_kwargs)
 
 
@@ -327,6 +361,7 @@ def trained_agents_entry(
     workers: int = 1,
     address: str | None = None,
     instances: Sequence[int] | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """Evaluate agents saved by :func:`agents.common.training.train_agent` (one per training seed, same env,
     kwargs and algorithm) and copy them under ``directory/models`` so the entry can be verified.
@@ -338,7 +373,8 @@ def trained_agents_entry(
     cluster's ``address``) every (model, setting, seed) episode is a Ray task that loads the model from
     its folder (:func:`saved_agent_episode`): the same numbers as the serial loop. ``instances``: on a task
     set, every seed on each of these instances of the split the agents' env kwargs name (e.g. trained with
-    ``split="train"``, scored with ``evaluation_env_kwargs=[{..., "split": "test"}]``)."""
+    ``split="train"``, scored with ``evaluation_env_kwargs=[{..., "split": "test"}]``). Every episode runs on
+    ``threads`` torch threads, which the entry records."""
     if instances is not None and evaluation_env_kwargs is not None and len(evaluation_env_kwargs) > 1:
         raise ValueError("an entry scores either several evaluation settings or a task set's instances, not both")
     agents = [(Path(d), load_agent(d)) for d in model_dirs]
@@ -356,7 +392,8 @@ def trained_agents_entry(
         tasks = [{"model_dir": str(model_dir.resolve()), "env_id": env_id, "env_kwargs": kwargs, "seed": seed,
                   "instance": instance} for model_dir, _ in agents for kwargs in settings
                  for seed, instance in episode_plan(seeds, instances)]  # fmt: skip
-        flat = map_tasks(saved_agent_episode, tasks, workers, address, name if progress else None, "episode")
+        flat = map_tasks(functools.partial(_on_threads, saved_agent_episode, threads), tasks, workers, address,
+                         name if progress else None, "episode")  # fmt: skip
         per_model = len(settings) * len(episode_plan(seeds, instances))
         parallel = [flat[i * per_model : (i + 1) * per_model] for i in range(len(agents))]
     for i, (model_dir, agent) in enumerate(agents):
@@ -366,7 +403,7 @@ def trained_agents_entry(
             episodes = [episode for kwargs in settings
                         for episode in evaluate(agent.model, env_id, kwargs, seeds, progress,
                                                 description=f"{name} seed {agent.config['seed']}",
-                                                instances=instances)]  # fmt: skip
+                                                instances=instances, threads=threads)]  # fmt: skip
         model, sha = store_model(model_dir, ("model.zip", "config.json", *extra_files), directory)
         runs.append({"training_seed": agent.config["seed"], "model": model, "model_sha256": sha, "episodes": episodes})
     spec = {
@@ -377,7 +414,7 @@ def trained_agents_entry(
         "total_timesteps": first["total_timesteps"],
     }
     entry = make_entry(env_id, first["env_kwargs"], spec, runs, list(seeds), score_metric(env_id),
-                       package_versions(), tag)  # fmt: skip
+                       package_versions(), tag, torch_threads=threads)  # fmt: skip
     if evaluation_env_kwargs:
         entry["evaluation_env_kwargs"] = settings
     return _with_fingerprint(_record_instances(entry, instances), settings[0])
@@ -393,11 +430,13 @@ def search_entry(
     progress: bool = True,
     workers: int = 1,
     address: str | None = None,
+    threads: int = 1,
 ) -> dict[str, Any]:
     """An entry for searches on N2NCompress-v0 saved by :func:`agents.common.training.train_agent` (one per
     training seed): each search's best student (``search.json``) is retrained with ``epochs`` epochs on
-    every evaluation seed and scored on the test split (:func:`agents.common.compression.final_evaluation`).
-    With ``workers`` > 1 (or a Ray cluster's ``address``) each (search, seed) retraining is a Ray task."""
+    every evaluation seed and scored on the test split (:func:`agents.common.compression.final_evaluation`),
+    on ``threads`` torch threads (recorded in the entry). With ``workers`` > 1 (or a Ray cluster's
+    ``address``) each (search, seed) retraining is a Ray task."""
     configs = [json.loads((Path(d) / "config.json").read_text()) for d in model_dirs]
     first = _shared_config(configs)
     name = name or first["algo"]
@@ -409,15 +448,16 @@ def search_entry(
     if workers > 1 or address is not None:
         tasks = [{"env_id": env_id, "env_kwargs": config["env_kwargs"], "architecture": search["best"]["architecture"],
                   "seeds": [seed], "epochs": epochs} for config, search in zip(configs, searches) for seed in seeds]
-        flat = [e for es in map_tasks(final_evaluation, tasks, workers, address, name if progress else None,
-                                      "student") for e in es]  # fmt: skip
+        flat = [e for es in map_tasks(functools.partial(_on_threads, final_evaluation, threads), tasks, workers,
+                                      address, name if progress else None, "student") for e in es]  # fmt: skip
     runs = []
     for i, (model_dir, config, search) in enumerate(zip(map(Path, model_dirs), configs, searches)):
         if workers > 1 or address is not None:
             episodes = flat[i * len(seeds) : (i + 1) * len(seeds)]
         else:
-            episodes = final_evaluation(env_id, config["env_kwargs"], search["best"]["architecture"], seeds, epochs,
-                                        progress=progress)  # fmt: skip
+            with torch_threads(threads):
+                episodes = final_evaluation(env_id, config["env_kwargs"], search["best"]["architecture"], seeds,
+                                            epochs, progress=progress)  # fmt: skip
         model, sha = store_model(model_dir, ("model.zip", "config.json", "search.json"), directory)
         best = {k: v for k, v in search["best"].items() if k != "architecture"}
         runs.append({"training_seed": config["seed"], "model": model, "model_sha256": sha,
@@ -434,7 +474,7 @@ def search_entry(
         "final_epochs": epochs,
     }
     entry = make_entry(env_id, first["env_kwargs"], spec, runs, list(seeds), score_metric(env_id),
-                       package_versions(), tag)  # fmt: skip
+                       package_versions(), tag, torch_threads=threads)  # fmt: skip
     return _with_fingerprint(entry, first["env_kwargs"])
 
 
@@ -475,6 +515,8 @@ def _recorded_runs(entry: dict[str, Any]) -> list[list[dict[str, Any]]]:
 
 
 AGENT_KINDS = ("fixed", "searched", "sb3", "search")
+# Agents trained by the harness, whose runs are stored models (their config.json beside them).
+TRAINED_KINDS = ("sb3", "search")
 # The keys every entry holds, with their JSON types (make_entry writes them).
 ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
     "schema": int, "env_id": str, "env_kwargs": dict, "agent": dict, "tag": str, "metric": str,
@@ -483,10 +525,77 @@ ENTRY_FIELDS: dict[str, type | tuple[type, ...]] = {
 }  # fmt: skip
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _selection_records(selection: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The choices a selection records, each beside its validation table: the selection itself
+    (``best_constant``: its ``temperature`` and ``validation_accuracy`` over a ``grid``), or each of its named
+    parts (a feature loss's entry: ``{"best_constant": {...}, "feature_weight": {...}}``)."""
+    if "validation_accuracy" in selection:
+        return [("selection", selection)]
+    return [(f"selection {name!r}", record) for name, record in selection.items()
+            if isinstance(record, dict) and "validation_accuracy" in record]  # fmt: skip
+
+
+def selection_problems(entry: dict[str, Any]) -> list[str]:
+    """What is wrong with the choices a fixed entry records in ``agent["selection"]``: each chosen value
+    (``feature_weight`` where the record has one, else ``temperature``) must be its own validation table's
+    best (ties: the first in the recorded ``grid``'s order, else in the table's), the value the entry was
+    evaluated with (the policy's temperature, the env's feature weight), chosen on the validation metric and
+    on seeds apart from the evaluation seeds. Task-set tables (``table``, per instance) are not checked."""
+    from agents.common.selection import SELECTION_METRIC
+
+    selection = entry["agent"].get("selection")
+    if selection is None:
+        return []
+    if not isinstance(selection, dict):
+        return [f"selection is {type(selection).__name__}, expected an object"]
+    problems = []
+    policy = entry["agent"].get("policy") or {}
+    for label, record in _selection_records(selection):
+        key = "feature_weight" if "feature_weight" in record else "temperature"
+        table, chosen = record["validation_accuracy"], record.get(key)
+        try:
+            values = {float(value): score for value, score in table.items()}
+            order = [float(value) for value in (record.get("grid") or table)]
+        except (AttributeError, TypeError, ValueError):
+            values, order = {}, []
+        if not values or not all(map(_is_number, values.values())) or not _is_number(chosen):
+            problems.append(f"{label}: expected a number {key!r} and a validation_accuracy table of numbers")
+            continue
+        if sorted(order) != sorted(values):
+            problems.append(f"{label}: its grid {record.get('grid')} is not its table's values {list(table)}")
+            continue
+        best = max(order, key=lambda value: (values[value], -order.index(value)))
+        if float(chosen) != best:
+            problems.append(f"{label}: {key} {chosen:g} is not the best of its validation table ({key} {best:g}: "
+                            f"{values[best]!r} against {values.get(float(chosen))!r})")  # fmt: skip
+        evaluated = {"temperature": policy.get("temperature"),
+                     "feature_weight": entry["env_kwargs"].get("feature_weight")}  # fmt: skip
+        for name, value in evaluated.items():
+            recorded = record.get(name)
+            if _is_number(recorded) and _is_number(value) and float(value) != float(recorded):
+                problems.append(f"{label}: chose {name} {recorded:g} but the entry was evaluated with {value!r}")
+        seeds = record.get("seeds") or []
+        if set(seeds) & set(entry["evaluation_seeds"]):
+            problems.append(f"{label}: chosen on seeds {seeds}, which overlap the evaluation seeds")
+        if record.get("metric", SELECTION_METRIC) != SELECTION_METRIC:
+            problems.append(f"{label}: chosen on {record['metric']!r}, not on {SELECTION_METRIC!r}")
+    return problems
+
+
 def entry_problems(entry: Any) -> list[str]:
     """What is wrong with an entry before anything is replayed: its schema (keys, types, runs and their
-    episodes on the entry's evaluation seeds) and the official rule (``tag="official"``, at least
-    ``MIN_OFFICIAL_RUNS`` runs, the protocol's evaluation seeds, a clean commit). Empty when sound."""
+    episodes on the entry's evaluation seeds), its ``metric`` (the env's :func:`score_metric`), its selection
+    (:func:`selection_problems`) and the official rule (``tag="official"``, at least ``MIN_OFFICIAL_RUNS``
+    runs, the protocol's evaluation seeds, a clean commit, a ``model_sha256`` on every run of a trained
+    agent). Empty when sound."""
     if not isinstance(entry, dict):
         return [f"an entry is a JSON object, not {type(entry).__name__}"]
     problems = [f"missing key {key!r}" for key in ENTRY_FIELDS if key not in entry]
@@ -498,9 +607,19 @@ def entry_problems(entry: Any) -> list[str]:
         return problems
     if entry["schema"] != SCHEMA_VERSION:
         problems.append(f"schema {entry['schema']}; this code reads schema {SCHEMA_VERSION}")
+    if entry["metric"] != score_metric(entry["env_id"]):
+        problems.append(f"metric {entry['metric']!r}: {entry['env_id']} entries are ranked by "
+                        f"{score_metric(entry['env_id'])!r}")  # fmt: skip
+    threads = entry.get("torch_threads", 1)
+    if not _is_int(threads) or threads < 1:
+        problems.append(f"torch_threads {threads!r}: expected an int >= 1")
+    if not isinstance(entry.get("machine", ""), str):
+        problems.append(f"machine {entry['machine']!r}: expected a string")
     kind = entry["agent"].get("kind")
     if kind not in AGENT_KINDS or not isinstance(entry["agent"].get("name"), str):
         problems.append(f"agent {entry['agent']!r}: expected a 'name' and a 'kind' in {AGENT_KINDS}")
+    if kind == "fixed":
+        problems += selection_problems(entry)
     seeds = entry["evaluation_seeds"]
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         problems.append(f"evaluation_seeds {seeds!r}: expected a non-empty list of ints")
@@ -543,16 +662,98 @@ def entry_problems(entry: Any) -> list[str]:
         commit = entry["git_commit"]
         if commit is None or commit.endswith("-dirty"):
             problems.append(f"an official entry needs a clean commit; git_commit is {commit!r}")
+        if kind in TRAINED_KINDS:
+            for i, run in enumerate(runs):
+                if not isinstance(run, dict) or not run.get("model") or not isinstance(run.get("model_sha256"), str):
+                    problems.append(f"run {i}: an official {kind} entry records its stored model and the model's "
+                                    "model_sha256 on every run")  # fmt: skip
     return problems
+
+
+def _same_policy_path(hyperparams: Any) -> Any:
+    """Hyperparameters with their policy as a dotted path (:func:`agents.common.registry.policy_path`: a run
+    trained before the YAML files gave dotted paths records the bare name of the same class)."""
+    if isinstance(hyperparams, dict) and "policy" in hyperparams:
+        return {**hyperparams, "policy": policy_path(hyperparams["policy"])}
+    return hyperparams
+
+
+def stored_config_problems(entry: dict[str, Any], directory: Path = LEADERBOARD_DIR) -> list[str]:
+    """What the ``config.json`` stored beside each of a trained agent's models (``train_agent`` wrote it)
+    says against the entry: the algorithm, the env id and kwargs, the hyperparameters and the total timesteps
+    of the entry's agent spec, and a training seed that is the run's own and none of the evaluation seeds.
+    Empty for entries without stored models."""
+    agent, problems = entry["agent"], []
+    for run in entry["runs"]:
+        if agent["kind"] not in TRAINED_KINDS or not run.get("model"):
+            continue
+        path = Path(directory) / run["model"] / "config.json"
+        try:
+            config = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            problems.append(f"training seed {run['training_seed']}: cannot read {path}: {error}")
+            continue
+        claims = {"algo": agent.get("algo"), "env_id": entry["env_id"], "env_kwargs": entry["env_kwargs"],
+                  "hyperparams": agent.get("hyperparams"), "total_timesteps": agent.get("total_timesteps"),
+                  "seed": run["training_seed"]}  # fmt: skip
+        for key, claim in claims.items():
+            if _same_policy_path(config.get(key)) != _same_policy_path(claim):
+                problems.append(f"training seed {run['training_seed']}: {path} has {key} {config.get(key)!r}, the "
+                                f"entry {claim!r}")  # fmt: skip
+        if config.get("seed") in entry["evaluation_seeds"]:
+            problems.append(f"training seed {run['training_seed']}: {path} trained on evaluation seed {config['seed']}")
+    return problems
+
+
+# A re-run on another machine kind than the entry's is CONSISTENT only when every recorded per-episode number
+# lies within CROSS_MACHINE_TOLERANCE (absolute) of the re-run's and no number's differences have a direction
+# (has_direction). The tolerance is half of the +0.004 per episode that, in a review of --verify, lifted
+# constant_t4 above PPO when any string in "machine" made it CONSISTENT: a forger who keeps within it and
+# without direction moves an IQM by about the tolerance at most. Differences up to FLOAT_NOISE (the rounding
+# of a float32 number of a few units) count as none.
+CROSS_MACHINE_TOLERANCE = 0.002
+FLOAT_NOISE = 1e-6
+# The paired test's level: the score's differences at 5%, the other numbers' at 5% together (Bonferroni).
+DIRECTION_ALPHA = 0.05
+
+
+def has_direction(differences: Sequence[float], alpha: float = DIRECTION_ALPHA) -> bool:
+    """Whether paired differences (re-run minus recorded, one per episode) are systematic: the two-sided
+    ``1 - alpha`` t-interval of their mean excludes 0. Differences within :data:`FLOAT_NOISE` count as none;
+    differences all alike (a uniform shift), or a single episode's, have a direction unless they are none."""
+    from scipy import stats
+
+    d = np.asarray(differences, dtype=np.float64)
+    if not np.isfinite(d).all():
+        return True
+    d = np.where(np.abs(d) <= FLOAT_NOISE, 0.0, d)
+    if not d.any():
+        return False
+    if len(d) < 2 or d.std(ddof=1) == 0:
+        return True
+    half_width = stats.t.ppf(1 - alpha / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return bool(abs(d.mean()) > half_width)
+
+
+def directed_numbers(paired: dict[str, list[float]], metric: str) -> list[str]:
+    """The per-episode numbers (keys) whose differences have a direction (:func:`has_direction`): the score
+    ``metric`` at :data:`DIRECTION_ALPHA`, each other number that differs at all at ``DIRECTION_ALPHA`` over
+    their count (honest noise touches many numbers at once; a forged ECE, NLL or AURC is one of them)."""
+    others = [key for key, d in paired.items() if key != metric and np.any(np.abs(d) > FLOAT_NOISE)]
+    directed = [metric] if metric in paired and has_direction(paired[metric]) else []
+    return directed + [key for key in others if has_direction(paired[key], DIRECTION_ALPHA / len(others))]
 
 
 @dataclass
 class Verification:
     """What :func:`verify` found. ``problems`` make an entry fail wherever it is replayed (an unsound
-    entry, a model that is not the recorded one, a score or summary that does not follow from the stored
-    episodes); ``differences`` are recorded numbers the replay did not reproduce exactly. A replay is
-    exact on the machine kind that made the entry; on another kind (``same_machine_kind`` False) it is
-    ``consistent`` when the re-run's IQM lies inside the entry's 95% CI."""
+    entry, a model or config that is not the recorded one, a score or summary that does not follow from the
+    stored episodes, a selection the re-run does not repeat); ``differences`` are recorded numbers the replay
+    did not reproduce exactly. A replay is exact on the machine kind that made the entry; on another kind
+    (``same_machine_kind`` False) it is ``consistent`` when every difference is within
+    :data:`CROSS_MACHINE_TOLERANCE` and none of the numbers' differences has a direction (``directed``,
+    :func:`directed_numbers`). The re-run's IQM against the entry's 95% CI is reported, not judged: the
+    entry's own CI is not evidence."""
 
     problems: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
@@ -561,6 +762,8 @@ class Verification:
     rerun_iqm: float | None = None
     entry_iqm_ci95: tuple[float, float] | None = None
     same_machine_kind: bool | None = None  # None: the entry does not record its machine kind
+    directed: list[str] = field(default_factory=list)
+    reran_selection: bool = False
 
     @property
     def inside_ci(self) -> bool | None:
@@ -574,22 +777,29 @@ class Verification:
             return "MISMATCH"
         if not self.differences:
             return "OK"
-        return "CONSISTENT" if self.same_machine_kind is False and self.inside_ci else "MISMATCH"
+        small = self.largest_difference <= CROSS_MACHINE_TOLERANCE
+        return "CONSISTENT" if self.same_machine_kind is False and small and not self.directed else "MISMATCH"
 
     def lines(self) -> list[str]:
         out = self.problems + self.differences[:20]
         if self.differences:
             kind = {True: "this machine kind made the entry", False: "another machine kind made the entry",
                     None: "the entry records no machine kind"}[self.same_machine_kind]  # fmt: skip
-            out.append(f"largest difference {self.largest_difference:.3g} ({self.largest_difference_at}); re-run IQM "
-                       f"{self.rerun_iqm:.4f}, {'inside' if self.inside_ci else 'outside'} the entry's 95% CI "
-                       f"[{self.entry_iqm_ci95[0]:.4f}, {self.entry_iqm_ci95[1]:.4f}]; {kind}")  # fmt: skip
+            direction = f"systematic differences in {', '.join(self.directed)}" if self.directed else \
+                "no number's differences have a direction"  # fmt: skip
+            iqm = "" if self.rerun_iqm is None else (
+                f"; re-run IQM {self.rerun_iqm:.4f}, {'inside' if self.inside_ci else 'outside'} the entry's 95% CI "
+                f"[{self.entry_iqm_ci95[0]:.4f}, {self.entry_iqm_ci95[1]:.4f}]")  # fmt: skip
+            out.append(f"largest difference {self.largest_difference:.3g} ({self.largest_difference_at}; another "
+                       f"machine kind may differ by {CROSS_MACHINE_TOLERANCE:g}); {direction}{iqm}; "
+                       f"{kind}")  # fmt: skip
         return out
 
 
 def _numeric_difference(old: Any, new: Any) -> float:
-    if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(old, bool):
-        return abs(float(old) - float(new))
+    if _is_number(old) and _is_number(new):
+        gap = abs(float(old) - float(new))
+        return gap if np.isfinite(gap) else float("inf")
     return float("inf")
 
 
@@ -600,10 +810,62 @@ def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: 
     return result.problems + result.differences
 
 
-def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True) -> Verification:
-    """Re-run an entry's stored policy on its evaluation seeds. The entry's own soundness
-    (:func:`entry_problems`) and its models' sha256 are checked first: an unsound entry is not replayed.
-    An unreadable file is a problem too, not an error."""
+def rerun_selection(entry: dict[str, Any], progress: bool = True) -> tuple[float, dict[float, float]] | None:
+    """The constant temperature a fixed entry's selection chose, chosen again
+    (:func:`agents.common.selection.select_best_constant` with the recorded grid and seeds, on the env kwargs
+    the selection records, else the entry's): (temperature, {temperature: validation accuracy}). None for an
+    entry without such a selection (``best_constant``'s)."""
+    from agents.common.selection import select_best_constant
+
+    selection = entry["agent"].get("selection") or {}
+    if entry["agent"]["kind"] != "fixed" or not {"temperature", "validation_accuracy", "seeds"} <= set(selection) \
+            or "feature_weight" in selection:  # fmt: skip
+        return None
+    kwargs = selection.get("env_kwargs", entry["env_kwargs"])
+    grid = [float(t) for t in selection.get("grid") or selection["validation_accuracy"]]
+    return select_best_constant(entry["env_id"], kwargs, grid, list(selection["seeds"]),
+                                kwargs.get("action_scale", 6.0), progress)  # fmt: skip
+
+
+def _replay(entry: dict[str, Any], directory: Path, progress: bool, threads: int) -> tuple[list[tuple], list[str]]:
+    """Each policy's (label, recorded episodes, re-run episodes) on ``threads`` torch threads, and what the
+    stored records contradict."""
+    env_id, kwargs, seeds = entry["env_id"], entry["env_kwargs"], entry["evaluation_seeds"]
+    instances = entry.get("evaluation_instances")
+    pairs, mismatches = [], []
+    if entry["agent"]["kind"] in ("fixed", "searched"):
+        for (label, policy), recorded in zip(entry_policies(entry, directory), _recorded_runs(entry)):
+            episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying", instances=instances,
+                                threads=threads)  # fmt: skip
+            pairs.append((label, recorded, episodes))
+    elif entry["agent"]["kind"] == "search":
+        for run in entry["runs"]:
+            stored = json.loads((stored_model_dir(run, directory) / "search.json").read_text())
+            if stored["best"]["architecture"] != run["architecture"]:
+                mismatches.append(f"training seed {run['training_seed']}: the entry's architecture is not its "
+                                  "search's best")  # fmt: skip
+            with torch_threads(threads):
+                episodes = final_evaluation(env_id, kwargs, run["architecture"], seeds, entry["agent"]["final_epochs"],
+                                            use_cache=False, progress=progress)  # fmt: skip
+            pairs.append((f"training seed {run['training_seed']}", run["episodes"], episodes))
+    else:
+        for (label, policy), run in zip(entry_policies(entry, directory), entry["runs"]):
+            episodes = []
+            for setting in entry.get("evaluation_env_kwargs") or [kwargs]:
+                episodes += evaluate(policy, env_id, setting, seeds, progress, description="verifying",
+                                     instances=instances, threads=threads)  # fmt: skip
+            pairs.append((label, run["episodes"], episodes))
+    return pairs, mismatches
+
+
+def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True,
+           deep: bool = False) -> Verification:  # fmt: skip
+    """Re-run an entry's stored policy on its evaluation seeds, on the torch thread count the entry records
+    (``torch_threads``; 1 where it records none). Checked first, and an entry that fails is not replayed:
+    its soundness (:func:`entry_problems`: schema, metric, selection, the official rule), its task's
+    fingerprint, its models' sha256 and the configs stored beside them (:func:`stored_config_problems`).
+    ``deep`` also re-runs a recorded selection (:func:`rerun_selection`): its choice must be the entry's and
+    its table's numbers are compared like the episodes'. An unreadable file is a problem too, not an error."""
     try:
         entry = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -611,8 +873,7 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
     problems = entry_problems(entry)
     if problems:
         return Verification(problems=problems)
-    env_id, kwargs, seeds = entry["env_id"], entry["env_kwargs"], entry["evaluation_seeds"]
-    mismatches = []
+    env_id, kwargs = entry["env_id"], entry["env_kwargs"]
     recorded_fingerprint = entry.get("task_fingerprint")
     if recorded_fingerprint is not None:
         here = task_fingerprint(env_id, kwargs) or {}
@@ -620,61 +881,61 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
         if differ:  # the same policy on another teacher or other data: replaying would compare nothing
             return Verification(problems=[f"task {k}: the entry's {recorded_fingerprint.get(k)} differs from this "
                                           f"machine's {here.get(k)}" for k in differ])  # fmt: skip
-    stored = [run for run in entry["runs"] if run.get("model")]
     damaged = []
-    for run in stored:
+    for run in entry["runs"]:
+        if not run.get("model"):
+            continue
         try:
             stored_model_dir(run, directory)
         except (OSError, ValueError) as error:
             damaged.append(f"training seed {run['training_seed']}: {error}")
     if damaged:  # a model that is not the one the entry records: replaying it would compare nothing
         return Verification(problems=damaged)
-    instances = entry.get("evaluation_instances")
-    if entry["agent"]["kind"] in ("fixed", "searched"):
-        pairs = []
-        for (label, policy), recorded in zip(entry_policies(entry, directory), _recorded_runs(entry)):
-            episodes = evaluate(policy, env_id, kwargs, seeds, progress, description="verifying", instances=instances)
-            pairs.append((label, recorded, episodes))
-    elif entry["agent"]["kind"] == "search":
-        pairs = []
-        for run in entry["runs"]:
-            stored = json.loads((stored_model_dir(run, directory) / "search.json").read_text())
-            if stored["best"]["architecture"] != run["architecture"]:
-                mismatches.append(f"training seed {run['training_seed']}: the entry's architecture is not its "
-                                  "search's best")  # fmt: skip
-            episodes = final_evaluation(env_id, kwargs, run["architecture"], seeds, entry["agent"]["final_epochs"],
-                                        use_cache=False, progress=progress)  # fmt: skip
-            pairs.append((f"training seed {run['training_seed']}", run["episodes"], episodes))
-    else:
-        pairs = []
-        for (label, policy), run in zip(entry_policies(entry, directory), entry["runs"]):
-            settings = entry.get("evaluation_env_kwargs") or [kwargs]
-            episodes = []
-            for setting in settings:
-                episodes += evaluate(policy, env_id, setting, seeds, progress, description="verifying",
-                                     instances=instances)  # fmt: skip
-            pairs.append((label, run["episodes"], episodes))
-    result = Verification(problems=mismatches)
+    claims = stored_config_problems(entry, directory)
+    if claims:  # a model trained otherwise than the entry says: its replay would vouch for the wrong claim
+        return Verification(problems=claims)
+    threads = entry.get("torch_threads", 1)
+    pairs, mismatches = _replay(entry, directory, progress, threads)
+    with torch_threads(threads):
+        selection = rerun_selection(entry, progress) if deep else None
+    result = Verification(problems=mismatches, reran_selection=selection is not None)
+
+    def differs(where: str, at: str, key: str, old: Any, new: Any) -> None:
+        result.differences.append(f"{where}: {key} {old!r} -> {new!r}")
+        gap = _numeric_difference(old, new)
+        if gap > result.largest_difference:
+            result.largest_difference, result.largest_difference_at = gap, f"{at}, {key}"
+
     metric = entry["metric"]
-    rerun_scores = []
+    rerun_scores, paired = [], {}
     for label, recorded, rerun in pairs:
         for old, new in zip(recorded, rerun, strict=True):
             for key, value in old.items():
+                if _is_number(value) and _is_number(new.get(key)):
+                    paired.setdefault(key, []).append(float(new[key]) - float(value))
                 if new.get(key) != value:
-                    result.differences.append(f"{label}, evaluation seed {old['seed']}: {key} {value!r} -> "
-                                              f"{new.get(key)!r}")  # fmt: skip
-                    gap = _numeric_difference(value, new.get(key))
-                    if gap > result.largest_difference:
-                        result.largest_difference, result.largest_difference_at = gap, f"{label}, {key}"
+                    differs(f"{label}, evaluation seed {old['seed']}", label, key, value, new.get(key))
         if entry["agent"]["kind"] == "fixed":  # each episode is a run
             rerun_scores += [float(episode[metric]) for episode in rerun]
         else:
             rerun_scores.append(run_score({"episodes": rerun}, metric))
+    if selection is not None:
+        chosen, table = selection
+        record = entry["agent"]["selection"]
+        if chosen != float(record["temperature"]):
+            result.problems.append(f"selection: the re-run chose temperature {chosen:g}, the entry "
+                                   f"{record['temperature']:g}")  # fmt: skip
+        recorded_table = {float(t): value for t, value in record["validation_accuracy"].items()}
+        for t, value in table.items():
+            if recorded_table.get(t) != value:
+                where = f"selection, temperature {t:g}"
+                differs(where, where, "validation accuracy", recorded_table.get(t), value)
     if result.differences:
         result.rerun_iqm = aggregate(rerun_scores)["iqm"]
         result.entry_iqm_ci95 = tuple(entry["summary"]["iqm_ci95"])
         recorded_kind = entry.get("machine")
         result.same_machine_kind = None if recorded_kind is None else recorded_kind == machine_kind()
+        result.directed = directed_numbers(paired, metric)
     # The stored scores and summary must also follow from the stored episodes (no hand edits).
     for run in entry["runs"]:
         score = run_score(run, metric)

@@ -122,8 +122,10 @@ def make_entry(
     packages: dict[str, str],
     tag: str = "official",
     notes: str = "",
+    torch_threads: int = 1,
 ) -> dict[str, Any]:
-    """An entry; ``runs`` is a list of {"training_seed", "model", "episodes": [per-seed results]}.
+    """An entry; ``runs`` is a list of {"training_seed", "model", "episodes": [per-seed results]}, evaluated
+    on ``torch_threads`` torch threads (recorded: an episode's numbers can depend on the count).
 
     An official entry (``tag="official"``) must be reproducible from a commit: from a dirty checkout or
     no checkout at all it raises :class:`DirtyTreeError`; other tags record ``-dirty`` as it is."""
@@ -150,6 +152,7 @@ def make_entry(
         "packages": packages,
         "git_commit": commit,
         "machine": machine_kind(),
+        "torch_threads": torch_threads,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

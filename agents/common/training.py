@@ -34,7 +34,7 @@ from agents.common.checkpoints import (
     settings_differences,
 )
 from agents.common.compression import SEARCH_ENVS, SearchRecordCallback
-from agents.common.registry import POLICIES, ZOO_KEYS, algo_class, load_hyperparams
+from agents.common.registry import ZOO_KEYS, algo_class, load_hyperparams, policy_class
 from agents.common.torch_layers import FEATURES_EXTRACTORS
 from kd_envs.tasks import atomic_write
 
@@ -99,7 +99,7 @@ def build_agent(
                                       verbose=verbose, **kwargs)  # fmt: skip
         return model, params
     model = algo_class(algo)(
-        POLICIES.get(policy, policy), env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
+        policy_class(policy), env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
     )
     return model, params
 

@@ -1,4 +1,8 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from agents.common.registry import ALGOS, HYPERPARAMS_DIR, load_hyperparams
 from agents.common.training import build_agent, load_agent, train_agent
+from agents.rlkd.policies import InstancePolicy
 
 ENV_ID = "TemperatureKD-v0"
 # The algorithms with settings for TemperatureKD-v0 (search algorithms have N2NCompress-v0's only).
@@ -31,7 +36,7 @@ def test_every_algorithm_has_hyperparameters():
 @pytest.mark.parametrize("algo", YAML_ALGOS)
 def test_yaml_builds_an_agent(algo, tiny_json_kwargs):
     params = load_hyperparams(algo, ENV_ID)
-    expected_policy = {"rlkd": "RLKDPolicy", "ppo": "InstancePolicy"}.get(algo, "MlpPolicy")
+    expected_policy = {"rlkd": "RLKDPolicy", "ppo": "agents.rlkd.policies.InstancePolicy"}.get(algo, "MlpPolicy")
     assert params["n_timesteps"] > 0 and params["policy"] == expected_policy
     model, resolved = build_agent(algo, ENV_ID, seed=0, env_kwargs=tiny_json_kwargs, hyperparams=TINY.get(algo))
     assert type(model) is ALGOS[algo]
@@ -64,6 +69,37 @@ def test_unknown_algo_and_env_id(tiny_json_kwargs):
     # DDPG is an algorithm SB3 has but no hyperparameter file does.
     with pytest.raises(FileNotFoundError, match="ddpg"):
         load_hyperparams("ddpg", ENV_ID)
+
+
+@pytest.mark.parametrize("policy", ["agents.rlkd.policies.InstancePolicy", "InstancePolicy"])
+def test_a_policy_by_dotted_path_or_by_the_bare_name_of_older_configs(policy, tiny_json_kwargs):
+    hyperparams = {"policy": policy, "n_steps": 16, "batch_size": 16, "n_epochs": 1}
+    model, _ = build_agent("ppo", ENV_ID, 0, tiny_json_kwargs, hyperparams)
+    assert type(model.policy) is InstancePolicy
+
+
+def test_a_dotted_policy_that_does_not_import_is_refused_by_name(tmp_path):
+    (tmp_path / "ppo.yml").write_text(yaml.safe_dump({ENV_ID: {"n_timesteps": 10, "policy": "agents.rlkd.Nope"}}))
+    with pytest.raises(ValueError, match="policy='agents.rlkd.Nope'"):
+        load_hyperparams("ppo", ENV_ID, directory=tmp_path)
+
+
+@pytest.mark.slow  # rl-zoo3's start and 320 tiny steps: about 8 s on two cores
+def test_rl_zoo3_trains_from_our_yaml_unchanged(tmp_path, tiny_kwargs):
+    """rl-zoo3 reads agents/hyperparams/ppo.yml as it is (the policy a dotted path it imports); only the
+    budget, the rollout and the env's size are overridden on its command line."""
+    root = Path(__file__).resolve().parents[2]
+    env_kwargs = [f"{key}:{value!r}" for key, value in {**tiny_kwargs, "task": tiny_kwargs["task"].to_dict()}.items()]
+    command = [sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo", "--env", ENV_ID, "--gym-packages", "kd_envs",
+               "--conf-file", str(HYPERPARAMS_DIR / "ppo.yml"), "-n", "320", "--seed", "0", "--num-threads", "1",
+               "--eval-freq", "-1", "--verbose", "0", "-f", str(tmp_path / "logs"),
+               "--hyperparams", "n_steps:16", "batch_size:16", "n_epochs:1", "--env-kwargs", *env_kwargs]  # fmt: skip
+    path = os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])])
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})
+    assert done.returncode == 0, done.stderr[-3000:]
+    (saved,) = (tmp_path / "logs" / "ppo").glob(f"{ENV_ID}_*/{ENV_ID}.zip")
+    model = ALGOS["ppo"].load(saved, device="cpu")
+    assert type(model.policy) is InstancePolicy and model.num_timesteps == 320
 
 
 def test_unsupported_settings_are_refused(tmp_path, tiny_json_kwargs):

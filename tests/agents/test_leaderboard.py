@@ -249,3 +249,11 @@ def test_every_tracked_entry_is_sound():
 
     problems = {path.name: entry_problems(entry) for path, entry in load_entries(REPO_LEADERBOARD)}
     assert {name: p for name, p in problems.items() if p} == {}
+
+
+def test_every_tracked_trained_agent_is_what_its_stored_configs_say():
+    from agents.common.evaluation import stored_config_problems
+
+    entries = load_entries(REPO_LEADERBOARD)
+    problems = {path.name: stored_config_problems(entry, REPO_LEADERBOARD) for path, entry in entries}
+    assert {name: p for name, p in problems.items() if p} == {}

@@ -16,8 +16,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from agents.common.compression import FULL_EPOCHS, SEARCH_ENVS
 from agents.common.evaluation import (
     EVALUATION_SEEDS,
@@ -49,14 +47,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     parser.add_argument("--name", default=None, help="agent name in the entry (default: the algorithm)")
     parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR,
                         help="where the entry is written and the models copied (default: %(default)s)")  # fmt: skip
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the serial run")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of every evaluation episode (the entry records it; --verify replays "
+                             "with it)")  # fmt: skip
     add_worker_arguments(parser, "evaluation episodes")
     args = parser.parse_args(argv)
     try:  # before the evaluation, not after it
         commit_for_entry(args.tag)
     except DirtyTreeError as error:
         parser.error(str(error))
-    torch.set_num_threads(args.threads)
+    if args.threads < 1:
+        parser.error(f"--threads {args.threads}: expected >= 1")
     first_config = json.loads((Path(args.models[0]) / "config.json").read_text()) if args.models else {}
     search = first_config.get("env_id") in SEARCH_ENVS
     episodes = len(SEARCH_EVALUATION_SEEDS if search else EVALUATION_SEEDS) if args.episodes is None else args.episodes
@@ -65,13 +66,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     seeds = EVALUATION_SEEDS[:episodes]
     if args.fixed:
         entry = fixed_policy_entry(args.fixed, args.env, args.env_kwargs, seeds, args.tag, workers=args.workers,
-                                   address=args.ray_address)  # fmt: skip
+                                   address=args.ray_address, threads=args.threads)  # fmt: skip
     elif search:
         entry = search_entry(args.models, seeds, args.tag, args.name, args.leaderboard_dir, args.final_epochs,
-                             workers=args.workers, address=args.ray_address)  # fmt: skip
+                             workers=args.workers, address=args.ray_address, threads=args.threads)  # fmt: skip
     else:
         entry = trained_agents_entry(args.models, seeds, args.tag, args.name, args.leaderboard_dir,
-                                     workers=args.workers, address=args.ray_address)  # fmt: skip
+                                     workers=args.workers, address=args.ray_address, threads=args.threads)  # fmt: skip
     path = save_entry(entry, args.leaderboard_dir)
     s = entry["summary"]
     print(f"{entry['agent']['name']}: IQM {s['iqm']:.4f} [{s['iqm_ci95'][0]:.4f}, {s['iqm_ci95'][1]:.4f}], "
