@@ -124,8 +124,10 @@ def main(argv: list[str] | None = None) -> None:
         best = json.loads(entry_path(ENV_ID, "best_constant", "official", args.leaderboard_dir).read_text())
         spec = {**best["agent"]["policy"], "mask": "teacher_agrees"}
         if missing("mask_best_constant", LEARNING):
+            # The default's choice, made on the env kwargs {} (temperature only), which --verify --deep replays.
+            selection = {**best["agent"]["selection"], "env_kwargs": best["env_kwargs"]}
             save(fixed_policy_entry("mask_best_constant", ENV_ID, LEARNING, tag=args.tag, policy_spec=spec,
-                                    selection=best["agent"]["selection"]))  # fmt: skip
+                                    selection=selection))  # fmt: skip
         if missing("ramp_cosine_mask", LEARNING):
             save(fixed_policy_entry("ramp_cosine_mask", ENV_ID, LEARNING, tag=args.tag))
         return

@@ -543,12 +543,41 @@ def _selection_records(selection: dict[str, Any]) -> list[tuple[str, dict[str, A
             if isinstance(record, dict) and "validation_accuracy" in record]  # fmt: skip
 
 
+def _task_set_selection_problems(selection: dict[str, Any], policy: dict[str, Any], evaluation_seeds) -> list[str]:
+    """A task set's choice against its own per-instance validation table: a constant policy's temperature is
+    the split's single best (``single_best_constant``), a per-instance policy's temperatures each instance's
+    best (``per_instance_constants``); chosen on validation, on seeds apart from the evaluation seeds."""
+    from agents.common.selection import SELECTION_METRIC, per_instance_constants, single_best_constant
+
+    table = selection["table"]
+    try:
+        if not table or not all(_is_number(v) for row in table.values() for v in row.values()):
+            raise ValueError
+        single, per_instance = single_best_constant(table), per_instance_constants(table)
+    except (AttributeError, TypeError, ValueError, StopIteration):
+        return ["selection: expected a table {instance: {temperature: validation accuracy}} of numbers"]
+    problems = []
+    kind = policy.get("class", "constant")
+    if kind == "constant" and policy.get("temperature") != single:
+        problems.append(f"selection: temperature {policy.get('temperature')!r} is not the best mean of its "
+                        f"validation table over the split's instances (T = {single:g})")  # fmt: skip
+    if kind == "per_instance" and policy.get("temperatures") != per_instance:
+        problems.append(f"selection: temperatures {policy.get('temperatures')!r} are not each instance's best of "
+                        f"its validation table ({per_instance})")  # fmt: skip
+    if set(selection.get("seeds") or []) & set(evaluation_seeds):
+        problems.append(f"selection: chosen on seeds {selection.get('seeds')}, which overlap the evaluation seeds")
+    if selection.get("metric", SELECTION_METRIC) != SELECTION_METRIC:
+        problems.append(f"selection: chosen on {selection['metric']!r}, not on {SELECTION_METRIC!r}")
+    return problems
+
+
 def selection_problems(entry: dict[str, Any]) -> list[str]:
     """What is wrong with the choices a fixed entry records in ``agent["selection"]``: each chosen value
     (``feature_weight`` where the record has one, else ``temperature``) must be its own validation table's
     best (ties: the first in the recorded ``grid``'s order, else in the table's), the value the entry was
     evaluated with (the policy's temperature, the env's feature weight), chosen on the validation metric and
-    on seeds apart from the evaluation seeds. Task-set tables (``table``, per instance) are not checked."""
+    on seeds apart from the evaluation seeds; a task set's per-instance ``table`` as
+    :func:`_task_set_selection_problems` says."""
     from agents.common.selection import SELECTION_METRIC
 
     selection = entry["agent"].get("selection")
@@ -558,6 +587,8 @@ def selection_problems(entry: dict[str, Any]) -> list[str]:
         return [f"selection is {type(selection).__name__}, expected an object"]
     problems = []
     policy = entry["agent"].get("policy") or {}
+    if isinstance(selection.get("table"), dict):
+        problems += _task_set_selection_problems(selection, policy, entry["evaluation_seeds"])
     for label, record in _selection_records(selection):
         key = "feature_weight" if "feature_weight" in record else "temperature"
         table, chosen = record["validation_accuracy"], record.get(key)

@@ -164,3 +164,25 @@ def test_the_map_search_with_weights_scores_each_instance_on_validation(tiny_set
 
     expected = np.mean([run_episode(env, policy, 0, i)["student_val_accuracy"] for i in (0, 1)])
     assert found["history"][0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_task_set_selection_must_agree_with_its_own_table(tiny_set, tmp_path, fast_bootstrap):
+    """An attacker edits the single best constant or the oracle's temperature for one instance, keeping the
+    table: the entry is refused before any replay."""
+    from agents.common.evaluation import entry_problems
+
+    kwargs = {**tiny_set, "split": "test", **LEARNING}
+    table = {"w4-l256": {"1": 0.5, "4": 0.7}, "w8-l128": {"1": 0.6, "4": 0.5}}
+    record = {"table": table, "grid": [1.0, 4.0], "seeds": [0], "metric": "student_val_accuracy"}
+    oracle = fixed_policy_entry("static_oracle", ENV_ID, kwargs, SEEDS, tag="test", progress=False, instances=[0, 1],
+                                policy_spec={"class": "per_instance", "temperatures": {"w4-l256": 4.0, "w8-l128": 1.0}},
+                                selection=record)  # fmt: skip
+    assert entry_problems(oracle) == []
+    forged = json.loads(json.dumps(oracle))
+    forged["agent"]["policy"]["temperatures"]["w8-l128"] = 4.0
+    assert any("not each instance's best" in p for p in entry_problems(forged))
+    single = json.loads(json.dumps(oracle))
+    single["agent"]["policy"] = {"class": "constant", "temperature": 1.0}  # the means: T=1 0.55, T=4 0.60
+    assert any("not the best mean" in p for p in entry_problems(single))
+    single["agent"]["selection"]["seeds"] = [1000]
+    assert any("overlap the evaluation seeds" in p for p in entry_problems(single))
