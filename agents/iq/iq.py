@@ -42,9 +42,11 @@ Sweety-dm/Interference-aware-Deep-Q-learning, ``IQ-RE/IQ_dqn_agent.py`` and ``re
   linear layer, rows per head) stacked on ``dim=1``;
 * they cluster the first 20,000 states (their ``min_replay_history``) with k = 4 on the raw 50 random
   features; we standardise each dimension by the warm-up's mean and std first. The warm-up may be
-  longer than ``learning_starts``: until the batch k-means every transition is context 0, so head 0
-  learns alone, and at the fit every head of the online, target and anchor networks starts as a copy
-  of head 0.
+  longer than ``learning_starts`` (theirs is not: they start training when they cluster): until the
+  batch k-means every transition is context 0, so head 0 learns alone (L_TD only, λ = 0: the other
+  heads have no states of their own yet and are overwritten at the fit), and at the fit every head of
+  the online, target and anchor networks starts as a copy of head 0, with the optimizer's state
+  (Adam's moments) of the overwritten heads reset to zero.
 
 The context model (encoder and k-means) lives in the policy, beside the two Q-networks and outside
 the optimizer, so ``model.predict`` after save/load acts with the same contexts and needs no
@@ -95,13 +97,13 @@ class IQ(DQN):
 
     :param n_contexts: k, the number of contexts (the authors: 4); 1 with ``distillation_weight=0`` is DQN
     :param distillation_weight: λ of L = L_TD + λ·L_KD: ``"1-eps"`` for λ_t = 1 − ε_t (the paper's
-        schedule), a constant >= 0, or 0 to train without distillation
+        schedule), a constant >= 0, or 0 to train without distillation; λ is 0 until the contexts are fitted
     :param anchor_update_interval: how many env steps the distillation anchor lags: ``None`` for the
         target network (the authors' code), or N >= 1 for a separate copy of the online network
         refreshed every N env steps (as ``target_update_interval`` counts them)
     :param cluster_warmup: number of states buffered before batch k-means; it must fit in the buffer.
-        Before the fit every transition is context 0 (head 0 learns alone); at the fit every head
-        starts as a copy of head 0
+        Before the fit every transition is context 0 and λ = 0 (head 0 learns alone, by L_TD); at the
+        fit every head starts as a copy of head 0, with the optimizer's state of the copies reset
     :param cluster_normalization: ``"standardize"`` (by the warm-up's mean and std) or ``"none"``
     :param context_encoder: ``"observation"`` (IQ: cluster the observations), ``"random_nature_cnn"``
         (IQ-RE: cluster a fixed random NatureCNN's 50 features, for 84×84 images) or
@@ -208,7 +210,11 @@ class IQ(DQN):
 
     @property
     def current_distillation_weight(self) -> float:
-        """λ_t: 1 − ε_t with ``"1-eps"``, else the constant."""
+        """λ_t: 0 until the contexts are fitted (the warm-up: every transition is context 0 and the other
+        heads are overwritten at the fit, so head 0 learns alone), then 1 − ε_t with ``"1-eps"``, else the
+        constant."""
+        if not self.policy.context_model.kmeans.fitted:
+            return 0.0
         if self.distillation_weight == "1-eps":
             return 1.0 - float(self.exploration_rate)
         return float(self.distillation_weight)
@@ -277,7 +283,8 @@ class IQ(DQN):
 
     def _fit_contexts(self, replay_buffer: ContextReplayBuffer) -> None:
         """Batch k-means on the warm-up's states; its labels replace the warm-up transitions'
-        placeholders (ω(s_{t+1}) by the nearest fitted centre), and every head starts as head 0."""
+        placeholders (ω(s_{t+1}) by the nearest fitted centre), every head starts as head 0 and the
+        optimizer's state of the heads it overwrites is reset."""
         kmeans = self.policy.context_model.kmeans
         labels = kmeans.fit(th.cat(self._warmup_states), seed=self.seed)
         next_labels = kmeans.assign(th.cat(self._warmup_next_states))
@@ -289,10 +296,22 @@ class IQ(DQN):
         for net in (self.q_net, self.q_net_target, self.policy.q_net_anchor):
             if net is not None:
                 net.copy_head_to_all(0)
+        self._reset_optimizer_state_of_heads(range(1, self.n_contexts))
         if self.verbose >= 1:
             print(
                 f"IQ: {self.n_contexts} contexts from {len(labels)} warm-up states, sizes {labels.bincount().tolist()}"
             )
+
+    def _reset_optimizer_state_of_heads(self, heads: range) -> None:
+        """Zero the optimizer's per-parameter state (Adam's moments, RMSprop's averages, momentum) of the
+        rows of ``heads``, so that a head overwritten at the fit starts with no history of the gradients
+        of the weights it replaced. The step count is shared by the whole layer and left as it is."""
+        state = self.policy.optimizer.state
+        for param in (self.q_net.heads.weight, self.q_net.heads.bias):
+            for value in state.get(param, {}).values():
+                if th.is_tensor(value) and value.shape == param.shape:
+                    for h in heads:
+                        value[self.q_net.head_rows(h)] = 0.0
 
     def _on_step(self) -> None:
         super()._on_step()

@@ -258,10 +258,15 @@ class MultiHeadQNetwork(BasePolicy):
         # instead of k; each row block is initialised as a separate Linear(last_dim, A) would be).
         self.heads = nn.Linear(last_dim, n_contexts * int(action_space.n))
 
+    def head_rows(self, h: int) -> slice:
+        """The rows of ``heads.weight`` and ``heads.bias`` (and of any per-parameter optimizer state) that
+        are head ``h``."""
+        n_actions = int(self.action_space.n)
+        return slice(h * n_actions, (h + 1) * n_actions)
+
     def head(self, h: int) -> tuple[th.Tensor, th.Tensor]:
         """Views (weight (A, d), bias (A,)) of head ``h``'s parameters."""
-        n_actions = int(self.action_space.n)
-        rows = slice(h * n_actions, (h + 1) * n_actions)
+        rows = self.head_rows(h)
         return self.heads.weight[rows], self.heads.bias[rows]
 
     @th.no_grad()

@@ -259,6 +259,56 @@ def test_warmup_may_outlast_learning_starts_and_every_head_starts_as_head_0(n_en
     assert model.policy.context_model.kmeans.counts.sum().item() >= model.num_timesteps
 
 
+def test_head_0_learns_alone_during_the_warmup():
+    """Until the k-means every transition is context 0: λ = 0, so an agent with distillation trains
+    exactly as one without, and heads 1..k-1 (overwritten at the fit) are never touched."""
+    common = dict(cluster_warmup=300, learning_starts=100, train_freq=16, gradient_steps=4, target_update_interval=50)
+    untrained = small_iq(distillation_weight=1.0, **common).q_net.state_dict()
+    models = []
+    for weight in (1.0, 0.0):  # each built and trained in turn: the replay draws from NumPy's global generator
+        models.append(small_iq(distillation_weight=weight, **common))
+        models[-1].learn(288)  # 18 rollouts of 16 steps: 288 warm-up states, trained from step 112
+    assert models[0]._n_updates > 0 and not models[0].policy.context_model.kmeans.fitted
+    for name, value in models[0].policy.state_dict().items():
+        assert torch.equal(value, models[1].policy.state_dict()[name]), name
+    assert models[0].current_distillation_weight == 0.0
+    q_net, n_actions = models[0].q_net, 2
+    trained_rows, other_rows = slice(0, n_actions), slice(n_actions, None)
+    assert not torch.equal(q_net.heads.weight[trained_rows], untrained["heads.weight"][trained_rows])
+    assert torch.equal(q_net.heads.weight[other_rows], untrained["heads.weight"][other_rows])
+    assert torch.equal(q_net.heads.bias[other_rows], untrained["heads.bias"][other_rows])
+
+
+def test_the_fit_resets_the_optimizer_state_of_the_overwritten_heads():
+    model = small_iq(n_contexts=3)
+    n = 60
+    fill_buffer(model, n, contexts=np.arange(n) % 3, next_contexts=(np.arange(n) + 1) % 3)
+    model.set_logger(silent_logger())
+    model.train(gradient_steps=3, batch_size=32)  # every head's rows get gradients, hence moments
+    optimizer = model.policy.optimizer
+    heads = (model.q_net.heads.weight, model.q_net.heads.bias)
+    n_actions = 2  # head h is rows 2h, 2h + 1 of the fused layer and of its optimizer state
+    before = {id(p): {k: v.clone() for k, v in optimizer.state[p].items()} for p in model.policy.q_net.parameters()}
+    for param in heads:
+        for h in range(3):
+            assert optimizer.state[param]["exp_avg_sq"][h * n_actions : (h + 1) * n_actions].abs().sum() > 0
+    buffer = model.replay_buffer
+    model._warmup_states = [torch.as_tensor(buffer.observations[:n, 0])]
+    model._warmup_next_states = [torch.as_tensor(buffer.next_observations[:n, 0])]
+    model._warmup_positions = list(range(n))
+    model._fit_contexts(buffer)
+
+    for param in model.policy.q_net.parameters():
+        for key, value in optimizer.state[param].items():
+            if not any(param is head for head in heads) or value.shape != param.shape:
+                assert torch.equal(value, before[id(param)][key]), key  # the trunk and the step count kept
+                continue
+            assert torch.equal(value[:n_actions], before[id(param)][key][:n_actions]), key  # head 0 kept
+            assert not value[n_actions:].any(), key  # heads 1 and 2: no moments
+    q = model.q_net(torch.randn(5, 4))
+    torch.testing.assert_close(q[:, 1], q[:, 0])
+
+
 # -- the loss --------------------------------------------------------------------------------------
 def test_distillation_term_by_hand():
     online = torch.tensor([[1.0, 2.0, 0.0], [0.5, -1.0, 3.0]])
@@ -352,6 +402,7 @@ def test_anchor_lags_the_online_network_and_holds_the_other_heads():
 def test_distillation_weight_follows_the_exploration_schedule():
     model = small_iq(exploration_fraction=0.5, exploration_final_eps=0.1)
     fill_buffer(model, 40)
+    model.policy.context_model.kmeans.fit(torch.randn(20, 4), seed=0)  # λ is 0 until the contexts exist
     model.set_logger(silent_logger())
     for progress_remaining in (1.0, 0.8, 0.6, 0.2):
         model.exploration_rate = model.exploration_schedule(progress_remaining)
@@ -360,7 +411,10 @@ def test_distillation_weight_follows_the_exploration_schedule():
         assert model.current_distillation_weight == pytest.approx(expected)
         assert model.logger.name_to_value["train/distillation_weight"] == pytest.approx(expected)
     assert model.current_distillation_weight == pytest.approx(0.9)
-    assert small_iq(distillation_weight=0.3).current_distillation_weight == 0.3
+    constant = small_iq(distillation_weight=0.3)
+    assert constant.current_distillation_weight == 0.0
+    constant.policy.context_model.kmeans.fit(torch.randn(20, 4), seed=0)
+    assert constant.current_distillation_weight == 0.3
 
 
 # -- learning, reproducibility, save/load ----------------------------------------------------------
