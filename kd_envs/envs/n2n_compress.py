@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,14 +21,16 @@ from kd_envs.envs.arguments import (
     check_int,
     check_number,
     check_render_mode,
+    is_bool,
     is_int,
     is_real,
     kwarg_error,
 )
 from kd_envs.envs.rendering import chart_frame
-from kd_envs.tasks import Task, TaskConfig, TrainConfig, architecture_of, count_parameters, make_task
+from kd_envs.tasks import Task, TaskConfig, TrainConfig, architecture_of, count_parameters, make_task, resolve_task
 from kd_envs.tasks.architecture import DESCRIPTOR_FIELDS, Architecture, InvalidArchitecture
 from kd_envs.tasks.compression import DistillConfig, StudentEvaluator
+from kd_envs.tasks.tables import DEFAULT_TABLE, FULL_WIDTH, REMOVED, TABLE_KWARGS, TABLES, StudentTable, load_table
 from kd_envs.tasks.training import OPTIMIZERS
 
 # The authors' shrink factors (Ashok et al., 2018, Sec. 3.2).
@@ -101,6 +104,7 @@ class _Options:
     render_mode: str | None
     reward: str
     parameter_budget: float
+    tabular: bool | str
 
     def __post_init__(self) -> None:
         env_id = "N2NCompress-v0"
@@ -125,6 +129,8 @@ class _Options:
         check_render_mode(env_id, self.render_mode, N2NCompressEnv.metadata["render_modes"])
         check_choice(env_id, "reward", self.reward, REWARDS)
         check_number(env_id, "parameter_budget", self.parameter_budget, 0.0, 1.0, low_open=True, high_open=False)
+        if not (is_bool(self.tabular) or self.tabular in TABLES):
+            raise kwarg_error(env_id, "tabular", self.tabular, f"True, False or a table name in {sorted(TABLES)}")
 
 
 class N2NCompressEnv(JsonTaskSpec, gym.Env):
@@ -232,6 +238,24 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
     (``<cache_dir>/students``) keyed by the teacher, the student's architecture, the training
     options and the training seed: a repeated architecture is free.
 
+    ## Tabular benchmark
+    ``tabular=True`` answers from a student table instead of training (NAS-Bench-201's way; the tables are
+    :mod:`kd_envs.tasks.tables`): :data:`~kd_envs.tasks.tables.DEFAULT_TABLE`, ``n2n-vgg-v0``, holds every
+    student of the VGG-style teacher (``task="mnist1d-vgg"``, ``stages="both"``,
+    ``shrink_factors=(0.5, 1.0)``: 728 students), each scored by this env's proxy on the training seeds 0
+    and 1 and by the final training (30 epochs) on evaluation seeds, so an episode costs microseconds
+    instead of seconds (until its file is built, ``tabular=True`` says so); ``tabular="<name>"`` picks
+    another table. The table fixes the kwargs that decide a score (``task``,
+    ``shrink_factors``, ``stages``, ``removed_layers``, ``epochs``, ``batch_size``, ``optimizer``, ``lr``,
+    ``kd_weight``, ``ce_weight``): one given another value than its default and the table's is refused.
+    ``training_seed`` must be one of the table's proxy seeds, and with ``None`` a seeded reset draws one of
+    them. Episodes, masks and rewards are computed as above, so a tabular episode is the live episode with
+    the same kwargs and training seed (a test checks this on a tiny table); ``info["train_seconds"]`` is what
+    the student's training took when the table was built and ``info["cached"]`` whether this env was asked
+    for it before. The file is read only if its sha256 is the one recorded in code
+    (``scripts/n2n_table.py`` builds it); nothing is trained and no data set or teacher is loaded
+    (``env.unwrapped.task`` is None; the table, with its final-training results, is ``env.unwrapped.table``).
+
     ## Starting State
     The first layer of the removal stage, nothing decided (with ``stages="shrink"``: the first layer left
     after ``removed_layers``, in the shrink stage).
@@ -260,6 +284,7 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
     | `render_mode`    | None          | None or `"rgb_array"` (see Rendering)                            |
     | `reward`         | `"n2n"`       | `"n2n"`, `"budget"`, `"log_params"` or `"constrained"` (see Rewards) |
     | `parameter_budget` | 0.1         | for `"budget"`, `"constrained"`: a fraction in (0, 1] of the teacher |
+    | `tabular`        | False         | True (the default table) or a table's name: answer from it (above) |
 
     Errors name the bad kwarg, its value and what is allowed; a bool is not an integer, nor is a float
     (``epochs=2.5``), and a string is not a number (``lr="0.01"``). A ``TaskConfig`` given as ``task`` is
@@ -294,7 +319,7 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
       episode: ``render_mode="rgb_array"`` (``gym.make(..., render_mode="rgb_array")``, as SB3's
       ``make_vec_env`` calls it, used to be refused), kwargs of a wrong type refused by name, a
       ``TaskConfig`` stored in the spec as its dict; the ``reward`` options ``"budget"``, ``"log_params"``
-      and ``"constrained"`` with ``parameter_budget`` (the default ``"n2n"`` episodes are unchanged).
+      and ``"constrained"`` with ``parameter_budget``, and ``tabular`` (the default episodes are unchanged).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -318,11 +343,24 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         render_mode: str | None = None,
         reward: str = "n2n",
         parameter_budget: float = DEFAULT_PARAMETER_BUDGET,
+        tabular: bool | str = False,
     ):
         self.options = _Options(
             shrink_factors, stages, removed_layers, epochs, batch_size, optimizer, lr, kd_weight, ce_weight,
-            training_seed, cache_dir, cache_students, data_root, render_mode, reward, parameter_budget,
+            training_seed, cache_dir, cache_students, data_root, render_mode, reward, parameter_budget, tabular,
         )  # fmt: skip
+        self.table: StudentTable | None = None
+        if tabular:  # True or a table's name
+            given = dict(task=task, shrink_factors=shrink_factors, stages=stages, removed_layers=removed_layers,
+                         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, kd_weight=kd_weight,
+                         ce_weight=ce_weight)  # fmt: skip
+            self.table = self._open_table(tabular if isinstance(tabular, str) else DEFAULT_TABLE, given)
+            task, shrink_factors, stages, removed_layers, epochs, batch_size, optimizer, lr, kd_weight, ce_weight = (
+                self.table.env_kwargs[name] for name in TABLE_KWARGS
+            )
+            if training_seed is not None and training_seed not in self.table.proxy_seeds:
+                raise kwarg_error("N2NCompress-v0", "training_seed", training_seed,
+                                  f"None or one of the table's proxy seeds {self.table.proxy_seeds}")  # fmt: skip
         self.shrink_factors = tuple(float(f) for f in shrink_factors)
         self.stages = stages
         self.render_mode = render_mode
@@ -334,17 +372,23 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         except ValueError as e:
             raise ValueError(f"N2NCompress-v0: {e}") from None
         self.training_seed = training_seed
-        self.task: Task = make_task(task, cache_dir=cache_dir, data_root=data_root)
-        data = self.task.data
-        self.teacher_architecture: Architecture = architecture_of(
-            self.task.config.teacher, data.input_shape, data.num_classes
-        )
-        self.teacher_parameters = count_parameters(self.task.teacher)
-        self.evaluator = StudentEvaluator(self.task, cache_dir=cache_dir, persist=cache_students)
-        self.teacher_accuracy = self.evaluator.teacher_val_accuracy
+        if self.table is not None:  # nothing to train: the teacher is the table's
+            self.task: Task | None = None
+            self.evaluator: StudentEvaluator | None = None
+            self.teacher_architecture: Architecture = Architecture.from_dict(self.table.teacher["architecture"])
+            self.teacher_parameters = int(self.table.teacher["parameters"])
+            self.teacher_accuracy = float(self.table.teacher["val_accuracy"])
+            self._asked: set[tuple[str, int]] = set()
+        else:
+            self.task = make_task(task, cache_dir=cache_dir, data_root=data_root)
+            data = self.task.data
+            self.teacher_architecture = architecture_of(self.task.config.teacher, data.input_shape, data.num_classes)
+            self.teacher_parameters = count_parameters(self.task.teacher)
+            self.evaluator = StudentEvaluator(self.task, cache_dir=cache_dir, persist=cache_students)
+            self.teacher_accuracy = self.evaluator.teacher_val_accuracy
         if not self.teacher_accuracy > 0:
             raise ValueError(
-                f"N2NCompress-v0: the teacher ({self.task.config.teacher}) scores 0 on the validation split, so the "
+                f"N2NCompress-v0: the teacher ({resolve_task(task).teacher}) scores 0 on the validation split, so the "
                 "reward's A / A_teacher is undefined; train the teacher longer or give the split more samples"
             )
 
@@ -383,7 +427,10 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         super().reset(seed=seed)
         if seed is not None or self._episode_seed is None:
             # One training seed per seeded search: an architecture's score is then a function of it.
-            drawn = int(self.np_random.integers(2**31 - 1))
+            if self.table is not None:  # one of the seeds the table was scored on
+                drawn = self.table.proxy_seeds[int(self.np_random.integers(len(self.table.proxy_seeds)))]
+            else:
+                drawn = int(self.np_random.integers(2**31 - 1))
             self._episode_seed = drawn if self.training_seed is None else int(self.training_seed)
             self._search_episodes = 0
         self._mask, self._clipped = None, 0
@@ -500,7 +547,10 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         if parameters >= self.teacher_parameters:
             why = f"not smaller than the teacher ({parameters} >= {self.teacher_parameters} parameters)"
             return self._degenerate_reward(), self._degenerate_info(arch, parameters, why)
-        result = self.evaluator.evaluate(arch, self.distill_config, self._episode_seed)
+        if self.table is None:
+            result = self.evaluator.evaluate(arch, self.distill_config, self._episode_seed)
+        else:
+            result = self._table_result(parameters)
         accuracy = result["val_accuracy"]
         compression = 1.0 - parameters / self.teacher_parameters
         if self.reward == "budget":
@@ -510,6 +560,46 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         else:  # "n2n", and "constrained" before the constraint (applied in _end)
             reward = compression_reward(compression, accuracy, self.teacher_accuracy)
         return reward, self._final_info(arch, parameters, accuracy, result["train_seconds"], result["cached"], "")
+
+    def student_code(self) -> str:
+        """The decisions so far as a table code (:mod:`kd_envs.tasks.tables`): per teacher layer ``-`` removed,
+        the index of its shrink factor, or ``+`` kept at full width (decided by the removal stage alone)."""
+        codes = []
+        for kept, shrink in zip(self._kept, self._shrink):
+            if kept == 0.0:
+                codes.append(REMOVED)
+            else:
+                codes.append(FULL_WIDTH if shrink < 0 else str(self.shrink_factors.index(float(shrink))))
+        return "".join(codes)
+
+    def _table_result(self, parameters: int) -> dict[str, Any]:
+        code, seed = self.student_code(), self._episode_seed
+        result = self.table.proxy(code, seed)
+        if result["parameters"] != parameters:
+            raise RuntimeError(f"N2NCompress-v0: table {self.table.name} gives student {code} "
+                               f"{result['parameters']} parameters, the env {parameters}: the table was built "
+                               "from another version")  # fmt: skip
+        cached = (code, seed) in self._asked
+        self._asked.add((code, seed))
+        return {**result, "cached": cached}
+
+    def _open_table(self, name: str, given: dict[str, Any]) -> StudentTable:
+        """The table, after checking that no kwarg it fixes was given another value than its default."""
+        table = load_table(name)
+        defaults = inspect.signature(type(self).__init__).parameters
+
+        def same(name: str, a: Any, b: Any) -> bool:
+            if name == "task":
+                return resolve_task(a) == resolve_task(b)
+            if name in ("shrink_factors", "removed_layers"):
+                return tuple(a) == tuple(b)
+            return a == b
+
+        for name in TABLE_KWARGS:
+            value, fixed = given[name], table.env_kwargs[name]
+            if not same(name, value, defaults[name].default) and not same(name, value, fixed):
+                raise kwarg_error("N2NCompress-v0", name, value, f"{fixed!r} with tabular: table {table.name} fixes it")
+        return table
 
     def _degenerate_reward(self) -> float:
         # Under "log_params" a valid student scores above −ln(params_teacher) (error ≤ 1, fewer parameters).
