@@ -2,14 +2,16 @@
 every student of the table's subspace scored by the env's own proxy, each played as an episode through the
 live env (one env per proxy seed, ``training_seed`` fixed), then retrained with the final budget.
 
-The build runs in three passes over the subspace's students, in order: the proxy on every proxy seed, then
-the final training of every valid student on the first ``final_every`` evaluation seeds (both student by
-student, so a partial build holds whole students), then, once every proxy score exists, the final training of
-the best ``final_top`` students of each ranking on the remaining evaluation seeds. Every result is appended to
-``<work_dir>/records-<i>-of-<n>.jsonl`` as soon as it exists and a rerun skips what is recorded there, so the
-build resumes; shards (``shard=(i, n)``, students dealt by index) run in parallel processes on one work
-folder. The student cache of the env (``<cache_dir>/students``) also keeps every training's result. When
-everything is recorded the table is written (:func:`assemble_table`) with a record of how it was made.
+The build runs in three passes over the subspace's students, visited in a fixed random order (a partial
+build is then a uniform sample of the subspace, and its mean times estimate the rest): the proxy on every
+proxy seed, then the final training of every valid student on the first ``final_every`` evaluation seeds
+(both student by student, so a partial build holds whole students), then, once every proxy score exists,
+the final training of the best ``final_top`` students of each ranking on the remaining evaluation seeds.
+Every result is appended to ``<work_dir>/records-<i>-of-<n>.jsonl`` as soon as it exists and a rerun skips
+what is recorded there, so the build resumes; shards (``shard=(i, n)``, students dealt in turn) run in
+parallel processes on one work folder. The student cache of the env (``<cache_dir>/students``) also keeps
+every training's result. When everything is recorded the table is written (:func:`assemble_table`) with a
+record of how it was made.
 """
 
 from __future__ import annotations
@@ -153,7 +155,9 @@ def build_table(
         "task": n2n.task.config.to_dict(),
     }
     codes = student_codes(envs[spec.proxy_seeds[0]])
-    mine = [code for i, code in enumerate(codes) if i % count == index]
+    # Visited in a fixed random order: a partial build is a uniform sample, and its timing an unbiased estimate.
+    visit = [codes[i] for i in np.random.default_rng(0).permutation(len(codes))]
+    mine = [code for i, code in enumerate(visit) if i % count == index]
     final_config = replace(n2n.distill_config, training=replace(n2n.distill_config.training, epochs=spec.final_epochs))
     records = _read_records(work_dir)
     early_seeds, late_seeds = spec.final_seeds[: spec.final_every], spec.final_seeds[spec.final_every :]
