@@ -170,3 +170,14 @@ def test_the_default_table_is_not_built_yet():
         gym.make("N2NCompress-v0", tabular=True)
     spec = tables.TABLES[tables.DEFAULT_TABLE]
     assert table_env_kwargs(spec)["task"] == "mnist1d-vgg" and spec.env_kwargs["shrink_factors"] == (0.5, 1.0)
+
+
+def test_the_default_tables_teacher_ships(mnist1d_cache):
+    # The table's numbers replay only with its teacher: mnist1d-vgg's is shipped, as the deep default's is.
+    from kd_envs.tasks import make_task
+
+    cached = set(mnist1d_cache.rglob("*.pt"))
+    task = make_task(table_env_kwargs(tables.TABLES[tables.DEFAULT_TABLE])["task"], cache_dir=mnist1d_cache)
+    assert task.teacher_record["source"] == "shipped" and task.teacher_record["key"] == "d6babd704c73ebb1"
+    assert task.teacher_record["parameters"] == 24954
+    assert set(mnist1d_cache.rglob("*.pt")) == cached  # nothing trained
