@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,12 +155,9 @@ class StudentTable:
         return self._result(code, seed, "final")
 
     def architecture(self, code: str) -> Architecture:
-        """The student ``code`` names (the env's edits of the teacher: removal, then shrinkage)."""
-        factors = self.env_kwargs["shrink_factors"]
+        """The student ``code`` names (:func:`code_architecture` of the table's teacher)."""
         teacher = Architecture.from_dict(self.teacher["architecture"])
-        keep = [c != REMOVED for c in code]
-        widths = [1.0 if c == FULL_WIDTH else float(factors[int(c)]) for c in code if c != REMOVED]
-        return teacher.remove_layers(keep).shrink(widths)
+        return code_architecture(teacher, self.env_kwargs["shrink_factors"], code)
 
     def _result(self, code: str, seed: int, kind: str) -> dict[str, float]:
         student = self.students.get(code)
@@ -170,6 +168,15 @@ class StudentTable:
             have = sorted(results) or "none"
             raise KeyError(f"table {self.name}: student {code!r} has no {kind} result for seed {seed} ({have})")
         return {**dict(zip(RESULT_FIELDS, results[seed])), "parameters": student.parameters}
+
+
+def code_architecture(teacher: Architecture, shrink_factors: Sequence[float], code: str) -> Architecture:
+    """The student ``code`` names: the env's two edits of ``teacher``, removal, then shrinkage by the factors."""
+    if len(code) != len(teacher.layers):
+        raise ValueError(f"code {code!r} has {len(code)} characters for {len(teacher.layers)} teacher layers")
+    keep = [c != REMOVED for c in code]
+    widths = [1.0 if c == FULL_WIDTH else float(shrink_factors[int(c)]) for c in code if c != REMOVED]
+    return teacher.remove_layers(keep).shrink(widths)
 
 
 def table_sha256(path: str | Path) -> str:

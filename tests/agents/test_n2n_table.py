@@ -181,3 +181,14 @@ def test_the_default_tables_teacher_ships(mnist1d_cache):
     assert task.teacher_record["source"] == "shipped" and task.teacher_record["key"] == "d6babd704c73ebb1"
     assert task.teacher_record["parameters"] == 24954
     assert set(mnist1d_cache.rglob("*.pt")) == cached  # nothing trained
+
+
+def test_fidelity_read_off_the_table(tiny_table):
+    from agents.common.fidelity import proxy_fidelity, table_fidelity
+
+    report = table_fidelity(tiny_table, top=3)
+    valid = [s for s in tiny_table.students.values() if not s.degenerate]
+    assert report["students"] == [s.code for s in valid] and report["final_seeds"] == [1000]
+    proxy = [[s.proxy[seed][0] for s in valid] for seed in (0, 1)]
+    assert report["accuracy"] == proxy_fidelity(proxy, [[s.final[1000][1] for s in valid]], top=3)
+    assert report["n2n_reward"]["students"] == 25 and -1 <= report["n2n_reward"]["kendall_tau"] <= 1
