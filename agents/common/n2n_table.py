@@ -36,8 +36,17 @@ from tqdm.auto import tqdm
 import kd_envs  # noqa: F401  (registers the environments)
 from kd_envs.envs.n2n_compress import REMOVE, N2NCompressEnv, compression_reward
 from kd_envs.tasks import atomic_write
-from kd_envs.tasks.architecture import Architecture
-from kd_envs.tasks.tables import FORMAT, FULL_WIDTH, REMOVED, TABLE_KWARGS, TABLES, TOP_RANKINGS, TableSpec
+from kd_envs.tasks.architecture import Architecture, InvalidArchitecture
+from kd_envs.tasks.tables import (
+    FORMAT,
+    FULL_WIDTH,
+    REMOVED,
+    TABLE_KWARGS,
+    TABLES,
+    TOP_RANKINGS,
+    TableSpec,
+    code_architecture,
+)
 from kd_envs.tasks.task import TaskConfig
 
 ENV_ID = "N2NCompress-v0"
@@ -98,12 +107,16 @@ def _read_records(work_dir: Path) -> dict[tuple[str, str, int], dict[str, Any]]:
 
 
 def _rankings(records: dict, codes: Sequence[str], spec: TableSpec, teacher: dict[str, Any]) -> dict[str, list]:
-    """Each of TOP_RANKINGS' valid students, best first, by the mean over the proxy seeds."""
+    """Each of TOP_RANKINGS' valid students, best first, by the mean over the proxy seeds: one code per network
+    (the first), as codes that make the same network share its results."""
     scores: dict[str, list[tuple[float, str]]] = {name: [] for name in TOP_RANKINGS}
+    seen = set()
     for code in codes:
         rows = [records[("proxy", code, seed)] for seed in spec.proxy_seeds]
-        if rows[0]["degenerate"]:
+        network = json.dumps(rows[0]["architecture"], sort_keys=True)
+        if rows[0]["degenerate"] or network in seen:
             continue
+        seen.add(network)
         accuracy = float(np.mean([r["val_accuracy"] for r in rows]))
         compression = 1.0 - rows[0]["parameters"] / teacher["parameters"]
         scores["n2n"].append((compression_reward(compression, accuracy, teacher["val_accuracy"]), code))
@@ -183,7 +196,7 @@ def build_table(
             record = {"parameters": info["student_parameters"], "degenerate": info["degenerate"],
                       "architecture": info["architecture"]}  # fmt: skip
             if info["degenerate"]:
-                return {**record, "val_accuracy": None, "test_accuracy": None, "train_seconds": 0.0}
+                return {**record, "val_accuracy": None, "test_accuracy": None, "train_seconds": 0.0, "cached": True}
             # The env's own result, read back from its evaluator for the test accuracy the info leaves out.
             played = envs[seed].unwrapped
             result = played.evaluator.cached(Architecture.from_dict(info["architecture"]), played.distill_config, seed)
@@ -191,8 +204,9 @@ def build_table(
             arch = Architecture.from_dict(records[("proxy", code, spec.proxy_seeds[0])]["architecture"])
             record = {"parameters": arch.num_parameters(), "degenerate": ""}
             result = n2n.evaluator.evaluate(arch, final_config, seed)
+        cached = info["cached"] if kind == "proxy" else result["cached"]  # a network trained before: no cost
         return {**record, "val_accuracy": result["val_accuracy"], "test_accuracy": result["test_accuracy"],
-                "train_seconds": result["train_seconds"]}  # fmt: skip
+                "train_seconds": result["train_seconds"], "cached": cached}  # fmt: skip
 
     path = work_dir / f"records-{index}-of-{count}.jsonl"
     if path.is_file() and path.read_bytes()[-1:] not in (b"", b"\n"):
@@ -215,7 +229,7 @@ def build_table(
                 out.flush()
                 os.fsync(out.fileno())
                 records[job] = record
-                trained += record["degenerate"] == ""
+                trained += not record["cached"]
                 bar.update()
                 bar.set_postfix(_mean_seconds(records), refresh=False)
             return True
@@ -232,19 +246,35 @@ def build_table(
     return summary
 
 
+def _trained(record: dict[str, Any]) -> bool:
+    return not record.get("cached", record["degenerate"] != "")
+
+
 def _mean_seconds(records: dict) -> dict[str, float]:
     means = {}
     for kind in ("proxy", "final"):
-        seconds = [r["train_seconds"] for r in records.values() if r["kind"] == kind and not r["degenerate"]]
+        seconds = [r["train_seconds"] for r in records.values() if r["kind"] == kind and _trained(r)]
         if seconds:
             means[kind] = round(float(np.mean(seconds)), 3)
     return means
 
 
 def _summary(records: dict, codes: Sequence[str], spec: TableSpec, teacher: dict[str, Any]) -> dict[str, Any]:
-    """How far the build is, across shards, and what the rest would cost at the mean training times so far."""
+    """How far the build is, across shards, and what the rest would cost at the mean training times so far
+    (counting each network once and no degenerate student: neither is trained)."""
+    teacher_arch, factors = Architecture.from_dict(teacher["architecture"]), table_env_kwargs(spec)["shrink_factors"]
+    network, degenerate = {}, set()
+    for code in codes:
+        arch = code_architecture(teacher_arch, factors, code)
+        network[code] = json.dumps(arch.to_dict(), sort_keys=True)
+        try:
+            arch.layer_shapes()
+        except InvalidArchitecture:
+            degenerate.add(code)
+        if arch.num_parameters() >= teacher["parameters"]:
+            degenerate.add(code)
     proxy_jobs = [("proxy", c, s) for c in codes for s in spec.proxy_seeds]
-    valid = [c for c in codes if not (records.get(("proxy", c, spec.proxy_seeds[0])) or {}).get("degenerate")]
+    valid = [c for c in codes if c not in degenerate]
     early = [("final", c, s) for c in valid for s in spec.final_seeds[: spec.final_every]]
     late_seeds = spec.final_seeds[spec.final_every :]
     if all(job in records for job in proxy_jobs):
@@ -253,19 +283,22 @@ def _summary(records: dict, codes: Sequence[str], spec: TableSpec, teacher: dict
     else:  # the rankings are not known yet: count their most
         late = [("final", f"top{i}", s) for i in range(min(len(valid), spec.final_top * len(TOP_RANKINGS)))
                 for s in late_seeds]  # fmt: skip
+        network.update({f"top{i}": f"top{i}" for i in range(len(late))})
+    done = {(kind, network[code], seed) for kind, code, seed in records}
+    pending = {(kind, network[code], seed) for kind, code, seed in proxy_jobs + early + late
+               if (kind, code, seed) not in records and code not in degenerate} - done  # fmt: skip
     means = _mean_seconds(records)
     proxy_mean = means.get("proxy", 0.0)
-    epochs = table_env_kwargs(spec)["epochs"]
-    final_mean = means.get("final", proxy_mean * spec.final_epochs / epochs)
-    pending_proxy = sum(job not in records for job in proxy_jobs)
-    pending_final = sum(job not in records for job in early + late)
+    final_mean = means.get("final", proxy_mean * spec.final_epochs / table_env_kwargs(spec)["epochs"])
+    estimate = sum(proxy_mean if kind == "proxy" else final_mean for kind, _, _ in pending)
+    total = len(proxy_jobs) + len(early) + len(late)
     return {
-        "recorded": len(proxy_jobs) + len(early) + len(late) - pending_proxy - pending_final,
-        "total": len(proxy_jobs) + len(early) + len(late),
+        "recorded": sum(job in records for job in proxy_jobs + early + late),
+        "total": total,
         "seconds": means,
-        "core_seconds_so_far": round(sum(r["train_seconds"] for r in records.values()), 1),
-        "estimate_core_seconds": round(pending_proxy * proxy_mean + pending_final * final_mean, 1),
-        "estimate_core_hours": round((pending_proxy * proxy_mean + pending_final * final_mean) / 3600, 2),
+        "core_seconds_so_far": round(sum(r["train_seconds"] for r in records.values() if _trained(r)), 1),
+        "estimate_core_seconds": round(estimate, 1),
+        "estimate_core_hours": round(estimate / 3600, 2),
     }
 
 
@@ -280,11 +313,20 @@ def assemble_table(
     made: dict[str, Any],
 ) -> None:
     """Write the table file: the spec as built, the teacher, how it was made, then one line per student
-    (code, parameters, degenerate, proxy and final results as seed -> [val, test, seconds])."""
+    (code, parameters, degenerate, proxy and final results as seed -> [val, test, seconds]); codes that make
+    the same network get all of its final results."""
+
+    def network(code: str) -> str:
+        return json.dumps(records[("proxy", code, spec.proxy_seeds[0])]["architecture"], sort_keys=True)
+
+    finals: dict[str, dict[int, dict[str, Any]]] = {}
+    for (kind, code, seed), record in sorted(records.items(), key=lambda item: codes.index(item[0][1])):
+        if kind == "final":
+            finals.setdefault(network(code), {}).setdefault(seed, record)
     rows = []
     for code in codes:
         proxy = {s: records[("proxy", code, s)] for s in spec.proxy_seeds}
-        final = {s: records[("final", code, s)] for s in spec.final_seeds if ("final", code, s) in records}
+        final = {s: finals.get(network(code), {})[s] for s in spec.final_seeds if s in finals.get(network(code), {})}
         first = proxy[spec.proxy_seeds[0]]
 
         def results(by_seed: dict[int, dict]) -> dict[str, list]:
@@ -310,7 +352,9 @@ def assemble_table(
             "spec": {k: v for k, v in asdict(spec).items() if k != "sha256"},
             "first_result": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(min(times))),
             "last_result": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(max(times))),
-            "core_seconds": {kind: round(sum(r["train_seconds"] for r in records.values() if r["kind"] == kind), 1)
+            # The trainings this build ran (a network's repeats and results found in the student cache cost none).
+            "core_seconds": {kind: round(sum(r["train_seconds"] for r in records.values()
+                                             if r["kind"] == kind and _trained(r)), 1)
                              for kind in ("proxy", "final")},  # fmt: skip
             "python": sys.version.split()[0],
             "torch": torch.__version__,

@@ -36,6 +36,8 @@ def built(tmp_path_factory, kd_cache, tiny_n2n_kwargs):
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(tables.TABLES, NAME, TINY_TABLE)
         first = build_table(NAME, work, out_path=folder / f"{NAME}.json", cache_dir=kd_cache, limit=5, progress=False)
+        lines = (work / "records-0-of-1.jsonl").read_text().splitlines()
+        first["trained"] = sum(not json.loads(line)["cached"] for line in lines)
         with (work / "records-0-of-1.jsonl").open("a") as f:
             f.write('{"kind": "proxy", "co')  # an interrupt in the middle of a record
         second = build_table(NAME, work, out_path=folder / f"{NAME}.json", cache_dir=kd_cache, made={"by": "test"},
@@ -68,22 +70,28 @@ def test_codes_and_actions(tiny_n2n_kwargs):
 
 def test_the_build_resumes_and_records_each_result_once(built, tiny_table):
     _, spec, work, (first, second) = built
-    assert "table" not in first and first["recorded"] == 5 and first["estimate_core_seconds"] > 0
+    assert "table" not in first and first["trained"] == 5 and first["estimate_core_seconds"] > 0
     assert second["recorded"] == second["total"] and "sha256" in second
     lines = (work / "records-0-of-1.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines if line.startswith('{"kind"') and line.endswith("}")]
     assert len(records) == len(lines) - 1 == second["total"]
     assert len({(r["kind"], r["code"], r["seed"]) for r in records}) == len(records)
     # 26 students: the teacher itself ("111") is degenerate, the other 25 have both proxy seeds and the first
-    # final seed; the best 2 by each ranking also the second final seed.
+    # final seed; the best 2 networks by each ranking also the second final seed.
     assert len(tiny_table.students) == 26 and tiny_table.students["111"].degenerate.startswith("not smaller")
     valid = [s for s in tiny_table.students.values() if not s.degenerate]
     assert all(set(s.proxy) == {0, 1} and 1000 in s.final for s in valid)
-    assert 2 <= sum(1001 in s.final for s in valid) <= 4
+    assert 2 <= len({tiny_table.architecture(s.code) for s in valid if 1001 in s.final}) <= 4  # networks
     assert tiny_table.env_kwargs == table_env_kwargs(TINY_TABLE)
     assert tiny_table.made["by"] == "test" and tiny_table.made["core_seconds"]["proxy"] > 0
     assert tiny_table.made["spec"]["final_top"] == 2
     assert tiny_table.architecture("1-0").describe() == "lin32 lin16"
+    # Codes that make the same network share all of its results, the final trainings of the best included.
+    by_network = {}
+    for code, student in tiny_table.students.items():
+        by_network.setdefault(tiny_table.architecture(code), []).append(student)
+    twins = [group for group in by_network.values() if len(group) > 1]
+    assert twins and all(s.proxy == group[0].proxy and s.final == group[0].final for group in twins for s in group)
 
 
 @pytest.mark.parametrize("reward", ["n2n", "budget", "log_params"])
@@ -192,3 +200,23 @@ def test_fidelity_read_off_the_table(tiny_table):
     proxy = [[s.proxy[seed][0] for s in valid] for seed in (0, 1)]
     assert report["accuracy"] == proxy_fidelity(proxy, [[s.final[1000][1] for s in valid]], top=3)
     assert report["n2n_reward"]["students"] == 25 and -1 <= report["n2n_reward"]["kendall_tau"] <= 1
+
+
+def test_final_evaluation_on_the_tabular_env_reads_the_table(tiny_table):
+    code = next(c for c, s in tiny_table.students.items() if 1001 in s.final)
+    arch = tiny_table.architecture(code)
+    # Codes that make the same network share its results: "0--" and "--0" are both one layer of 16 on the input.
+    assert tiny_table.architecture(tiny_table.code_of(arch)) == arch
+    assert tiny_table.code_of(tiny_table.architecture("--0")) == tiny_table.code_of(tiny_table.architecture("0--"))
+    assert tiny_table.proxy("--0", 0) == tiny_table.proxy("0--", 0)
+    results = final_evaluation("N2NCompress-v0", {"tabular": NAME}, arch.to_dict(), [1000, 1001], epochs=2)
+    for result, seed in zip(results, (1000, 1001)):
+        final = tiny_table.final(code, seed)
+        assert result["student_test_accuracy"] == final["test_accuracy"]
+        assert result["teacher_test_accuracy"] == tiny_table.teacher["test_accuracy"]
+        c, teacher = 1 - final["parameters"] / tiny_table.teacher["parameters"], tiny_table.teacher["test_accuracy"]
+        assert result["final_reward"] == pytest.approx(c * (2 - c) * final["test_accuracy"] / teacher)
+    with pytest.raises(ValueError, match="holds final trainings of 2 epochs, not 30"):
+        final_evaluation("N2NCompress-v0", {"tabular": NAME}, arch.to_dict(), [1000])
+    with pytest.raises(KeyError, match="no final result for seed 1002"):
+        final_evaluation("N2NCompress-v0", {"tabular": NAME}, arch.to_dict(), [1002], epochs=2)
