@@ -1,0 +1,222 @@
+"""Student tables of N2NCompress-v0: a tiny table built on the tiny task (26 students), resumed, checked, and
+read by the tabular env, which gives exactly the live env's numbers."""
+
+import dataclasses
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import kd_envs  # noqa: F401
+from agents.common.compression import final_evaluation
+from agents.common.n2n_table import build_table, code_actions, play_student, student_codes, table_env_kwargs
+from kd_envs.tasks import tables
+from kd_envs.tasks.tables import TableSpec, load_table
+from tests.conftest import TINY_N2N_TASK
+
+NAME = "tiny-table-v0"
+TINY_TABLE = TableSpec(
+    description="every student of the tiny MLP teacher with the factors 0.5 and 1",
+    env_kwargs={"task": TINY_N2N_TASK.to_dict(), "shrink_factors": (0.5, 1.0), "epochs": 1, "batch_size": 32},
+    proxy_seeds=(0, 1),
+    final_epochs=2,
+    final_seeds=(1000, 1001),
+    final_every=1,
+    final_top=2,
+    parameter_budget=0.3,
+)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, kd_cache, tiny_n2n_kwargs):
+    """The tiny table, built in two runs (the first stopped after 5 trainings, then a torn record): (its
+    folder, the spec with its sha256, the work folder, the summaries of the two runs)."""
+    folder, work = tmp_path_factory.mktemp("tables"), tmp_path_factory.mktemp("work")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(tables.TABLES, NAME, TINY_TABLE)
+        first = build_table(NAME, work, out_path=folder / f"{NAME}.json", cache_dir=kd_cache, limit=5, progress=False)
+        lines = (work / "records-0-of-1.jsonl").read_text().splitlines()
+        first["trained"] = sum(not json.loads(line)["cached"] for line in lines)
+        with (work / "records-0-of-1.jsonl").open("a") as f:
+            f.write('{"kind": "proxy", "co')  # an interrupt in the middle of a record
+        second = build_table(NAME, work, out_path=folder / f"{NAME}.json", cache_dir=kd_cache, made={"by": "test"},
+                             progress=False)  # fmt: skip
+    return folder, dataclasses.replace(TINY_TABLE, sha256=second["sha256"]), work, (first, second)
+
+
+@pytest.fixture
+def tiny_table(built, monkeypatch):
+    folder, spec, _, _ = built
+    monkeypatch.setitem(tables.TABLES, NAME, spec)
+    monkeypatch.setattr(tables, "TABLES_DIR", folder)
+    return load_table(NAME)
+
+
+def test_codes_and_actions(tiny_n2n_kwargs):
+    env = gym.make("N2NCompress-v0", **{**tiny_n2n_kwargs, "shrink_factors": (0.5, 1.0)})
+    codes = student_codes(env)
+    assert len(codes) == 3**3 - 1 and codes[:3] == ["--0", "--1", "-0-"] and "---" not in codes
+    assert code_actions("1-0", "both") == [0, 1, 0, 1, 0]
+    removal = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, stages="removal")
+    assert student_codes(removal) == ["--+", "-+-", "-++", "+--", "+-+", "++-", "+++"]
+    assert code_actions("+-+", "removal") == [0, 1, 0]
+    shrink = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, stages="shrink", removed_layers=[1])
+    assert student_codes(shrink)[:2] == ["0-0", "0-1"] and len(student_codes(shrink)) == 7**2
+    assert code_actions("6-2", "shrink") == [6, 2]
+    info = play_student(env, "1-0")
+    assert info["architecture_summary"] == "lin32 lin16" and env.unwrapped.student_code() == "1-0"
+
+
+def test_the_build_resumes_and_records_each_result_once(built, tiny_table):
+    _, spec, work, (first, second) = built
+    assert "table" not in first and first["trained"] == 5 and first["estimate_core_seconds"] > 0
+    assert second["recorded"] == second["total"] and "sha256" in second
+    lines = (work / "records-0-of-1.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines if line.startswith('{"kind"') and line.endswith("}")]
+    assert len(records) == len(lines) - 1 == second["total"]
+    assert len({(r["kind"], r["code"], r["seed"]) for r in records}) == len(records)
+    # 26 students: the teacher itself ("111") is degenerate, the other 25 have both proxy seeds and the first
+    # final seed; the best 2 networks by each ranking also the second final seed.
+    assert len(tiny_table.students) == 26 and tiny_table.students["111"].degenerate.startswith("not smaller")
+    valid = [s for s in tiny_table.students.values() if not s.degenerate]
+    assert all(set(s.proxy) == {0, 1} and 1000 in s.final for s in valid)
+    assert 2 <= len({tiny_table.architecture(s.code) for s in valid if 1001 in s.final}) <= 4  # networks
+    assert tiny_table.env_kwargs == table_env_kwargs(TINY_TABLE)
+    assert tiny_table.made["by"] == "test" and tiny_table.made["core_seconds"]["proxy"] > 0
+    assert tiny_table.made["spec"]["final_top"] == 2
+    assert tiny_table.architecture("1-0").describe() == "lin32 lin16"
+    # Codes that make the same network share all of its results, the final trainings of the best included.
+    by_network = {}
+    for code, student in tiny_table.students.items():
+        by_network.setdefault(tiny_table.architecture(code), []).append(student)
+    twins = [group for group in by_network.values() if len(group) > 1]
+    assert twins and all(s.proxy == group[0].proxy and s.final == group[0].final for group in twins for s in group)
+
+
+@pytest.mark.parametrize("reward", ["n2n", "budget", "log_params"])
+def test_the_tabular_env_gives_the_live_envs_numbers(tiny_table, tiny_n2n_kwargs, reward):
+    # The live env trains again (its results in memory only), with the table's kwargs and one proxy seed.
+    options = {"reward": reward, "parameter_budget": 0.3}
+    rng = np.random.default_rng(0)
+    codes = ["111", "--1", *rng.choice(sorted(tiny_table.students), size=5, replace=False)]
+    for seed in (0, 1):
+        live = gym.make("N2NCompress-v0", **table_env_kwargs(TINY_TABLE), training_seed=seed, cache_students=False,
+                        cache_dir=tiny_n2n_kwargs["cache_dir"], **options)  # fmt: skip
+        tabular = gym.make("N2NCompress-v0", tabular=NAME, training_seed=seed, **options)
+        assert tabular.unwrapped.task is None  # nothing to train, no data loaded
+        for code in codes:
+            a, b = live.reset(seed=0), tabular.reset(seed=0)
+            assert all(np.array_equal(a[0][k], b[0][k]) for k in a[0]) and a[1].keys() == b[1].keys()
+            for action in code_actions(code, "both"):
+                step_a, step_b = live.step(np.int64(action)), tabular.step(np.int64(action))
+                assert all(np.array_equal(step_a[0][k], step_b[0][k]) for k in step_a[0])
+                assert step_a[1:4] == step_b[1:4]
+                if step_a[2]:
+                    break
+            info_a, info_b = step_a[4], step_b[4]
+            assert set(info_a) == set(info_b)
+            for key in set(info_a) - {"train_seconds", "cached"}:
+                assert info_a[key] == info_b[key], key
+            if not info_b["degenerate"] and reward != "budget":  # a budget clips some of these students
+                assert info_b["accuracy"] == tiny_table.proxy(code, seed)["val_accuracy"]
+                assert info_b["train_seconds"] == tiny_table.proxy(code, seed)["train_seconds"]
+
+
+def test_the_tabular_env_draws_a_proxy_seed_and_knows_what_it_was_asked(tiny_table):
+    env = gym.make("N2NCompress-v0", tabular=NAME)
+    drawn = set()
+    for seed in range(8):
+        env.reset(seed=seed)
+        for action in code_actions("1-1", "both"):
+            *_, info = env.step(np.int64(action))
+        drawn.add(info["training_seed"])
+        assert info["accuracy"] == tiny_table.proxy("1-1", info["training_seed"])["val_accuracy"]
+    assert drawn == {0, 1}
+    assert info["cached"]  # asked before in this env
+
+
+def test_the_final_training_is_the_tables(tiny_table, tiny_n2n_kwargs):
+    code = next(c for c, s in tiny_table.students.items() if 1001 in s.final)
+    arch = tiny_table.architecture(code).to_dict()
+    kwargs = {**table_env_kwargs(TINY_TABLE), "cache_dir": tiny_n2n_kwargs["cache_dir"]}
+    results = final_evaluation("N2NCompress-v0", kwargs, arch, [1000, 1001], epochs=2, use_cache=False)
+    for result, seed in zip(results, (1000, 1001)):
+        assert result["student_test_accuracy"] == tiny_table.final(code, seed)["test_accuracy"]
+        assert result["student_val_accuracy"] == tiny_table.final(code, seed)["val_accuracy"]
+    with pytest.raises(KeyError, match="no final result for seed 1002"):
+        tiny_table.final(code, 1002)
+
+
+def test_tabular_kwargs_are_checked(tiny_table, tiny_n2n_kwargs):
+    with pytest.raises(ValueError, match=r"epochs=3; expected 1 with tabular: table tiny-table-v0 fixes it"):
+        gym.make("N2NCompress-v0", tabular=NAME, epochs=3)
+    with pytest.raises(ValueError, match=r"shrink_factors=\(0.25, 1.0\); expected \[0.5, 1.0\] with tabular"):
+        gym.make("N2NCompress-v0", tabular=NAME, shrink_factors=(0.25, 1.0))
+    with pytest.raises(ValueError, match=r"training_seed=5; expected None or one of the table's proxy seeds \(0, 1\)"):
+        gym.make("N2NCompress-v0", tabular=NAME, training_seed=5)
+    with pytest.raises(ValueError, match=r"tabular='nope'; expected True, False or a table name in"):
+        gym.make("N2NCompress-v0", tabular="nope")
+    # The kwargs the table fixes may repeat its values (the task as a name, a dict or a TaskConfig alike).
+    gym.make("N2NCompress-v0", tabular=NAME, task=TINY_N2N_TASK, epochs=1, shrink_factors=[0.5, 1.0])
+
+
+def test_a_table_is_read_only_with_its_sha256(tiny_table, built, tmp_path):
+    folder = built[0]
+    raw = (folder / f"{NAME}.json").read_bytes()
+    (tmp_path / "edited.json").write_bytes(raw.replace(b'"parameters":', b'"parameters": ', 1))
+    with pytest.raises(ValueError, match="sha256 .* is not the recorded"):
+        load_table(NAME, tmp_path / "edited.json")
+    with pytest.raises(ValueError, match="table='nope'; expected one of"):
+        load_table("nope")
+
+
+def test_the_default_table_is_not_built_yet():
+    # Its file and sha256 come with the build (scripts/n2n_table.py); until then tabular=True says so.
+    assert tables.TABLES[tables.DEFAULT_TABLE].sha256 is None
+    with pytest.raises(ValueError, match="table n2n-vgg-v0 is not built yet"):
+        gym.make("N2NCompress-v0", tabular=True)
+    spec = tables.TABLES[tables.DEFAULT_TABLE]
+    assert table_env_kwargs(spec)["task"] == "mnist1d-vgg" and spec.env_kwargs["shrink_factors"] == (0.5, 1.0)
+
+
+def test_the_default_tables_teacher_ships(mnist1d_cache):
+    # The table's numbers replay only with its teacher: mnist1d-vgg's is shipped, as the deep default's is.
+    from kd_envs.tasks import make_task
+
+    cached = set(mnist1d_cache.rglob("*.pt"))
+    task = make_task(table_env_kwargs(tables.TABLES[tables.DEFAULT_TABLE])["task"], cache_dir=mnist1d_cache)
+    assert task.teacher_record["source"] == "shipped" and task.teacher_record["key"] == "d6babd704c73ebb1"
+    assert task.teacher_record["parameters"] == 24954
+    assert set(mnist1d_cache.rglob("*.pt")) == cached  # nothing trained
+
+
+def test_fidelity_read_off_the_table(tiny_table):
+    from agents.common.fidelity import proxy_fidelity, table_fidelity
+
+    report = table_fidelity(tiny_table, top=3)
+    valid = [s for s in tiny_table.students.values() if not s.degenerate]
+    assert report["students"] == [s.code for s in valid] and report["final_seeds"] == [1000]
+    proxy = [[s.proxy[seed][0] for s in valid] for seed in (0, 1)]
+    assert report["accuracy"] == proxy_fidelity(proxy, [[s.final[1000][1] for s in valid]], top=3)
+    assert report["n2n_reward"]["students"] == 25 and -1 <= report["n2n_reward"]["kendall_tau"] <= 1
+
+
+def test_final_evaluation_on_the_tabular_env_reads_the_table(tiny_table):
+    code = next(c for c, s in tiny_table.students.items() if 1001 in s.final)
+    arch = tiny_table.architecture(code)
+    # Codes that make the same network share its results: "0--" and "--0" are both one layer of 16 on the input.
+    assert tiny_table.architecture(tiny_table.code_of(arch)) == arch
+    assert tiny_table.code_of(tiny_table.architecture("--0")) == tiny_table.code_of(tiny_table.architecture("0--"))
+    assert tiny_table.proxy("--0", 0) == tiny_table.proxy("0--", 0)
+    results = final_evaluation("N2NCompress-v0", {"tabular": NAME}, arch.to_dict(), [1000, 1001], epochs=2)
+    for result, seed in zip(results, (1000, 1001)):
+        final = tiny_table.final(code, seed)
+        assert result["student_test_accuracy"] == final["test_accuracy"]
+        assert result["teacher_test_accuracy"] == tiny_table.teacher["test_accuracy"]
+        c, teacher = 1 - final["parameters"] / tiny_table.teacher["parameters"], tiny_table.teacher["test_accuracy"]
+        assert result["final_reward"] == pytest.approx(c * (2 - c) * final["test_accuracy"] / teacher)
+    with pytest.raises(ValueError, match="holds final trainings of 2 epochs, not 30"):
+        final_evaluation("N2NCompress-v0", {"tabular": NAME}, arch.to_dict(), [1000])
+    with pytest.raises(KeyError, match="no final result for seed 1002"):
+        final_evaluation("N2NCompress-v0", {"tabular": NAME}, arch.to_dict(), [1002], epochs=2)
