@@ -151,10 +151,13 @@ def run_script(tmp_path_factory):
 @pytest.fixture
 def tiny_set(tmp_path, monkeypatch, kd_cache):
     """A task set ``tiny-v0`` of four digits tasks (students of width 8 and 4, with 256 or 128 labels),
-    two per split, registered with its sha256 as a shipped set is."""
+    two per split, registered with its sha256 as a shipped set is. The last has an edge draw of its own (digits
+    split with another seed), so that the two splits' data differ, as the shipped set's do."""
     instances = []
+    edge = dataclasses.replace(TINY_TASK.dataset, seed=1)
     for k, (width, labels) in enumerate([(8, 256), (4, 128), (4, 256), (8, 128)]):
-        task = dataclasses.replace(TINY_TASK, student=ModelConfig("mlp", width=width, depth=1), transfer_size=labels)
+        task = dataclasses.replace(TINY_TASK, student=ModelConfig("mlp", width=width, depth=1), transfer_size=labels,
+                                   edge_dataset=edge if k == 3 else None)  # fmt: skip
         make_task(task, cache_dir=kd_cache)
         instances.append({"name": f"w{width}-l{labels}", "split": "train" if k < 2 else "test", "why": "a test",
                           "task": task.to_dict()})  # fmt: skip

@@ -904,10 +904,11 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
     problems = entry_problems(entry)
     if problems:
         return Verification(problems=problems)
-    env_id, kwargs = entry["env_id"], entry["env_kwargs"]
+    env_id = entry["env_id"]
     recorded_fingerprint = entry.get("task_fingerprint")
     if recorded_fingerprint is not None:
-        here = task_fingerprint(env_id, kwargs) or {}
+        # The task the entry was scored on (a task set's test split for an agent trained on its train split).
+        here = task_fingerprint(env_id, scored_env_kwargs(entry)) or {}
         differ = [k for k in ("teacher_sha256", "dataset_sha256") if here.get(k) != recorded_fingerprint.get(k)]
         if differ:  # the same policy on another teacher or other data: replaying would compare nothing
             return Verification(problems=[f"task {k}: the entry's {recorded_fingerprint.get(k)} differs from this "
