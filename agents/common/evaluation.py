@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.common.compression import FULL_EPOCHS, final_evaluation
+from agents.common.episodes import EVALUATION_SEEDS, TRAINING_SEEDS, Policy, _start_episode, run_episode  # noqa: F401 (re-exported: the harness is where callers find them)
 from agents.common.leaderboard import (
     LEADERBOARD_DIR,
     MIN_OFFICIAL_RUNS,
@@ -39,11 +40,6 @@ from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
 from kd_envs.tasks import accuracy
 
-# Seeds kept apart: agents train on TRAINING_SEEDS, every entry is scored on EVALUATION_SEEDS.
-TRAINING_SEEDS: tuple[int, ...] = tuple(range(10))
-EVALUATION_SEEDS: tuple[int, ...] = tuple(range(1000, 1010))
-assert not set(TRAINING_SEEDS) & set(EVALUATION_SEEDS)
-
 # N2N's report retrains each search's best student with the full budget, one per seed: three seeds
 # keep an entry of five searches under ten minutes on two cores.
 SEARCH_EVALUATION_SEEDS: tuple[int, ...] = EVALUATION_SEEDS[:3]
@@ -51,10 +47,6 @@ SEARCH_EVALUATION_SEEDS: tuple[int, ...] = EVALUATION_SEEDS[:3]
 # What an entry is ranked by, per env id: a key of the last step's info, or "return". N2N's is
 # C(2 - C) * A / A_teacher with test accuracies, from agents.common.compression.final_evaluation.
 SCORE_METRIC: dict[str, str] = {"TemperatureKD-v0": "student_test_accuracy", "N2NCompress-v0": "final_reward"}
-
-
-class Policy(Protocol):
-    def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: bool = True): ...
 
 
 def score_metric(env_id: str) -> str:
@@ -80,34 +72,6 @@ def _on_threads(function: Callable[..., Any], threads: int, **kwargs: Any) -> An
     """``function(**kwargs)`` on ``threads`` torch threads: a Ray task's body (its worker starts on one)."""
     with torch_threads(threads):
         return function(**kwargs)
-
-
-def _start_episode(env: gym.Env, policy: Policy, seed: int, instance: int | None = None) -> np.ndarray:
-    """Reset ``env`` with ``seed`` (and, on a task set, ``options={"instance": instance}``) and prepare a
-    fixed policy for the episode: ``attach`` gives it the unwrapped env (a schedule reads the episode's
-    length; CTKD the batch logits) and ``seed`` seeds its draws (an SB3 model's ``seed`` is its training
-    seed, an int, not a method)."""
-    if callable(getattr(policy, "attach", None)):
-        policy.attach(env.unwrapped)
-    if callable(getattr(policy, "seed", None)):
-        policy.seed(seed)
-    obs, _ = env.reset(seed=seed, options=None if instance is None else {"instance": instance})
-    return obs
-
-
-def run_episode(env: gym.Env, policy: Policy, seed: int, instance: int | None = None) -> dict[str, Any]:
-    """One deterministic episode from ``seed`` (on a task set's ``instance``, given by its position in the
-    split): its return, length and the numbers in the last info."""
-    obs = _start_episode(env, policy, seed, instance)
-    total, steps = 0.0, 0
-    while True:
-        action, _ = policy.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, info = env.step(action)
-        total += float(reward)
-        steps += 1
-        if terminated or truncated:
-            break
-    return {"seed": seed, "return": total, "steps": steps, **info_numbers(info)}
 
 
 def trace_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
