@@ -449,7 +449,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
 
     # Attributes that belong to the current instance (its task and what the env derives from it once).
     _INSTANCE_STATE = ("options", "task", "reward_x", "reward_y", "_teacher_logits", "_teacher_features",
-                       "_teacher_confidence", "steps_per_epoch", "max_steps", "_instance", "_position")  # fmt: skip
+                       "_teacher_confidence", "steps_per_epoch", "max_steps", "_position")  # fmt: skip
 
     def _use_instance(self, position: int) -> None:
         """Make ``self.instances[position]`` the current task: loaded (data, teacher, the teacher's outputs on
@@ -457,7 +457,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         if position not in self._loaded:
             instance = self.instances[position]
             self.options = self._options_for(instance.task)
-            self._instance, self._position = instance, position
+            self._position = position
             self.task: Task = make_task(instance.task, cache_dir=self.options.cache_dir,
                                         data_root=self.options.data_root)  # fmt: skip
             data = self.task.data
@@ -483,7 +483,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     @property
     def instance(self) -> TaskInstance:
         """The current episode's task instance (before the first reset: the first of the split)."""
-        return self._instance
+        return self.instances[self._position]
 
     # -- copies ----------------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -753,7 +753,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         """What every info says of the episode's instance, with a task set: its position in the split and name."""
         if self.task_set is None:
             return {}
-        return {"instance": self._position, "instance_name": self._instance.name}
+        return {"instance": self._position, "instance_name": self.instance.name}
 
     def _check_action(self, action) -> torch.Tensor:
         a = np.asarray(action)
