@@ -35,7 +35,7 @@ from agents.common.leaderboard import (
 )
 from agents.common.parallel import map_tasks
 from agents.common.registry import policy_path
-from agents.common.training import acting_zip, info_numbers, load_agent, package_versions
+from agents.common.training import acting_zip, info_numbers, load_agent, package_versions, replay_search
 from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
 from kd_envs.tasks import accuracy
@@ -410,8 +410,17 @@ def search_entry(
         if search["best"] is None:
             raise ValueError(f"{model_dir}/search.json found no valid student")
     if workers > 1 or address is not None:
-        tasks = [{"env_id": env_id, "env_kwargs": config["env_kwargs"], "architecture": search["best"]["architecture"],
-                  "seeds": [seed], "epochs": epochs} for config, search in zip(configs, searches) for seed in seeds]
+        tasks = [
+            {
+                "env_id": env_id,
+                "env_kwargs": config["env_kwargs"],
+                "architecture": search["best"]["architecture"],
+                "seeds": [seed],
+                "epochs": epochs,
+            }
+            for config, search in zip(configs, searches)
+            for seed in seeds
+        ]
         flat = [e for es in map_tasks(functools.partial(_on_threads, final_evaluation, threads), tasks, workers,
                                       address, name if progress else None, "student") for e in es]  # fmt: skip
     runs = []
@@ -839,6 +848,10 @@ def _replay(entry: dict[str, Any], directory: Path, progress: bool, threads: int
             if stored["best"]["architecture"] != run["architecture"]:
                 mismatches.append(f"training seed {run['training_seed']}: the entry's architecture is not its "
                                   "search's best")  # fmt: skip
+            if kwargs.get("tabular"):  # a search on a table costs microseconds a student: run it again
+                config = json.loads((stored_model_dir(run, directory) / "config.json").read_text())
+                mismatches += [f"training seed {run['training_seed']}: {m}" for m in
+                               _search_differences(stored, replay_search(config))]  # fmt: skip
             with torch_threads(threads):
                 episodes = final_evaluation(env_id, kwargs, run["architecture"], seeds, entry["agent"]["final_epochs"],
                                             use_cache=False, progress=progress)  # fmt: skip
@@ -851,6 +864,26 @@ def _replay(entry: dict[str, Any], directory: Path, progress: bool, threads: int
                                      instances=instances, threads=threads)  # fmt: skip
             pairs.append((label, run["episodes"], episodes))
     return pairs, mismatches
+
+
+def _search_differences(stored: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
+    """Where a search run again differs from its stored ``search.json``: episode count, each student (reward and
+    architecture) in order, and the best."""
+    found = []
+    if stored.get("episodes") != replayed["episodes"]:
+        found.append(f"the search ran {replayed['episodes']} episodes again, its search.json records "
+                     f"{stored.get('episodes')!r}")  # fmt: skip
+    keys = ("reward", "architecture_summary", "student_parameters", "accuracy", "degenerate")
+    for old, new in zip(stored.get("history") or [], replayed["history"]):
+        differ = [k for k in keys if old.get(k) != new.get(k)]
+        if differ:
+            found.append(f"episode {new['episode']} run again differs from search.json in {', '.join(differ)}: "
+                         f"{ {k: old.get(k) for k in differ} } -> { {k: new.get(k) for k in differ} }")  # fmt: skip
+            break
+    best = (stored.get("best") or {}).get("architecture")
+    if best != (replayed["best"] or {}).get("architecture"):
+        found.append("the search run again finds another best student than its search.json")
+    return found
 
 
 def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True,

@@ -183,10 +183,13 @@ def measure_fidelity(
 
 
 def table_fidelity(table: StudentTable, top: int = 10) -> dict[str, Any]:
-    """:func:`measure_fidelity`'s report for every valid student of ``table`` with a final result on each of
-    the final seeds every such student has: the proxy's validation accuracy on the table's proxy seeds
+    """:func:`measure_fidelity`'s report for every valid network of ``table`` (one code each) with a final result
+    on each of the final seeds every such student has: the proxy's validation accuracy on the table's proxy seeds
     against the final training's test accuracy."""
-    valid = [s for s in table.students.values() if not s.degenerate and s.final]
+    # One code per network (codes that make the same network share its results: counting them twice would
+    # add ties that agree by construction).
+    valid = [s for s in table.students.values() if not s.degenerate and s.final
+             and table.code_of(table.architecture(s.code)) == s.code]  # fmt: skip
     seeds = [seed for seed in table.final_seeds if all(seed in s.final for s in valid)]
     proxy = np.array([[s.proxy[seed][0] for s in valid] for seed in table.proxy_seeds])
     final = np.array([[s.final[seed][1] for s in valid] for seed in seeds])

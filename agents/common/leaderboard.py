@@ -159,8 +159,13 @@ def make_entry(
 
 def board_id(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str:
     """The table an entry ranks in: its env id, or on a task set ``<env id>-<task set>-<split>`` (a task
-    set's entries are scored on other tasks than the env's default, so they rank apart)."""
+    set's entries are scored on other tasks than the env's default, so they rank apart), or on a student
+    table (N2NCompress-v0's ``tabular``) ``<env id>-<table>``: its teacher and subspace are not the default's."""
     kwargs = env_kwargs or {}
+    if kwargs.get("tabular"):
+        from kd_envs.tasks.tables import DEFAULT_TABLE
+
+        return f"{env_id}-{DEFAULT_TABLE if kwargs['tabular'] is True else kwargs['tabular']}"
     if kwargs.get("task_set") is None:
         return env_id
     return f"{env_id}-{kwargs['task_set']}-{kwargs.get('split', 'train')}"
@@ -280,6 +285,12 @@ STUDY_REPORTS = (
      "Written by `scripts/n2n_study.py` from the N2NCompress-v0 entries above and their searches: the final "
      "reward of each search's best student (test split) beside what the searches saw (validation proxy), "
      "the compression target, N2N's policy transfer and the cost of a search."),
+    ("N2N budget study", "N2N-study-budget.md", (),
+     "Written by `scripts/n2n_study.py --name budget`: searchers on the deep default with the `budget` reward (a "
+     "hard parameter budget, AMC-style masks): the best students' test accuracy over the teacher's."),
+    ("N2N regret", "N2N-regret.md", ("N2N-regret.png",),
+     "Written by `scripts/n2n_regret.py`: searchers ranked on the student table n2n-vgg-v0 (every student of the "
+     "VGG-style teacher), hundreds of searches each, by their regret against the table's exact optimum."),
 )  # fmt: skip
 
 

@@ -223,6 +223,28 @@ def train_agent(
     return TrainedAgent(model, config)
 
 
+def replay_search(config: dict[str, Any]) -> dict[str, Any]:
+    """Run a saved search again from its ``config.json`` (what :func:`train_agent` wrote: algorithm, env id and
+    kwargs, seed, hyperparameters, total timesteps) to the same number of students, and return its
+    :class:`SearchRecordCallback` summary, as ``search.json`` holds it. A seeded search repeats exactly, so on a
+    tabular env, where a student costs microseconds, this re-runs what a search entry claims to have found. A
+    search that started from another agent's weights (``init_from``) is refused: its start is not in the config."""
+    if config.get("env_id") not in SEARCH_ENVS:
+        raise ValueError(f"replay_search: env_id {config.get('env_id')!r} is not a search env ({SEARCH_ENVS})")
+    if config.get("init_from"):
+        raise ValueError(
+            f"replay_search: the search started from {config['init_from']}, which its config does not hold"
+        )
+    model, params = build_agent(config["algo"], config["env_id"], config["seed"], config["env_kwargs"],
+                                config["hyperparams"])  # fmt: skip
+    if params.get("n_students") is None:
+        raise ValueError("replay_search: the config's hyperparameters give no n_students (a search's budget)")
+    search = SearchRecordCallback()
+    callback = CallbackList([EpisodeInfoCallback(), search, StopTrainingOnMaxEpisodes(int(params["n_students"]))])
+    model.learn(total_timesteps=int(config["total_timesteps"]), callback=callback)
+    return search.summary()
+
+
 def load_agent(model_dir: str | Path) -> TrainedAgent:
     """A saved agent (``model.zip`` + ``config.json``) ready to ``predict``."""
     model_dir = Path(model_dir)
@@ -255,8 +277,9 @@ def _share_copies(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return shared
 
 
-def acting_zip(source: str | Path | io.BufferedIOBase, target: str | Path | io.BufferedIOBase,
-               deflate: bool = False) -> None:
+def acting_zip(
+    source: str | Path | io.BufferedIOBase, target: str | Path | io.BufferedIOBase, deflate: bool = False
+) -> None:
     """Rewrite an SB3 ``model.zip`` (any algorithm: SB3's, sb3-contrib's, ours) as an acting zip, which
     ``cls.load`` and :func:`load_agent` read unchanged and whose ``predict`` gives the same actions:
 

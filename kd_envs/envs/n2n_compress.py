@@ -62,6 +62,18 @@ def log_params_reward(accuracy: float, parameters: int) -> float:
     return -(1.0 - accuracy) * math.log(parameters)
 
 
+def student_reward(reward: str, accuracy: float, parameters: int, teacher_accuracy: float,
+                   teacher_parameters: int) -> float:
+    """A valid student's score under the ``reward`` option before any search-level constraint (the class
+    docstring's Rewards): ``"budget"`` A / A_teacher, ``"log_params"`` −(1 − A) · ln(params), else (``"n2n"``,
+    and ``"constrained"`` before its constraint) C(2 − C) · A / A_teacher."""
+    if reward == "budget":
+        return accuracy / teacher_accuracy
+    if reward == "log_params":
+        return log_params_reward(accuracy, parameters)
+    return compression_reward(1.0 - parameters / teacher_parameters, accuracy, teacher_accuracy)
+
+
 def constraint_epsilon(iteration: int) -> float:
     """ε = max(0, 1 − it/15)^4: 1 at the first iteration, 0 from iteration 15 on, as the authors meant it.
 
@@ -552,13 +564,8 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         else:
             result = self._table_result(parameters)
         accuracy = result["val_accuracy"]
-        compression = 1.0 - parameters / self.teacher_parameters
-        if self.reward == "budget":
-            reward = accuracy / self.teacher_accuracy
-        elif self.reward == "log_params":
-            reward = log_params_reward(accuracy, parameters)
-        else:  # "n2n", and "constrained" before the constraint (applied in _end)
-            reward = compression_reward(compression, accuracy, self.teacher_accuracy)
+        # "constrained" applies its constraint in _end
+        reward = student_reward(self.reward, accuracy, parameters, self.teacher_accuracy, self.teacher_parameters)
         return reward, self._final_info(arch, parameters, accuracy, result["train_seconds"], result["cached"], "")
 
     def student_code(self) -> str:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import kd_envs  # noqa: F401
+from agents.common import regret
 from agents.common.compression import final_evaluation
 from agents.common.n2n_table import build_table, code_actions, play_student, student_codes, table_env_kwargs
 from kd_envs.tasks import tables
@@ -16,6 +17,7 @@ from kd_envs.tasks.tables import TableSpec, load_table
 from tests.conftest import TINY_N2N_TASK
 
 NAME = "tiny-table-v0"
+ENV_ID = "N2NCompress-v0"
 TINY_TABLE = TableSpec(
     description="every student of the tiny MLP teacher with the factors 0.5 and 1",
     env_kwargs={"task": TINY_N2N_TASK.to_dict(), "shrink_factors": (0.5, 1.0), "epochs": 1, "batch_size": 32},
@@ -196,10 +198,14 @@ def test_fidelity_read_off_the_table(tiny_table):
 
     report = table_fidelity(tiny_table, top=3)
     valid = [s for s in tiny_table.students.values() if not s.degenerate]
+    # One student per network: "--0" and "0--" (one layer of 16 on the input) count once.
+    networks = {tiny_table.architecture(s.code): s for s in reversed(valid)}
+    assert len(networks) < len(valid) and "0--" not in report["students"]
+    valid = [s for s in valid if networks[tiny_table.architecture(s.code)] is s]
     assert report["students"] == [s.code for s in valid] and report["final_seeds"] == [1000]
     proxy = [[s.proxy[seed][0] for s in valid] for seed in (0, 1)]
     assert report["accuracy"] == proxy_fidelity(proxy, [[s.final[1000][1] for s in valid]], top=3)
-    assert report["n2n_reward"]["students"] == 25 and -1 <= report["n2n_reward"]["kendall_tau"] <= 1
+    assert report["n2n_reward"]["students"] == len(networks) and -1 <= report["n2n_reward"]["kendall_tau"] <= 1
 
 
 def test_final_evaluation_on_the_tabular_env_reads_the_table(tiny_table):
@@ -220,3 +226,159 @@ def test_final_evaluation_on_the_tabular_env_reads_the_table(tiny_table):
         final_evaluation("N2NCompress-v0", {"tabular": NAME}, arch.to_dict(), [1000])
     with pytest.raises(KeyError, match="no final result for seed 1002"):
         final_evaluation("N2NCompress-v0", {"tabular": NAME}, arch.to_dict(), [1002], epochs=2)
+
+
+# ---- the regret protocol on a table (agents.common.regret) ------------------------------------------------
+
+
+def test_the_landscape_is_the_tables_numbers_by_hand(tiny_table):
+    teacher = tiny_table.teacher
+    n2n = regret.landscape(regret.table_env_kwargs(NAME, "n2n"))
+    valid = {c for c, s in tiny_table.students.items() if not s.degenerate}
+    assert set(n2n.value) == valid and n2n.final_seed == 1000
+    for code in valid:
+        params = tiny_table.students[code].parameters
+        c = 1 - params / teacher["parameters"]
+        by_hand = [c * (2 - c) * tiny_table.proxy(code, s)["val_accuracy"] / teacher["val_accuracy"] for s in (0, 1)]
+        assert n2n.proxy[code] == pytest.approx(dict(zip((0, 1), by_hand)), abs=1e-12)
+        assert n2n.value[code] == pytest.approx(np.mean(by_hand), abs=1e-12)
+        final = c * (2 - c) * tiny_table.final(code, 1000)["test_accuracy"] / teacher["test_accuracy"]
+        assert n2n.final[code] == pytest.approx(final, abs=1e-12)
+    assert n2n.best_value == n2n.value[n2n.optimum()] == max(n2n.value.values())
+    # A budget of 30% of the teacher: exactly the valid students within it, scored A / A_teacher.
+    budget = regret.landscape(regret.table_env_kwargs(NAME, "budget", 0.3))
+    within = {c for c in valid if tiny_table.students[c].parameters <= 0.3 * teacher["parameters"]}
+    assert set(budget.value) == within and 0 < len(within) < len(valid)
+    code = sorted(within)[0]
+    assert budget.proxy[code][1] == pytest.approx(tiny_table.proxy(code, 1)["val_accuracy"] / teacher["val_accuracy"])
+    with pytest.raises(ValueError, match="reward='constrained' .* has no landscape"):
+        regret.landscape(regret.table_env_kwargs(NAME, "constrained"))
+
+
+@pytest.mark.parametrize("algo", regret.SEARCHERS)
+def test_a_table_search_records_its_students_and_repeats_with_its_seed(tiny_table, algo):
+    kwargs = regret.table_env_kwargs(NAME, "n2n")
+    land = regret.landscape(kwargs)
+    runs = [regret.table_search(algo, seed, 12, kwargs) for seed in (3, 3)]
+    assert runs[0] == runs[1] and len(runs[0]["codes"]) == 12
+    seed = runs[0]["training_seed"]
+    # Every student's reward (as the agent sees it, a VecEnv's float32) is the landscape's on
+    # the drawn proxy seed.
+    for code, reward in zip(runs[0]["codes"], runs[0]["rewards"]):
+        assert reward == (-1.0 if code is None else np.float32(land.proxy[code][seed]))  # None: degenerate
+    assert len(set(runs[0]["codes"])) > 2
+    assert {regret.table_search(algo, s, 3, kwargs)["training_seed"] for s in range(8)} == {0, 1}
+
+
+def test_regret_curves_and_comparisons_by_hand():
+    land = regret.Landscape("t", {}, 1000, proxy={}, value={"a": 0.5, "b": 0.8, "c": 0.9}, final={"a": 0.6, "b": 0.9,
+                            "c": 0.7})  # fmt: skip
+    # The incumbent is the best *reward seen* (a noisy draw), scored by its value: "c" seen low is never picked.
+    search = {"algo": "x", "seed": 0, "codes": [None, "a", "c", "b", "a"], "rewards": [-1.0, 0.6, 0.55, 0.7, 0.7]}
+    assert regret.incumbents(search["codes"], search["rewards"]) == [None, "a", "a", "b", "b"]
+    assert regret.regret_curve(search, land).tolist() == pytest.approx([0.4, 0.4, 0.4, 0.1, 0.1])
+    assert regret.regret_curve(search, land, "final").tolist() == pytest.approx([0.3, 0.3, 0.3, 0.0, 0.0])
+    with pytest.raises(ValueError, match="outside the landscape"):
+        regret.regret_curve({**search, "codes": ["z"] * 5}, land)
+    rng = np.random.default_rng(0)
+    curves = {"good": rng.uniform(0, 0.01, (30, 8)), "bad": rng.uniform(0.05, 0.06, (30, 8)),
+              "twin": None}  # fmt: skip
+    curves["twin"] = curves["good"].copy()
+    result = regret.compare(curves, budgets=(4, 8, 16), reps=500)
+    assert [row["budget"] for row in result["budgets"]] == [4, 8]  # no search is 16 students long
+    row = result["budgets"][0]
+    assert row["regret"]["good"]["mean"] == pytest.approx(curves["good"][:, 3].mean())
+    low, high = row["regret"]["good"]["ci95"]
+    assert low <= row["regret"]["good"]["mean"] <= high < row["regret"]["bad"]["ci95"][0]
+    assert row["probability_of_improvement"]["good,bad"]["p"] == 1.0
+    assert row["probability_of_improvement"]["bad,good"]["p"] == 0.0
+    assert row["probability_of_improvement"]["good,twin"]["p"] == pytest.approx(0.5)
+    pairs = {(s["budget"], s["better"], s["worse"]) for s in regret.separated(result)}
+    assert pairs == {(b, x, "bad") for b in (4, 8) for x in ("good", "twin")}
+
+
+def test_the_vectorised_probability_of_improvement_is_rliables():
+    from rliable import library as rly
+    from rliable import metrics
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(0.3, 1, 20).round(1), rng.normal(0, 1, 20).round(1)  # rounded: some ties
+    ours = regret.probability_of_improvement(x, y, np.random.default_rng(0), reps=4000)
+    np.random.seed(0)
+    point, interval = rly.get_interval_estimates({"x,y": (x[:, None], y[:, None])},
+                                                 metrics.probability_of_improvement, reps=250)  # fmt: skip
+    assert ours["p"] == pytest.approx(float(np.ravel(point["x,y"])[0]), abs=1e-12)
+    # The same resampling: the bounds agree within the bootstrap's own Monte Carlo error.
+    assert ours["ci95"] == pytest.approx(np.ravel(interval["x,y"]).tolist(), abs=0.05)
+
+
+def test_the_regret_study_runs_resumes_and_reports(tiny_table, tmp_path, monkeypatch):
+    import scripts.n2n_regret as study
+
+    board = tmp_path / "board"
+    board.mkdir()
+    argv = ["--table", NAME, "--searchers", "random_search", "hill_climbing", "--searches", "4", "--chunk", "2",
+            "--students", "30", "--parameter-budget", "0.3", "--workers", "1", "--runs", str(tmp_path / "runs"),
+            "--leaderboard-dir", str(board)]  # fmt: skip
+    study.main(argv)
+    report = json.loads((board / "N2N-regret.json").read_text())
+    assert set(report["rewards"]) == {"n2n", "budget"} and (board / "N2N-regret.png").is_file()
+    n2n = report["rewards"]["n2n"]
+    assert n2n["searches"] == {"random_search": 4, "hill_climbing": 4} and n2n["students_per_search"] == 30
+    assert [row["budget"] for row in n2n["value"]["budgets"]] == [25]
+    # The numbers are the saved searches' regret: recomputed here from the chunk files.
+    land = regret.landscape(regret.table_env_kwargs(NAME, "n2n"))
+    saved = study.load_searches(tmp_path / "runs" / NAME, "n2n", ["random_search"], 30)
+    assert [s["seed"] for s in saved] == [0, 1, 2, 3]
+    at_25 = np.mean([regret.regret_curve(s, land)[24] for s in saved])
+    assert n2n["value"]["budgets"][0]["regret"]["random_search"]["mean"] == pytest.approx(at_25)
+    assert "N2N regret" in (board / "README.md").read_text()
+    # A rerun finds every chunk saved and searches nothing.
+    monkeypatch.setattr(study, "table_search", lambda *a, **k: pytest.fail("searched again"))
+    study.main(argv)
+
+
+def test_verify_runs_a_tabular_search_entry_again_and_catches_a_forged_search(tiny_table, tmp_path):
+    from agents.common.evaluation import search_entry, verify_entry
+    from agents.common.leaderboard import board_id
+    from agents.common.training import train_agent
+
+    board = tmp_path / "board"
+    dirs = []
+    for seed in (0, 1):
+        out = tmp_path / f"seed_{seed}"
+        train_agent("evolution", ENV_ID, seed, out, env_kwargs={"tabular": NAME}, progress_bar=False, tensorboard=False,
+                    hyperparams={"n_students": 20, "population_size": 4, "sample_size": 2})  # fmt: skip
+        dirs.append(out)
+    entry = search_entry(dirs, [1000], tag="test", name="evolution_table", directory=board, epochs=2, progress=False)
+    path = board / "entry.json"
+    path.write_text(json.dumps(entry))
+    assert verify_entry(path, board, progress=False) == []
+    # It ranks on the table's own board, apart from the deep default's searches.
+    assert board_id(ENV_ID, entry["env_kwargs"]) == f"{ENV_ID}-{NAME}" and board_id(ENV_ID, {}) == ENV_ID
+    assert board_id(ENV_ID, {"tabular": True}) == f"{ENV_ID}-n2n-vgg-v0"
+    # A forger claims a better student for seed 1: search.json's best and the entry's architecture and final
+    # results all name it, consistently. The search, run again, finds its real best.
+    run = entry["runs"][1]
+    stored = board / run["model"] / "search.json"
+    search = json.loads(stored.read_text())
+    land = regret.landscape({"tabular": NAME})
+    claimed = next(c for c in sorted(land.final, key=land.final.get, reverse=True)
+                   if tiny_table.architecture(c).to_dict() != run["architecture"])  # fmt: skip
+    arch = tiny_table.architecture(claimed).to_dict()
+    search["best"]["architecture"] = arch
+    stored.write_text(json.dumps(search))
+    forged = json.loads(json.dumps(entry))
+    forged["runs"][1]["architecture"] = arch
+    forged["runs"][1]["episodes"] = final_evaluation(ENV_ID, {"tabular": NAME}, arch, [1000], epochs=2)
+    path.write_text(json.dumps(forged))
+    problems = verify_entry(path, board, progress=False)
+    assert any("run again finds another best student" in p for p in problems), problems
+    # One student's reward edited in the stored history is caught too.
+    search = json.loads(stored.read_text())
+    search["best"]["architecture"] = run["architecture"]
+    search["history"][3]["reward"] += 0.01
+    stored.write_text(json.dumps(search))
+    path.write_text(json.dumps(entry))
+    problems = verify_entry(path, board, progress=False)
+    assert any("episode 3 run again differs from search.json in reward" in p for p in problems), problems
