@@ -5,12 +5,18 @@ report (the table, the proxy's fidelity read off it, regret tables and curves, p
     python scripts/n2n_regret.py                       # 5 searchers x 100 searches x 500 students, 2 rewards
     python scripts/n2n_regret.py --searches 5 --students 50 --runs runs/n2n_regret_quick   # a quick look
     python scripts/n2n_regret.py --report-only         # the report from finished searches
+    python scripts/n2n_regret.py --entry evolution     # also a leaderboard entry: 5 searches of 100 students
 
 A search is one seed of one searcher with its YAML settings (agents/hyperparams/<algo>.yml) on the tabular env
 (tabular=True, the reward option, training_seed drawn from the search's seed). Searches run in chunks of
 --chunk seeds, each chunk a Ray task of one CPU (--workers), saved as <runs>/<reward>/<algo>/seeds_<a>-<b>.json
 when it ends: finished chunks are skipped, so the command resumes. The report goes to
 <leaderboard>/N2N-regret.{json,md,png}.
+
+--entry ALGO also saves --entry-searches searches of 100 students by ALGO on the table (train_agent, reward n2n,
+seeds 0..N-1) and makes their leaderboard entry (board N2NCompress-v0-<table>): each search's best student is
+scored by the table's final trainings on the evaluation seeds, and `kd-gym leaderboard --verify` runs the
+searches again, student by student.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from pathlib import Path
 
 import torch
 
+from agents.common.evaluation import SEARCH_EVALUATION_SEEDS, save_entry, search_entry
 from agents.common.jobs import run_jobs
 from agents.common.leaderboard import LEADERBOARD_DIR, render
 from agents.common.parallel import add_worker_arguments
 from agents.common.regret import BUDGETS, SEARCHERS, landscape, table_env_kwargs, table_search
 from agents.common.reports.regret import plot_regret, study, study_lines
+from agents.common.training import train_agent
 from kd_envs.tasks import atomic_write
 from kd_envs.tasks.tables import DEFAULT_TABLE, TABLES, load_table
 
@@ -71,6 +79,20 @@ def load_searches(runs: Path, reward: str, searchers: list[str], students: int) 
     return searches
 
 
+def table_entry(args) -> Path:
+    """``--entry``: the searches (skipped where saved) and their entry."""
+    dirs = []
+    for seed in range(args.entry_searches):
+        out = args.runs / "entry" / args.entry / f"seed_{seed}"
+        if not (out / "search.json").is_file():
+            train_agent(args.entry, "N2NCompress-v0", seed, out, env_kwargs={"tabular": args.table},
+                        hyperparams={"n_students": 100}, progress_bar=False, tensorboard=False)  # fmt: skip
+        dirs.append(out)
+    entry = search_entry(dirs, list(SEARCH_EVALUATION_SEEDS), "official", args.entry, args.leaderboard_dir,
+                         progress=False)  # fmt: skip
+    return save_entry(entry, args.leaderboard_dir)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", default=DEFAULT_TABLE, choices=sorted(TABLES))
@@ -83,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     add_worker_arguments(parser, "chunks of searches", default=2)
     parser.add_argument("--runs", type=Path, default=Path("runs/n2n_regret"))
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--entry", choices=list(SEARCHERS), default=None, help="also make this searcher's entry")
+    parser.add_argument("--entry-searches", type=int, default=5)
     parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -101,6 +125,8 @@ def main(argv: list[str] | None = None) -> None:
     (directory / "N2N-regret.json").write_text(json.dumps(report, indent=1) + "\n")
     (directory / "N2N-regret.md").write_text("\n".join(study_lines(report)).rstrip() + "\n")
     plot_regret(landscapes, searches, directory / "N2N-regret.png")
+    if args.entry:
+        print(f"entry: {table_entry(args)}")
     render(directory)
     print("\n".join(study_lines(report)))
 

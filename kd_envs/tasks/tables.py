@@ -117,6 +117,7 @@ TABLES: dict[str, TableSpec] = {
             "kd_weight": 1.0,
             "ce_weight": 1.0,
         },
+        sha256="86f6ad774688202decbe795398638b5a1039ee3e4ee22569da5eca62c65870af",
     ),
 }
 DEFAULT_TABLE = "n2n-vgg-v0"

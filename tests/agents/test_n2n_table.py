@@ -173,13 +173,23 @@ def test_a_table_is_read_only_with_its_sha256(tiny_table, built, tmp_path):
         load_table("nope")
 
 
-def test_the_default_table_is_not_built_yet():
-    # Its file and sha256 come with the build (scripts/n2n_table.py); until then tabular=True says so.
-    assert tables.TABLES[tables.DEFAULT_TABLE].sha256 is None
-    with pytest.raises(ValueError, match="table n2n-vgg-v0 is not built yet"):
-        gym.make("N2NCompress-v0", tabular=True)
+def test_the_default_table_gives_the_live_envs_numbers(mnist1d_cache):
+    # The built table (its sha256 recorded): every student of the VGG-style teacher, and two sampled students
+    # trained live give its numbers exactly (the table was built on this machine kind).
     spec = tables.TABLES[tables.DEFAULT_TABLE]
-    assert table_env_kwargs(spec)["task"] == "mnist1d-vgg" and spec.env_kwargs["shrink_factors"] == (0.5, 1.0)
+    assert spec.sha256 is not None and table_env_kwargs(spec)["task"] == "mnist1d-vgg"
+    table = load_table(tables.DEFAULT_TABLE)
+    assert len(table.students) == 3**6 - 1 and table.proxy_seeds == (0, 1)
+    valid = sorted(c for c, s in table.students.items() if not s.degenerate)
+    assert all(set(table.students[c].proxy) == {0, 1} and 1000 in table.students[c].final for c in valid)
+    codes = np.random.default_rng(0).choice(valid, size=2, replace=False)
+    live = gym.make("N2NCompress-v0", **table_env_kwargs(spec), training_seed=1, cache_students=False,
+                    cache_dir=str(mnist1d_cache))  # fmt: skip
+    tabular = gym.make("N2NCompress-v0", tabular=True, training_seed=1)
+    for code in codes:
+        a, b = play_student(live, code), play_student(tabular, code)
+        assert a["accuracy"] == b["accuracy"] == table.proxy(code, 1)["val_accuracy"]
+        assert a["student_parameters"] == b["student_parameters"] == table.students[code].parameters
 
 
 def test_the_default_tables_teacher_ships(mnist1d_cache):
