@@ -281,7 +281,8 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     ## Arguments
     | kwarg                | default     | meaning                                                          |
     |----------------------|-------------|------------------------------------------------------------------|
-    | `task`               | None        | a name in ``kd_envs.tasks.TASKS``, a ``TaskConfig``, its dict, a ``Task`` of your own or its factory ``"module:function"``; None: default (see Your own task) |
+    | `task`               | None        | a name in ``kd_envs.tasks.TASKS``, a ``TaskConfig``, its dict; None: default|
+    |                      |             | or a ``Task`` of your own, or its factory ``"module:function"`` (below) |
     | `batch_size`         | None        | instances per batch (the observation's rows); None: the task's (64) |
     | `epochs`             | None        | epochs of one distillation run, warm-up included; None: the task's (40) |
     | `ce_weight`          | 0.1         | γ, weight of cross-entropy on labels                              |
@@ -305,7 +306,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     | `cache_dir`          | None        | where teachers are cached (default ``$KD_GYM_CACHE`` or ~/.cache)  |
     | `data_root`          | None        | folder with CIFAR's files, for the CIFAR tasks                    |
     | `render_mode`        | None        | None or `"rgb_array"` (see Rendering)                             |
-    | `device`             | `"cpu"`     | where the data, teacher, student and optimiser live: `"cpu"`, `"cuda"`, `"cuda:<n>"`, `"mps"` (see Devices) |
+    | `device`             | `"cpu"`     | `"cpu"`, `"cuda"`, `"cuda:<n>"` or `"mps"`: where training runs (Devices) |
 
     ``exploration="entropy_mixup"``: at the start of each epoch the training instances are ranked by
     the entropy of the student's prediction; the epoch trains on the top 20% (the most uncertain, the
@@ -496,8 +497,13 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             self.options = self._options_for(instance.task)
             self._position = position
             device = self.options.device
-            task = instance.task if isinstance(instance.task, Task) else make_task(
-                instance.task, cache_dir=self.options.cache_dir, data_root=self.options.data_root, device=device)
+            task = (
+                instance.task
+                if isinstance(instance.task, Task)
+                else make_task(
+                    instance.task, cache_dir=self.options.cache_dir, data_root=self.options.data_root, device=device
+                )
+            )
             # Data and teacher live on the device from here on (on the CPU: the task itself, no copy).
             self.task: Task = task.to(device)
             data = self.task.data
@@ -690,8 +696,9 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
                              f"as the model families' do; this task's do not ({error})") from None  # fmt: skip
         try:
             if self.options.feature_loss == "hint":
+                generator = torch.Generator().manual_seed(0)
                 self._regressors = hint_regressors(self._student_features, self._teacher_batch_features,
-                                                   torch.Generator().manual_seed(0)).to(self.options.device)  # fmt: skip
+                                                   generator).to(self.options.device)  # fmt: skip
             self._feature_loss()
         except ValueError as error:
             raise ValueError(f"TemperatureKD-v0: feature_loss={self.options.feature_loss!r} cannot compare this "
@@ -917,7 +924,8 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         test_accuracy = (test_logits.argmax(1) == data.y_test).float().mean()
         val_accuracy = (val_logits.argmax(1) == data.y_val).float().mean()
         # The report's NumPy and SciPy steps need the CPU: the episode's last look comes back (on the CPU, as is).
-        confident = confident_prediction_report(val_logits.cpu(), data.y_val.cpu(), test_logits.cpu(), data.y_test.cpu())
+        confident = confident_prediction_report(val_logits.cpu(), data.y_val.cpu(), test_logits.cpu(),
+                                                data.y_test.cpu())  # fmt: skip
         return {
             "student_test_accuracy": test_accuracy.item(),
             "student_val_accuracy": val_accuracy.item(),

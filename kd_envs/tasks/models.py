@@ -277,8 +277,10 @@ def architecture_of_module(model: nn.Module, input_shape: tuple[int, ...]) -> Ar
     elif isinstance(model, (MLP, CNN1d, CifarResNet)):
         arch = model.architecture(tuple(input_shape))
     else:
-        raise ValueError(f"a {type(model).__name__} is no model of the families {MODEL_FAMILIES} (built by "
-                         "kd_envs.tasks.build_model, or an ArchitectureNet), so it has no layer spec to read")  # fmt: skip
+        raise ValueError(
+            f"a {type(model).__name__} is no model of the families {MODEL_FAMILIES} (built by "
+            "kd_envs.tasks.build_model, or an ArchitectureNet): it has no layer spec to read"
+        )
     if arch.num_parameters() != count_parameters(model):
         raise ValueError(f"the {type(model).__name__}'s layer spec has {arch.num_parameters()} parameters and the "
                          f"module {count_parameters(model)}: it is not the network its spec describes")  # fmt: skip

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kd_envs.tasks.architecture import Architecture
 from kd_envs.tasks.cache import (
     CorruptCacheError,
     UnverifiedCacheError,
@@ -47,7 +48,6 @@ from kd_envs.tasks.cache import (
 )
 from kd_envs.tasks.cache import atomic_write as atomic_write  # lived here first; its importers still find it
 from kd_envs.tasks.datasets import DatasetConfig, DatasetSplits, load_dataset
-from kd_envs.tasks.architecture import Architecture
 from kd_envs.tasks.models import (
     ModelConfig,
     architecture_of,
@@ -164,8 +164,10 @@ def resolve_task(task: str | TaskConfig | dict[str, Any]) -> TaskConfig:
     if isinstance(task, dict):
         return TaskConfig.from_dict(task)
     if not isinstance(task, str) or task not in TASKS:
-        raise ValueError(f"task={task!r}: expected one of {sorted(TASKS)}, a TaskConfig or its dict, a Task "
-                         "(Task.from_tensors) or its factory 'module:function'")
+        raise ValueError(
+            f"task={task!r}: expected one of {sorted(TASKS)}, a TaskConfig or its dict, a Task "
+            "(Task.from_tensors) or its factory 'module:function'"
+        )
     return TASKS[task]
 
 
