@@ -225,6 +225,11 @@ class Task:
     # "module:function": a function of no arguments that returns this task; what specs and entries record.
     factory: str | None = None
 
+    def __repr__(self) -> str:  # the dataclass's would print every tensor
+        what = f"name={self.name!r}, factory={self.factory!r}" if self.config is None else f"config={self.config!r}"
+        return (f"Task({what}, teacher={type(self.teacher).__name__}, {len(self.data.y_train)} training instances "
+                f"of shape {self.data.input_shape}, {self.data.num_classes} classes)")  # fmt: skip
+
     def __post_init__(self) -> None:
         if self.teacher_data is None:
             self.teacher_data = self.data
