@@ -20,14 +20,14 @@ def resolve_device(device: str | torch.device) -> torch.device:
     ``"mps"``. Anything else, or one this machine lacks, is a ``ValueError`` that names it and says what is
     here, before any tensor is moved."""
     if isinstance(device, bool) or not isinstance(device, (str, torch.device)):
-        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:<n>' or 'mps'")
+        raise ValueError(f"device={device!r}; expected 'cpu', 'cuda', 'cuda:<n>' or 'mps'")
     try:
         resolved = torch.device(device)
     except (RuntimeError, ValueError):
         raise ValueError(f"device={device!r}: not a device torch knows; expected 'cpu', 'cuda', 'cuda:<n>' or "
                          "'mps'") from None  # fmt: skip
     if resolved.type not in DEVICE_TYPES:
-        raise ValueError(f"device={device!r}: expected 'cpu', 'cuda', 'cuda:<n>' or 'mps'")
+        raise ValueError(f"device={device!r}; expected 'cpu', 'cuda', 'cuda:<n>' or 'mps'")
     if resolved.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
