@@ -32,7 +32,6 @@ from kd_envs.envs.rendering import chart_frame
 from kd_envs.tasks import (
     Task,
     TaskConfig,
-    TaskFactoryError,
     TrainConfig,
     count_parameters,
     make_task,
@@ -388,7 +387,7 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         self.table: StudentTable | None = None
         try:  # a named task's config, or a ready task of your own (given, or made by its factory)
             resolved = task_or_config(task)
-        except TaskFactoryError as error:
+        except ValueError as error:  # a factory that cannot make it, a name that is none, a bad dict
             raise ValueError(f"N2NCompress-v0: {error}") from None
         if tabular and isinstance(resolved, Task) and resolved.config is None:
             raise ValueError(f"N2NCompress-v0: tabular={tabular!r} with a task of your own ({resolved!r}); a table "

@@ -27,7 +27,7 @@ from kd_envs.envs.arguments import (
 from kd_envs.envs.rendering import chart_frame
 from kd_envs.losses import attention_loss, hint_loss, hint_regressors, kd_loss, nmd_loss
 from kd_envs.metrics import confident_prediction_report
-from kd_envs.tasks import Task, TaskConfig, TaskFactoryError, make_task, predict_logits, steps_per_epoch, task_or_config
+from kd_envs.tasks import Task, TaskConfig, make_task, predict_logits, steps_per_epoch, task_or_config
 from kd_envs.tasks.datasets import augment_batch
 from kd_envs.tasks.task_sets import SPLITS, TaskInstance, load_task_set
 
@@ -442,7 +442,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             task = DEFAULT_TASK if task is None else task
             try:  # a named task's config, or a ready task of your own (given, or made by its factory)
                 resolved = task_or_config(task)
-            except TaskFactoryError as error:
+            except ValueError as error:  # a factory that cannot make it, a name that is none, a bad dict
                 raise ValueError(f"{env_id}: {error}") from None
             self.instances = (TaskInstance(0, name, "train", resolved, ""),)
         self._given = {"batch_size": batch_size, "epochs": epochs, "student_lr": student_lr,
