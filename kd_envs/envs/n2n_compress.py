@@ -387,8 +387,8 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         self.table: StudentTable | None = None
         try:  # a named task's config, or a ready task of your own (given, or made by its factory)
             resolved = task_or_config(task)
-        except ValueError as error:  # a factory that cannot make it, a name that is none, a bad dict
-            raise ValueError(f"N2NCompress-v0: {error}") from None
+        except ValueError as error:  # (its kind kept: --verify tells a TaskFactoryError apart)
+            raise type(error)(f"N2NCompress-v0: {error}") from None
         if tabular and isinstance(resolved, Task) and resolved.config is None:
             raise ValueError(f"N2NCompress-v0: tabular={tabular!r} with a task of your own ({resolved!r}); a table "
                              "holds the students of one named task's teacher: give tabular=False")  # fmt: skip

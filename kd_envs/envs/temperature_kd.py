@@ -442,8 +442,8 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             task = DEFAULT_TASK if task is None else task
             try:  # a named task's config, or a ready task of your own (given, or made by its factory)
                 resolved = task_or_config(task)
-            except ValueError as error:  # a factory that cannot make it, a name that is none, a bad dict
-                raise ValueError(f"{env_id}: {error}") from None
+            except ValueError as error:  # (its kind kept: --verify tells a TaskFactoryError apart)
+                raise type(error)(f"{env_id}: {error}") from None
             self.instances = (TaskInstance(0, name, "train", resolved, ""),)
         self._given = {"batch_size": batch_size, "epochs": epochs, "student_lr": student_lr,
                        "mixup_interval": mixup_interval}  # fmt: skip

@@ -16,59 +16,6 @@ from torch import nn
 import kd_envs  # noqa: F401  (registers the environments)
 from kd_envs.tasks import Task, task_from_factory
 
-# Small digits tasks: the teacher is an MLP trained here (3 epochs), the student an MLP or a module of
-# your own. `other` has another teacher on the same data, for fingerprints that must differ.
-FACTORY_MODULE = "own_task_factories_envs"
-FACTORIES = '''
-import functools
-
-import torch
-from sklearn.datasets import load_digits
-from torch import nn
-
-from kd_envs.tasks import DatasetSplits, ModelConfig, Task, TrainConfig, build_model, train_classifier
-
-
-def splits():
-    x, y = load_digits(return_X_y=True)
-    x, y = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
-    return (x[:256], y[:256]), (x[256:320], y[256:320]), (x[320:384], y[320:384])
-
-
-def teacher(seed):
-    train, val, test = splits()
-    model = build_model(ModelConfig("mlp", 32, 1), (64,), 10, torch.Generator().manual_seed(seed))
-    train_classifier(model, DatasetSplits(*train, *val, *test, num_classes=10), TrainConfig(epochs=3, batch_size=64),
-                     torch.Generator().manual_seed(seed))
-    return model
-
-
-def make(seed, student, name):
-    train, val, test = splits()
-    return Task.from_tensors(train=train, val=val, test=test, teacher=teacher(seed), student=student,
-                             student_training=TrainConfig(epochs=2, batch_size=32), name=name,
-                             factory=f"{__name__}:{name}")
-
-
-@functools.cache
-def digits():
-    return make(0, ModelConfig("mlp", 8, 1), "digits")
-
-
-@functools.cache
-def other():
-    return make(1, ModelConfig("mlp", 8, 1), "other")
-
-
-def own_student():
-    return nn.Sequential(nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 10))
-
-
-@functools.cache
-def sequential():
-    return make(0, own_student, "sequential")
-'''
-
 ALLOWED_SB3 = (
     "Your observation  has an unconventional shape (neither an image, nor a 1D vector). We recommend you to flatten "
     "the observation to have only a 1D vector or use a custom policy to properly process the data.",
@@ -78,12 +25,8 @@ ALLOWED_SB3 = (
 
 
 @pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("factories")
-    (folder / f"{FACTORY_MODULE}.py").write_text(FACTORIES)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(folder))
-        yield FACTORY_MODULE
+def factory(own_tasks):
+    return own_tasks
 
 
 def kwargs_for(task, **extra):
