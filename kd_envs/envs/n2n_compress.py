@@ -269,15 +269,14 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
     (``env.unwrapped.task`` is None; the table, with its final-training results, is ``env.unwrapped.table``).
 
     ## Your own task
-    ``task=Task.from_tensors(...)`` (:meth:`kd_envs.tasks.Task.from_tensors`), or its factory
-    ``"module:function"``, compresses your teacher on your data when the teacher is a model of one of the
-    families with your weights: built by ``kd_envs.tasks.build_model(ModelConfig(...), input_shape,
-    num_classes)`` (``mlp``, ``cnn1d``, ``resnet``, ``vgg``, ``resnet1d``) or an ``ArchitectureNet``, and
-    trained or loaded as you like. Its layer spec is read off the module and checked against its parameter
-    count. Refused, with the reason: any other module (N2N edits the layers of a layer spec, and an
-    arbitrary ``nn.Module`` has none to read), a module whose spec does not describe it (its parameter
-    count differs: a family's class changed by hand), and ``tabular`` (a table holds one named task's
-    students). Candidates are keyed in the student cache by the teacher's and the data's sha256.
+    ``task=Task.from_tensors(...)`` (:meth:`kd_envs.tasks.Task.from_tensors`), or its factory ``"module:function"``,
+    compresses your teacher on your data when the teacher is a model of one of the families with your weights: built
+    by ``kd_envs.tasks.build_model(ModelConfig(...), input_shape, num_classes)`` (``mlp``, ``cnn1d``, ``resnet``,
+    ``vgg``, ``resnet1d``) or an ``ArchitectureNet``, and trained or loaded as you like. Its layer spec is read off
+    the module and checked against its parameter count. Refused, with the reason: any other module (N2N edits the
+    layers of a layer spec, and an arbitrary ``nn.Module`` has none to read), a module whose spec does not describe
+    it (its parameter count differs: a family's class changed by hand), and ``tabular`` (a table holds one named
+    task's students). Candidates are keyed in the student cache by the teacher's and the data's sha256.
 
     ## Devices
     ``device="cuda"`` (or ``"cuda:<n>"``, ``"mps"``) trains and scores every candidate there: the task's

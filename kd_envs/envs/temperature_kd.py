@@ -336,18 +336,17 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     prefix imports ``kd_envs`` first.
 
     ## Your own task
-    ``task=Task.from_tensors(train=(x, y), val=(x, y), test=(x, y), teacher=module, student=ModelConfig(...)
-    or a function that builds one)`` (:meth:`kd_envs.tasks.Task.from_tensors`) distils your trained teacher
-    into your student on your data: the validation split gives the rewards, the test split the final
-    scores, the task's ``student_training`` the default epochs, batch size and rate. Given as its factory,
-    ``task="module:function"`` (a function of no arguments that returns the task), the task is made by
-    calling it, and the env's spec records that string, so ``EnvSpec.to_json``, leaderboard entries and
-    ``--verify`` can make the same task again (and check its teacher's and data's sha256); a ``Task``
-    given itself is recorded by its ``factory`` if it has one, else as ``{"tensors": name, "factory":
-    None}``, which names it but cannot make it again (such a record given as ``task`` is refused, saying
-    so). Feature distillation (``feature_weight``) needs modules that return their stages' outputs, as the
-    model families do (``forward(x, return_features=True)``); other modules are refused by name.
-    ``docs/byo-task.md`` walks through an example.
+    ``task=Task.from_tensors(train=(x, y), val=(x, y), test=(x, y), teacher=module, student=...)``
+    (:meth:`kd_envs.tasks.Task.from_tensors`; the student a ``ModelConfig`` or a function that builds a module)
+    distils your trained teacher into your student on your data: the validation split gives the rewards, the test
+    split the final scores, the task's ``student_training`` the default epochs, batch size and rate. Given as its
+    factory, ``task="module:function"`` (a function of no arguments that returns the task), the task is made by
+    calling it, and the env's spec records that string, so ``EnvSpec.to_json``, leaderboard entries and ``--verify``
+    can make the same task again (and check its teacher's and data's sha256); a ``Task`` given itself is recorded by
+    its ``factory`` if it has one, else as ``{"tensors": name, "factory": None}``, which names it but cannot make it
+    again (such a record given as ``task`` is refused, saying so). Feature distillation (``feature_weight``) needs
+    modules that return their stages' outputs, as the model families do (``forward(x, return_features=True)``);
+    other modules are refused by name. ``docs/byo-task.md`` walks through an example.
 
     ## Devices
     ``device="cuda"`` (or ``"cuda:<n>"``, ``"mps"``) puts the task's data, the teacher and its outputs on
