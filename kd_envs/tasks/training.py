@@ -39,6 +39,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"device={device!r}: MPS is not available on this machine "
                          "(torch.backends.mps.is_available() is False); use device='cpu'")  # fmt: skip
+    if resolved.index is None and resolved.type != "cpu":
+        # With its index, as the tensors put there report it: "cuda" is the current CUDA device, "mps" the one GPU.
+        resolved = torch.device(resolved.type, torch.cuda.current_device() if resolved.type == "cuda" else 0)
     return resolved
 
 
