@@ -36,6 +36,7 @@ from kd_envs.tasks import (
     count_parameters,
     make_task,
     resolve_task,
+    task_json,
     task_or_config,
 )
 from kd_envs.tasks.architecture import DESCRIPTOR_FIELDS, Architecture, InvalidArchitecture
@@ -646,8 +647,8 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         defaults = inspect.signature(type(self).__init__).parameters
 
         def same(name: str, a: Any, b: Any) -> bool:
-            if name == "task":
-                return resolve_task(a) == resolve_task(b)
+            if name == "task":  # (a named task's Task object: its config)
+                return resolve_task(task_json(a)) == resolve_task(task_json(b))
             if name in ("shrink_factors", "removed_layers"):
                 return tuple(a) == tuple(b)
             return a == b

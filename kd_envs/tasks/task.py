@@ -200,7 +200,7 @@ TENSORS_RECORD_KEY = "tensors"
 _FACTORY_FORM = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
-@dataclass
+@dataclass(eq=False)  # a task is itself: comparing its tensors and modules field by field means nothing
 class Task:
     """A ready task: the data, the trained teacher (frozen, eval mode) and what is known of it.
 
