@@ -38,7 +38,7 @@ from agents.common.registry import policy_path
 from agents.common.training import acting_zip, info_numbers, load_agent, package_versions, replay_search
 from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
-from kd_envs.tasks import accuracy
+from kd_envs.tasks import TaskFactoryError, accuracy
 
 # N2N's report retrains each search's best student with the full budget, one per seed: three seeds
 # keep an entry of five searches under ten minutes on two cores.
@@ -768,6 +768,8 @@ class Verification:
     same_machine_kind: bool | None = None  # None: the entry does not record its machine kind
     directed: list[str] = field(default_factory=list)
     reran_selection: bool = False
+    # What the replay rests on beyond the entry, said whatever the status (a task of your own's factory).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def inside_ci(self) -> bool | None:
@@ -886,6 +888,19 @@ def _search_differences(stored: dict[str, Any], replayed: dict[str, Any]) -> lis
     return found
 
 
+def _task_notes(entry: dict[str, Any]) -> list[str]:
+    """What a replay of ``entry`` rests on beyond the entry itself: for a task of your own, its factory."""
+    notes = []
+    for kwargs in [entry["env_kwargs"], *(entry.get("evaluation_env_kwargs") or [])]:
+        task = kwargs.get("task") if isinstance(kwargs, dict) else None
+        if isinstance(task, str) and ":" in task:
+            note = (f"task {task!r} is a task of your own: the entry names its factory, not its data; it was rebuilt "
+                    "by importing that factory and checked against the entry's teacher and data sha256")  # fmt: skip
+            if note not in notes:
+                notes.append(note)
+    return notes
+
+
 def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True,
            deep: bool = False) -> Verification:  # fmt: skip
     """Re-run an entry's stored policy on its evaluation seeds, on the torch thread count the entry records
@@ -893,7 +908,13 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
     its soundness (:func:`entry_problems`: schema, metric, selection, the official rule), its task's
     fingerprint, its models' sha256 and the configs stored beside them (:func:`stored_config_problems`).
     ``deep`` also re-runs a recorded selection (:func:`rerun_selection`): its choice must be the entry's and
-    its table's numbers are compared like the episodes'. An unreadable file is a problem too, not an error."""
+    its table's numbers are compared like the episodes'. An unreadable file is a problem too, not an error.
+
+    A task of your own is recorded by its factory ``"module:function"`` (:func:`kd_envs.tasks.task_json`): the
+    replay imports and calls it, then checks the task's fingerprint as for any other. Where the factory cannot
+    be imported or called here, or the entry records a task made without one (which nothing can rebuild), the
+    entry is a problem that says so by name and nothing is replayed; ``notes`` say when a replay rested on
+    a factory (code outside the entry)."""
     try:
         entry = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -902,14 +923,22 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
     if problems:
         return Verification(problems=problems)
     env_id = entry["env_id"]
+    notes = _task_notes(entry)
     recorded_fingerprint = entry.get("task_fingerprint")
     if recorded_fingerprint is not None:
         # The task the entry was scored on (a task set's test split for an agent trained on its train split).
-        here = task_fingerprint(env_id, scored_env_kwargs(entry)) or {}
+        try:
+            here = task_fingerprint(env_id, scored_env_kwargs(entry)) or {}
+        except TaskFactoryError as error:  # a task of your own whose factory is missing here, or none recorded
+            return Verification(problems=[f"the entry's task cannot be rebuilt here, so nothing was replayed: "
+                                          f"{error}"], notes=notes)  # fmt: skip
+        except ValueError as error:  # e.g. a device this machine lacks: named by the env's message
+            return Verification(problems=[f"cannot make the entry's env here, so nothing was replayed: {error}"],
+                                notes=notes)  # fmt: skip
         differ = [k for k in ("teacher_sha256", "dataset_sha256") if here.get(k) != recorded_fingerprint.get(k)]
         if differ:  # the same policy on another teacher or other data: replaying would compare nothing
             return Verification(problems=[f"task {k}: the entry's {recorded_fingerprint.get(k)} differs from this "
-                                          f"machine's {here.get(k)}" for k in differ])  # fmt: skip
+                                          f"machine's {here.get(k)}" for k in differ], notes=notes)  # fmt: skip
     damaged = []
     for run in entry["runs"]:
         if not run.get("model"):
@@ -924,10 +953,14 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
     if claims:  # a model trained otherwise than the entry says: its replay would vouch for the wrong claim
         return Verification(problems=claims)
     threads = entry.get("torch_threads", 1)
-    pairs, mismatches = _replay(entry, directory, progress, threads)
+    try:
+        pairs, mismatches = _replay(entry, directory, progress, threads)
+    except TaskFactoryError as error:  # (an entry without a fingerprint meets its task only here)
+        return Verification(problems=[f"the entry's task cannot be rebuilt here, so nothing was replayed: {error}"],
+                            notes=notes)  # fmt: skip
     with torch_threads(threads):
         selection = rerun_selection(entry, progress) if deep else None
-    result = Verification(problems=mismatches, reran_selection=selection is not None)
+    result = Verification(problems=mismatches, reran_selection=selection is not None, notes=notes)
 
     def differs(where: str, at: str, key: str, old: Any, new: Any) -> None:
         result.differences.append(f"{where}: {key} {old!r} -> {new!r}")

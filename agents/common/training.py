@@ -34,6 +34,7 @@ from agents.common.checkpoints import (
     settings_differences,
 )
 from agents.common.compression import SEARCH_ENVS, SearchRecordCallback
+from agents.common.leaderboard import json_env_kwargs
 from agents.common.registry import ZOO_KEYS, algo_class, load_hyperparams, policy_class
 from agents.common.torch_layers import FEATURES_EXTRACTORS
 from kd_envs.tasks import atomic_write
@@ -155,7 +156,7 @@ def train_agent(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensorboard_log = str(out_dir / "tb") if tensorboard else None
-    settings = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "algo": algo, "seed": seed,
+    settings = {"env_id": env_id, "env_kwargs": json_env_kwargs(env_kwargs or {}), "algo": algo, "seed": seed,
                 "init_from": None if init_from is None else str(init_from),
                 "hyperparams": {**load_hyperparams(algo, env_id), **(hyperparams or {})}}  # fmt: skip
     found = latest_checkpoint(out_dir / CHECKPOINTS_DIR) if resume else None
@@ -211,7 +212,7 @@ def train_agent(
         atomic_write(out_dir / "search.json", lambda f: f.write(json.dumps(search.summary(), indent=1).encode()))
     config = {
         "env_id": env_id,
-        "env_kwargs": env_kwargs or {},
+        "env_kwargs": json_env_kwargs(env_kwargs or {}),  # a task of your own: its factory, which rebuilds it
         "algo": algo,
         "seed": seed,
         "total_timesteps": steps,

@@ -213,3 +213,25 @@ def test_n2n_transfer_result_and_search_cost_by_hand(tmp_path):
     # Two students trained (not cached) at 2 s; the search's two distinct students, 2 s each, alone.
     cost = search_cost(tmp_path)
     assert cost == {"seconds_per_student": 2.0, "students_trained": 2, "search_minutes_alone": pytest.approx(4 / 60)}
+
+
+def test_the_device_episode_script_names_what_is_missing_and_times_an_episode(own_tasks, monkeypatch, capsys):
+    """scripts/gpu_episode.py (``kd-gym bench device``): a device this machine lacks and a missing CIFAR folder are
+    refused with a message that names them, before any work; on the CPU it times a short episode of a small task."""
+    import torch
+
+    from agents.common.benchmarks.device import main as device_main
+
+    monkeypatch.delenv("KD_GYM_CIFAR_ROOT", raising=False)
+    if not torch.cuda.is_available():
+        assert device_main(["--device", "cuda"]) == 2
+        assert "device='cuda': this machine has no CUDA device" in capsys.readouterr().err
+    assert device_main(["--device", "cuda:99"]) == 2
+    assert "device='cuda:99'" in capsys.readouterr().err
+    assert device_main(["--device", "cpu", "--data-root", "/nonexistent/cifar"]) == 2
+    assert "cifar100: expected CIFAR's python-format files in /nonexistent/cifar/cifar-100-python" in (
+        capsys.readouterr().err)  # fmt: skip
+    assert device_main(["--device", "cpu", "--task", f"{own_tasks}:digits", "--epochs", "1", "--batch-size", "32",
+                        "--steps", "3"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "device: cpu" in out and "steps: 3 of the episode's 8 in" in out and "steps/s" in out

@@ -5,6 +5,7 @@ comparable across machines):
     kd-gym bench n2n                                      # N2NCompress-v0: an episode, and a cached repeat
     kd-gym bench iq --steps 3000 --repeats 1             # IQ against SB3's DQN; the drift wrapper's overhead
     kd-gym bench parallel                                 # the 10-seed evaluation serial vs on 2 Ray workers
+    kd-gym bench device --device cuda                     # one full-scale CIFAR episode on a GPU: steps/s
 
 ``kd-gym bench <name> --help`` lists a benchmark's options.
 """
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "n2n": "agents.common.benchmarks.n2n",
     "iq": "agents.common.benchmarks.iq",
     "parallel": "agents.common.benchmarks.parallel",
+    "device": "agents.common.benchmarks.device",
 }
 
 
