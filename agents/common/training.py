@@ -34,6 +34,7 @@ from agents.common.checkpoints import (
     settings_differences,
 )
 from agents.common.compression import SEARCH_ENVS, SearchRecordCallback
+from agents.common.episodes import info_numbers  # noqa: F401 (re-exported where its callers found it)
 from agents.common.registry import ZOO_KEYS, algo_class, load_hyperparams, policy_class
 from agents.common.torch_layers import FEATURES_EXTRACTORS
 from kd_envs.tasks import atomic_write
@@ -102,11 +103,6 @@ def build_agent(
         policy_class(policy), env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
     )
     return model, params
-
-
-def info_numbers(info: dict[str, Any]) -> dict[str, float]:
-    """The plain numbers of an env's ``info`` (flags and arrays left out), as floats."""
-    return {k: float(v) for k, v in info.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
 
 
 class EpisodeInfoCallback(BaseCallback):
@@ -255,8 +251,9 @@ def _share_copies(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return shared
 
 
-def acting_zip(source: str | Path | io.BufferedIOBase, target: str | Path | io.BufferedIOBase,
-               deflate: bool = False) -> None:
+def acting_zip(
+    source: str | Path | io.BufferedIOBase, target: str | Path | io.BufferedIOBase, deflate: bool = False
+) -> None:
     """Rewrite an SB3 ``model.zip`` (any algorithm: SB3's, sb3-contrib's, ours) as an acting zip, which
     ``cls.load`` and :func:`load_agent` read unchanged and whose ``predict`` gives the same actions:
 
