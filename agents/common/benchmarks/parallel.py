@@ -20,12 +20,13 @@ import time
 import ray
 import torch
 
+from agents.common.benchmarks import Figure
 from agents.common.evaluation import EVALUATION_SEEDS, evaluate
 from agents.common.parallel import start_ray
 from agents.temperature.specs import FIXED_POLICIES, fixed_policy
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=formatter)
     parser.add_argument("--policy", default="constant_t4", choices=sorted(FIXED_POLICIES))
@@ -60,3 +61,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
           f"cores={os.cpu_count()} load average before={load:.2f} after={os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"ratio serial/parallel = {serial_seconds / (end - start):.2f} with Ray's start, "
           f"{serial_seconds / (end - started):.2f} from a started Ray; identical episodes: {parallel == serial}")
+    if parallel != serial:
+        raise RuntimeError("bench parallel: the Ray workers' episodes differ from the serial ones")
+    return [Figure(f"parallel - serial / {args.workers} Ray workers with Ray's start", serial_seconds / (end - start),
+                   1.5, at_least=True),
+            Figure(f"parallel - serial / {args.workers} Ray workers from a started Ray",
+                   serial_seconds / (end - started), 1.8, at_least=True)]  # fmt: skip

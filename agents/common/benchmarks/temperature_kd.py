@@ -24,6 +24,7 @@ import torch
 from torch.nn import functional as F
 
 import kd_envs  # noqa: F401
+from agents.common.benchmarks import Figure
 from kd_envs.envs.temperature_kd import FEATURE_LOSSES, REWARD_MEASURES, TemperatureKDEnv, temperature_to_action
 from kd_envs.losses import kd_loss
 from kd_envs.tasks import make_task, predict_logits, steps_per_epoch
@@ -76,7 +77,7 @@ def env_episode(env, temperature: float, seed: int):
     return time.perf_counter() - start, steps, info["student_test_accuracy"]
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=formatter)
     parser.add_argument("--task", default="mnist1d-cloud-edge")
@@ -133,6 +134,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     print(f"default ({default}): ratio env/plain = {statistics.median(times[default]) / plain:.2f}")
     print(f"default ({default}): ratio env/hand loop with the same reward pass = "
           f"{statistics.median(times[default]) / hand:.3f}")  # fmt: skip
+    return [Figure(f"temperature_kd - default ({default}) env / hand loop with the same reward pass",
+                   statistics.median(times[default]) / hand, 1.05, at_least=False)]
 
 
 if __name__ == "__main__":
