@@ -1,13 +1,14 @@
 """The protocol's seeds and one episode of a policy: what the evaluation harness and the selections that
 choose baselines on validation (``agents.common.selection``) share, below both.
 
-This module is also the body of an evaluation episode on a Ray worker (:func:`episode_in_new_env` on
+This module is also the body of an evaluation episode on a Ray worker (:func:`episode_in_worker_env` on
 :func:`on_threads`), so it imports only what an episode needs: Gymnasium, NumPy, torch and the
 environments, never the training harness, scikit-learn, plotting or Ray Tune (a worker imports what its
 task's function and arguments name, and pays for it in every command)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -80,6 +81,22 @@ def run_episode(env: gym.Env, policy: Policy, seed: int, instance: int | None = 
         if terminated or truncated:
             break
     return {"seed": seed, "return": total, "steps": steps, **info_numbers(info)}
+
+
+# A worker process's envs, one per (env id, kwargs): the tasks of a command that land on one worker
+# reuse it, as the serial loop reuses its one env (an episode depends on its seed and instance alone).
+_WORKER_ENVS: dict[str, gym.Env] = {}
+
+
+def episode_in_worker_env(policy: Policy, env_id: str, env_kwargs: dict[str, Any], seed: int,
+                          instance: int | None = None) -> dict[str, Any]:  # fmt: skip
+    """:func:`run_episode` in this process's env for ``env_id`` and ``env_kwargs``, made at its first
+    episode and kept for the next ones (a Ray task of :func:`agents.common.evaluation.evaluate`: a worker
+    makes an env, and loads its task, once per command rather than once per episode)."""
+    key = json.dumps([env_id, env_kwargs], sort_keys=True, default=repr)
+    if key not in _WORKER_ENVS:
+        _WORKER_ENVS[key] = gym.make(env_id, **env_kwargs)
+    return run_episode(_WORKER_ENVS[key], policy, seed, instance)
 
 
 def episode_in_new_env(policy: Policy, env_id: str, env_kwargs: dict[str, Any], seed: int,

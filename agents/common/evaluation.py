@@ -25,6 +25,7 @@ from agents.common.episodes import (  # noqa: F401 (re-exported: the harness is 
     Policy,
     _start_episode,
     episode_in_new_env,
+    episode_in_worker_env,
     info_numbers,
     on_threads,
     run_episode,
@@ -117,7 +118,7 @@ def evaluate(
     if workers > 1 or address is not None:
         tasks = [{"policy": policy, "env_id": env_id, "env_kwargs": env_kwargs, "seed": seed, "instance": instance}
                  for seed, instance in plan]  # fmt: skip
-        return map_tasks(functools.partial(on_threads, episode_in_new_env, threads), tasks, workers, address,
+        return map_tasks(functools.partial(on_threads, episode_in_worker_env, threads), tasks, workers, address,
                          description if progress else None, "episode")  # fmt: skip
     with torch_threads(threads):
         env = gym.make(env_id, **env_kwargs)
