@@ -289,8 +289,13 @@ class MultiHeadQNetwork(BasePolicy):
 
     def forward(self, obs: PyTorchObs) -> th.Tensor:
         """The Q-values of every head, (B, k, A)."""
-        latent = self.shared(self.extract_features(obs, self.features_extractor))
-        return self.heads(latent).view(len(latent), self.n_contexts, int(self.action_space.n))
+        latent = self.extract_features(obs, self.features_extractor)
+        # The layers' own forward, not their __call__: the same arithmetic without nn.Module's dispatch,
+        # which costs as much as the small layers' compute (three passes per gradient step, one per env
+        # step). Hooks on the shared layers and the heads are therefore not called.
+        for layer in self.shared:
+            latent = layer.forward(latent)
+        return self.heads.forward(latent).view(len(latent), self.n_contexts, int(self.action_space.n))
 
     def q_values(self, obs: PyTorchObs, contexts: th.Tensor) -> th.Tensor:
         """The Q-values (B, A) of each observation's own head, ``contexts`` (B,)."""
