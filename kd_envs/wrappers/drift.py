@@ -294,21 +294,11 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
         w = position - i
         self._phase, self._context, self._w = i, (c0 + i) % n, w
         fixed, moving = self._segments[self._context]
-        # A fresh dict each step (never mutated afterwards), so the info may hold it without a copy.
-        params = dict(fixed)
+        # Fresh dicts each step (never mutated afterwards), so the info may hold one without a copy.
+        params, moved = dict(fixed), {}
         for name, start, change in moving:
-            params[name] = start + w * change
-        self._params = params
-
-    def _apply_smoothly(self) -> None:
-        """Give the env the parameters of the step about to be taken: all of them when a segment
-        begins, then only those that move (the fixed ones are already in effect)."""
-        if self._applied_segment == self._context:
-            params = self._params
-            self._set_smoothly({name: params[name] for name, _, _ in self._segments[self._context][1]})
-        else:
-            self._set_smoothly(self._params)
-            self._applied_segment = self._context
+            params[name] = moved[name] = start + w * change
+        self._params, self._moved = params, moved
 
     def _with_context(self, info: dict[str, Any]) -> dict[str, Any]:
         # Added in place, as Gymnasium's RecordEpisodeStatistics adds its "episode".
@@ -350,7 +340,12 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         if self._smooth:
             self._move_smoothly()
-            self._apply_smoothly()
+            # All the parameters where a segment begins, then only those that move (the others are in effect).
+            if self._applied_segment == self._context:
+                self._set_smoothly(self._moved)
+            else:
+                self._set_smoothly(self._params)
+                self._applied_segment = self._context
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._total_steps += 1
         self._phase_steps += 1
