@@ -8,8 +8,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,18 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.common.compression import FULL_EPOCHS, final_evaluation
-from agents.common.episodes import EVALUATION_SEEDS, TRAINING_SEEDS, Policy, _start_episode, run_episode  # noqa: F401 (re-exported: the harness is where callers find them)
+from agents.common.episodes import (  # noqa: F401 (re-exported: the harness is where callers find them)
+    EVALUATION_SEEDS,
+    TRAINING_SEEDS,
+    Policy,
+    _start_episode,
+    episode_in_new_env,
+    episode_in_worker_env,
+    info_numbers,
+    on_threads,
+    run_episode,
+    torch_threads,
+)
 from agents.common.leaderboard import (
     LEADERBOARD_DIR,
     MIN_OFFICIAL_RUNS,
@@ -35,7 +45,7 @@ from agents.common.leaderboard import (
 )
 from agents.common.parallel import map_tasks
 from agents.common.registry import policy_path
-from agents.common.training import acting_zip, info_numbers, load_agent, package_versions, replay_search
+from agents.common.training import acting_zip, load_agent, package_versions, replay_search
 from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
 from kd_envs.tasks import TaskFactoryError, accuracy
@@ -51,27 +61,6 @@ SCORE_METRIC: dict[str, str] = {"TemperatureKD-v0": "student_test_accuracy", "N2
 
 def score_metric(env_id: str) -> str:
     return SCORE_METRIC.get(env_id, "return")
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run the block on ``threads`` torch threads, then give the caller's count back. An episode's numbers
-    can depend on the count (a 6-epoch TemperatureKD-v0 episode: 0.4065 on one thread, 0.4060 on two), so
-    every evaluation sets it, entries record it (``torch_threads``) and verification replays with it."""
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"threads={threads!r}: expected an int >= 1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _on_threads(function: Callable[..., Any], threads: int, **kwargs: Any) -> Any:
-    """``function(**kwargs)`` on ``threads`` torch threads: a Ray task's body (its worker starts on one)."""
-    with torch_threads(threads):
-        return function(**kwargs)
 
 
 def trace_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
@@ -93,17 +82,6 @@ def trace_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
         if terminated or truncated:
             return {"seed": seed, "test_accuracy": test_accuracy, "temperatures": temperatures,
                     **info_numbers(info)}  # fmt: skip
-
-
-def episode_in_new_env(policy: Policy, env_id: str, env_kwargs: dict[str, Any], seed: int,
-                       instance: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """:func:`run_episode` in an env made for it: an episode depends on its seed (and instance) alone, so
-    it gives the same numbers as in an env that ran other episodes before (one Ray task of :func:`evaluate`)."""
-    env = gym.make(env_id, **env_kwargs)
-    try:
-        return run_episode(env, policy, seed, instance)
-    finally:
-        env.close()
 
 
 def saved_agent_episode(model_dir: str, env_id: str, env_kwargs: dict[str, Any], seed: int,
@@ -140,7 +118,7 @@ def evaluate(
     if workers > 1 or address is not None:
         tasks = [{"policy": policy, "env_id": env_id, "env_kwargs": env_kwargs, "seed": seed, "instance": instance}
                  for seed, instance in plan]  # fmt: skip
-        return map_tasks(functools.partial(_on_threads, episode_in_new_env, threads), tasks, workers, address,
+        return map_tasks(functools.partial(on_threads, episode_in_worker_env, threads), tasks, workers, address,
                          description if progress else None, "episode")  # fmt: skip
     with torch_threads(threads):
         env = gym.make(env_id, **env_kwargs)
@@ -356,7 +334,7 @@ def trained_agents_entry(
         tasks = [{"model_dir": str(model_dir.resolve()), "env_id": env_id, "env_kwargs": kwargs, "seed": seed,
                   "instance": instance} for model_dir, _ in agents for kwargs in settings
                  for seed, instance in episode_plan(seeds, instances)]  # fmt: skip
-        flat = map_tasks(functools.partial(_on_threads, saved_agent_episode, threads), tasks, workers, address,
+        flat = map_tasks(functools.partial(on_threads, saved_agent_episode, threads), tasks, workers, address,
                          name if progress else None, "episode")  # fmt: skip
         per_model = len(settings) * len(episode_plan(seeds, instances))
         parallel = [flat[i * per_model : (i + 1) * per_model] for i in range(len(agents))]
@@ -421,7 +399,7 @@ def search_entry(
             for config, search in zip(configs, searches)
             for seed in seeds
         ]
-        flat = [e for es in map_tasks(functools.partial(_on_threads, final_evaluation, threads), tasks, workers,
+        flat = [e for es in map_tasks(functools.partial(on_threads, final_evaluation, threads), tasks, workers,
                                       address, name if progress else None, "student") for e in es]  # fmt: skip
     runs = []
     for i, (model_dir, config, search) in enumerate(zip(map(Path, model_dirs), configs, searches)):

@@ -34,6 +34,7 @@ from agents.common.checkpoints import (
     settings_differences,
 )
 from agents.common.compression import SEARCH_ENVS, SearchRecordCallback
+from agents.common.episodes import info_numbers  # noqa: F401 (re-exported where its callers found it)
 from agents.common.leaderboard import json_env_kwargs
 from agents.common.registry import ZOO_KEYS, algo_class, load_hyperparams, policy_class
 from agents.common.torch_layers import FEATURES_EXTRACTORS
@@ -103,11 +104,6 @@ def build_agent(
         policy_class(policy), env, seed=seed, tensorboard_log=tensorboard_log, verbose=verbose, **kwargs
     )
     return model, params
-
-
-def info_numbers(info: dict[str, Any]) -> dict[str, float]:
-    """The plain numbers of an env's ``info`` (flags and arrays left out), as floats."""
-    return {k: float(v) for k, v in info.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
 
 
 class EpisodeInfoCallback(BaseCallback):
