@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from kd_envs.tasks import atomic_write
+from kd_envs.tasks import atomic_write, task_json
 
 # The default leaderboard folder, relative to the working directory (the repository root for `make` and
 # the scripts); every function that reads or writes entries takes the folder as an argument.
@@ -112,6 +112,15 @@ def commit_for_entry(tag: str) -> str | None:
     return commit
 
 
+def json_env_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Env kwargs as an entry or a ``config.json`` records them: a ``task`` given as a ``TaskConfig`` or a
+    ``Task`` in its JSON form (:func:`kd_envs.tasks.task_json`: a task of your own as its factory
+    ``"module:function"``, which rebuilds it, or without one as a record that names it)."""
+    if "task" not in env_kwargs:
+        return env_kwargs
+    return {**env_kwargs, "task": task_json(env_kwargs["task"])}
+
+
 def make_entry(
     env_id: str,
     env_kwargs: dict[str, Any],
@@ -138,7 +147,7 @@ def make_entry(
         "env_id": env_id,
         "env_version": int(env_version) if env_version.isdigit() else env_version,
         "env_name": env_name,
-        "env_kwargs": env_kwargs,
+        "env_kwargs": json_env_kwargs(env_kwargs),
         "agent": agent,
         "tag": tag,
         "metric": metric,

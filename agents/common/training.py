@@ -34,6 +34,8 @@ from agents.common.checkpoints import (
     settings_differences,
 )
 from agents.common.compression import SEARCH_ENVS, SearchRecordCallback
+from agents.common.episodes import info_numbers  # noqa: F401 (re-exported where its callers found it)
+from agents.common.leaderboard import json_env_kwargs
 from agents.common.registry import ZOO_KEYS, algo_class, load_hyperparams, policy_class
 from agents.common.torch_layers import FEATURES_EXTRACTORS
 from kd_envs.tasks import atomic_write
@@ -104,11 +106,6 @@ def build_agent(
     return model, params
 
 
-def info_numbers(info: dict[str, Any]) -> dict[str, float]:
-    """The plain numbers of an env's ``info`` (flags and arrays left out), as floats."""
-    return {k: float(v) for k, v in info.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
-
-
 class EpisodeInfoCallback(BaseCallback):
     """Logs the numbers in each finished episode's last ``info`` (for TemperatureKD-v0 the student's
     test accuracy and the temperature statistics) to SB3's logger as ``episode/<key>`` means, so
@@ -155,7 +152,7 @@ def train_agent(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensorboard_log = str(out_dir / "tb") if tensorboard else None
-    settings = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "algo": algo, "seed": seed,
+    settings = {"env_id": env_id, "env_kwargs": json_env_kwargs(env_kwargs or {}), "algo": algo, "seed": seed,
                 "init_from": None if init_from is None else str(init_from),
                 "hyperparams": {**load_hyperparams(algo, env_id), **(hyperparams or {})}}  # fmt: skip
     found = latest_checkpoint(out_dir / CHECKPOINTS_DIR) if resume else None
@@ -211,7 +208,7 @@ def train_agent(
         atomic_write(out_dir / "search.json", lambda f: f.write(json.dumps(search.summary(), indent=1).encode()))
     config = {
         "env_id": env_id,
-        "env_kwargs": env_kwargs or {},
+        "env_kwargs": json_env_kwargs(env_kwargs or {}),  # a task of your own: its factory, which rebuilds it
         "algo": algo,
         "seed": seed,
         "total_timesteps": steps,

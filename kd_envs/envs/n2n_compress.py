@@ -11,12 +11,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 
 from kd_envs.envs.arguments import (
     JsonTaskSpec,
     check_bool,
     check_choice,
+    check_device,
     check_folder,
     check_int,
     check_number,
@@ -27,7 +29,16 @@ from kd_envs.envs.arguments import (
     kwarg_error,
 )
 from kd_envs.envs.rendering import chart_frame
-from kd_envs.tasks import Task, TaskConfig, TrainConfig, architecture_of, count_parameters, make_task, resolve_task
+from kd_envs.tasks import (
+    Task,
+    TaskConfig,
+    TrainConfig,
+    count_parameters,
+    make_task,
+    resolve_task,
+    task_json,
+    task_or_config,
+)
 from kd_envs.tasks.architecture import DESCRIPTOR_FIELDS, Architecture, InvalidArchitecture
 from kd_envs.tasks.compression import DistillConfig, StudentEvaluator
 from kd_envs.tasks.tables import DEFAULT_TABLE, FULL_WIDTH, REMOVED, TABLE_KWARGS, TABLES, StudentTable, load_table
@@ -117,6 +128,7 @@ class _Options:
     reward: str
     parameter_budget: float
     tabular: bool | str
+    device: str | torch.device = "cpu"
 
     def __post_init__(self) -> None:
         env_id = "N2NCompress-v0"
@@ -143,6 +155,7 @@ class _Options:
         check_number(env_id, "parameter_budget", self.parameter_budget, 0.0, 1.0, low_open=True, high_open=False)
         if not (is_bool(self.tabular) or self.tabular in TABLES):
             raise kwarg_error(env_id, "tabular", self.tabular, f"True, False or a table name in {sorted(TABLES)}")
+        object.__setattr__(self, "device", check_device(env_id, self.device))
 
 
 class N2NCompressEnv(JsonTaskSpec, gym.Env):
@@ -268,6 +281,23 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
     (``scripts/n2n_table.py`` builds it); nothing is trained and no data set or teacher is loaded
     (``env.unwrapped.task`` is None; the table, with its final-training results, is ``env.unwrapped.table``).
 
+    ## Your own task
+    ``task=Task.from_tensors(...)`` (:meth:`kd_envs.tasks.Task.from_tensors`), or its factory ``"module:function"``,
+    compresses your teacher on your data when the teacher is a model of one of the families with your weights: built
+    by ``kd_envs.tasks.build_model(ModelConfig(...), input_shape, num_classes)`` (``mlp``, ``cnn1d``, ``resnet``,
+    ``vgg``, ``resnet1d``) or an ``ArchitectureNet``, and trained or loaded as you like. Its layer spec is read off
+    the module and checked against its parameter count. Refused, with the reason: any other module (N2N edits the
+    layers of a layer spec, and an arbitrary ``nn.Module`` has none to read), a module whose spec does not describe
+    it (its parameter count differs: a family's class changed by hand), and ``tabular`` (a table holds one named
+    task's students). Candidates are keyed in the student cache by the teacher's and the data's sha256.
+
+    ## Devices
+    ``device="cuda"`` (or ``"cuda:<n>"``, ``"mps"``) trains and scores every candidate there: the task's
+    data and teacher are moved once, each candidate's weights and batch orders are drawn from CPU generators
+    seeded as on the CPU, and only its accuracies come back. Results trained off the CPU are cached under
+    keys of their own, so a CPU search never reads them. A device this machine does not have is refused
+    when the env is made, by name.
+
     ## Starting State
     The first layer of the removal stage, nothing decided (with ``stages="shrink"``: the first layer left
     after ``removed_layers``, in the shrink stage).
@@ -280,6 +310,7 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
     | Kwarg            | Default       | Meaning                                                          |
     |------------------|---------------|------------------------------------------------------------------|
     | `task`           | `"mnist1d-resnet"` | a name in `kd_envs.tasks.TASKS`, a `TaskConfig` or its dict |
+    |                  |               | or a `Task` of your own, or its factory `"module:function"` (below) |
     | `shrink_factors` | (0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0) | the shrink stage's choices, in (0, 1]     |
     | `stages`         | `"both"`      | `"both"`, `"removal"` or `"shrink"`: what an episode decides (above) |
     | `removed_layers` | ()            | with `stages="shrink"`: teacher layers removed before shrinking  |
@@ -297,6 +328,7 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
     | `reward`         | `"n2n"`       | `"n2n"`, `"budget"`, `"log_params"` or `"constrained"` (see Rewards) |
     | `parameter_budget` | 0.1         | for `"budget"`, `"constrained"`: a fraction in (0, 1] of the teacher |
     | `tabular`        | False         | True (the default table) or a table's name: answer from it (above) |
+    | `device`         | `"cpu"`       | `"cpu"`, `"cuda"`, `"cuda:<n>"` or `"mps"`: where candidates train |
 
     Errors name the bad kwarg, its value and what is allowed; a bool is not an integer, nor is a float
     (``epochs=2.5``), and a string is not a number (``lr="0.01"``). A ``TaskConfig`` given as ``task`` is
@@ -331,14 +363,15 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
       episode: ``render_mode="rgb_array"`` (``gym.make(..., render_mode="rgb_array")``, as SB3's
       ``make_vec_env`` calls it, used to be refused), kwargs of a wrong type refused by name, a
       ``TaskConfig`` stored in the spec as its dict; the ``reward`` options ``"budget"``, ``"log_params"``
-      and ``"constrained"`` with ``parameter_budget``, and ``tabular`` (the default episodes are unchanged).
+      and ``"constrained"`` with ``parameter_budget``, and ``tabular`` (the default episodes are unchanged); a
+      task of your own (``Task`` or ``"module:function"``) and ``device`` (on the CPU, the episodes of before).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
-        task: str | TaskConfig | dict[str, Any] = "mnist1d-resnet",
+        task: str | TaskConfig | dict[str, Any] | Task = "mnist1d-resnet",
         shrink_factors: Sequence[float] = DEFAULT_SHRINK_FACTORS,
         stages: str = "both",
         removed_layers: Sequence[int] = (),
@@ -356,12 +389,21 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         reward: str = "n2n",
         parameter_budget: float = DEFAULT_PARAMETER_BUDGET,
         tabular: bool | str = False,
+        device: str = "cpu",
     ):
         self.options = _Options(
             shrink_factors, stages, removed_layers, epochs, batch_size, optimizer, lr, kd_weight, ce_weight,
             training_seed, cache_dir, cache_students, data_root, render_mode, reward, parameter_budget, tabular,
+            device,
         )  # fmt: skip
         self.table: StudentTable | None = None
+        try:  # a named task's config, or a ready task of your own (given, or made by its factory)
+            resolved = task_or_config(task)
+        except ValueError as error:  # (its kind kept: --verify tells a TaskFactoryError apart)
+            raise type(error)(f"N2NCompress-v0: {error}") from None
+        if tabular and isinstance(resolved, Task) and resolved.config is None:
+            raise ValueError(f"N2NCompress-v0: tabular={tabular!r} with a task of your own ({resolved!r}); a table "
+                             "holds the students of one named task's teacher: give tabular=False")  # fmt: skip
         if tabular:  # True or a table's name
             given = dict(task=task, shrink_factors=shrink_factors, stages=stages, removed_layers=removed_layers,
                          epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, kd_weight=kd_weight,
@@ -392,15 +434,31 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
             self.teacher_accuracy = float(self.table.teacher["val_accuracy"])
             self._asked: set[tuple[str, int]] = set()
         else:
-            self.task = make_task(task, cache_dir=cache_dir, data_root=data_root)
-            data = self.task.data
-            self.teacher_architecture = architecture_of(self.task.config.teacher, data.input_shape, data.num_classes)
+            device = self.options.device
+            if isinstance(resolved, Task):
+                task_object = resolved
+            else:
+                task_object = make_task(resolved, cache_dir=cache_dir, data_root=data_root, device=device)
+            self.task = task_object.to(device)
+            try:
+                self.teacher_architecture = self.task.teacher_architecture()
+            except ValueError as error:
+                raise ValueError(
+                    f"N2NCompress-v0: cannot compress the teacher of {self.task!r}: {error}. N2N removes and shrinks "
+                    "the layers of a layer spec; a teacher of your own can be compressed when it is a model of one of "
+                    "the families with your weights (kd_envs.tasks.build_model(ModelConfig(...), input_shape, "
+                    "num_classes), then load_state_dict)"
+                ) from None
             self.teacher_parameters = count_parameters(self.task.teacher)
-            self.evaluator = StudentEvaluator(self.task, cache_dir=cache_dir, persist=cache_students)
+            self.evaluator = StudentEvaluator(self.task, cache_dir=cache_dir, persist=cache_students, device=device)
             self.teacher_accuracy = self.evaluator.teacher_val_accuracy
         if not self.teacher_accuracy > 0:
+            if self.task is None:
+                teacher = resolve_task(task).teacher
+            else:
+                teacher = self.task.name if self.task.config is None else self.task.config.teacher
             raise ValueError(
-                f"N2NCompress-v0: the teacher ({resolve_task(task).teacher}) scores 0 on the validation split, so the "
+                f"N2NCompress-v0: the teacher ({teacher}) scores 0 on the validation split, so the "
                 "reward's A / A_teacher is undefined; train the teacher longer or give the split more samples"
             )
 
@@ -596,8 +654,8 @@ class N2NCompressEnv(JsonTaskSpec, gym.Env):
         defaults = inspect.signature(type(self).__init__).parameters
 
         def same(name: str, a: Any, b: Any) -> bool:
-            if name == "task":
-                return resolve_task(a) == resolve_task(b)
+            if name == "task":  # (a named task's Task object: its config)
+                return resolve_task(task_json(a)) == resolve_task(task_json(b))
             if name in ("shrink_factors", "removed_layers"):
                 return tuple(a) == tuple(b)
             return a == b
