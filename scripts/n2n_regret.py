@@ -5,7 +5,7 @@ report (the table, the proxy's fidelity read off it, regret tables and curves, p
     python scripts/n2n_regret.py                       # 5 searchers x 100 searches x 500 students, 2 rewards
     python scripts/n2n_regret.py --searches 5 --students 50 --runs runs/n2n_regret_quick   # a quick look
     python scripts/n2n_regret.py --report-only         # the report from finished searches
-    python scripts/n2n_regret.py --entry evolution     # also a leaderboard entry: 5 searches of 100 students
+    python scripts/n2n_regret.py --entry evolution     # a leaderboard entry instead: 5 searches of 100 students
 
 A search is one seed of one searcher with its YAML settings (agents/hyperparams/<algo>.yml) on the tabular env
 (tabular=True, the reward option, training_seed drawn from the search's seed). Searches run in chunks of
@@ -13,10 +13,10 @@ A search is one seed of one searcher with its YAML settings (agents/hyperparams/
 when it ends: finished chunks are skipped, so the command resumes. The report goes to
 <leaderboard>/N2N-regret.{json,md,png}.
 
---entry ALGO also saves --entry-searches searches of 100 students by ALGO on the table (train_agent, reward n2n,
-seeds 0..N-1) and makes their leaderboard entry (board N2NCompress-v0-<table>): each search's best student is
-scored by the table's final trainings on the evaluation seeds, and `kd-gym leaderboard --verify` runs the
-searches again, student by student.
+--entry ALGO instead saves --entry-searches searches of 100 students by ALGO on the table (train_agent, reward n2n,
+seeds 0..N-1) and makes their leaderboard entry (board N2NCompress-v0-<table>, tag "table"): each search's best
+student is scored by the table's final training on its first final seed (the one every network has), and
+`kd-gym leaderboard --verify` runs the searches again, student by student.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from agents.common.evaluation import SEARCH_EVALUATION_SEEDS, save_entry, search_entry
+from agents.common.evaluation import save_entry, search_entry
 from agents.common.jobs import run_jobs
 from agents.common.leaderboard import LEADERBOARD_DIR, render
 from agents.common.parallel import add_worker_arguments
@@ -88,8 +88,10 @@ def table_entry(args) -> Path:
             train_agent(args.entry, "N2NCompress-v0", seed, out, env_kwargs={"tabular": args.table},
                         hyperparams={"n_students": 100}, progress_bar=False, tensorboard=False)  # fmt: skip
         dirs.append(out)
-    entry = search_entry(dirs, list(SEARCH_EVALUATION_SEEDS), "official", args.entry, args.leaderboard_dir,
-                         progress=False)  # fmt: skip
+    # The table holds every network's final training on its first final seed only (all three for the best
+    # networks): the entry is scored on that seed, tagged "table" rather than official (which asks for three).
+    seeds = [load_table(args.table).final_seeds[0]]
+    entry = search_entry(dirs, seeds, "table", args.entry, args.leaderboard_dir, progress=False)
     return save_entry(entry, args.leaderboard_dir)
 
 
@@ -105,12 +107,17 @@ def main(argv: list[str] | None = None) -> None:
     add_worker_arguments(parser, "chunks of searches", default=2)
     parser.add_argument("--runs", type=Path, default=Path("runs/n2n_regret"))
     parser.add_argument("--report-only", action="store_true")
-    parser.add_argument("--entry", choices=list(SEARCHERS), default=None, help="also make this searcher's entry")
+    parser.add_argument("--entry", choices=list(SEARCHERS), default=None,
+                        help="make this searcher's leaderboard entry (and nothing else)")  # fmt: skip
     parser.add_argument("--entry-searches", type=int, default=5)
     parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     args.runs = args.runs / args.table
+    if args.entry:
+        print(f"entry: {table_entry(args)}")
+        render(args.leaderboard_dir)
+        return
     if not args.report_only:
         todo = jobs(args)
         if todo:
@@ -125,8 +132,6 @@ def main(argv: list[str] | None = None) -> None:
     (directory / "N2N-regret.json").write_text(json.dumps(report, indent=1) + "\n")
     (directory / "N2N-regret.md").write_text("\n".join(study_lines(report)).rstrip() + "\n")
     plot_regret(landscapes, searches, directory / "N2N-regret.png")
-    if args.entry:
-        print(f"entry: {table_entry(args)}")
     render(directory)
     print("\n".join(study_lines(report)))
 
