@@ -168,7 +168,9 @@ def plot_regret(landscapes: Mapping[str, Landscape], searches: Mapping[str, Sequ
                 (line,) = ax.plot(x, curves.mean(axis=0), label=f"{algo} ({len(curves)})")
                 ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
             ax.set_xscale("log")
-            ax.set_yscale("log", nonpositive="clip")  # the gaps that matter are at the small regrets of late budgets
+            if any((line.get_ydata() > 0).any() for line in ax.get_lines()):
+                # The gaps that matter are at the small regrets of late budgets.
+                ax.set_yscale("log", nonpositive="clip")
             ax.set_xlabel("students proposed")
             ax.set_ylabel("mean regret")
             ax.set_title(f"reward {reward!r}: {kind}", fontsize=10)
