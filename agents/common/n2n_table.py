@@ -82,13 +82,20 @@ def table_env_kwargs(spec: TableSpec) -> dict[str, Any]:
     return json.loads(json.dumps(kwargs))
 
 
-def play_student(env: gym.Env, code: str) -> dict[str, Any]:
-    """Play the episode that makes ``code``; its last info."""
+def play_code(env: gym.Env, code: str) -> tuple[float, dict[str, Any]]:
+    """Play the actions that make ``code`` (the env's masks may clip them to another student: check
+    ``env.unwrapped.student_code()``); the episode's last reward and info."""
     env.reset(seed=0)  # the training seed is the env's fixed one; the reset seed draws nothing else
     for action in code_actions(code, env.unwrapped.stages):
-        _, _, terminated, _, info = env.step(np.int64(action))
+        _, reward, terminated, _, info = env.step(np.int64(action))
         if terminated:
             break
+    return float(reward), info
+
+
+def play_student(env: gym.Env, code: str) -> dict[str, Any]:
+    """Play the episode that makes ``code``; its last info."""
+    _, info = play_code(env, code)
     if env.unwrapped.student_code() != code:
         raise RuntimeError(f"the episode made {env.unwrapped.student_code()!r}, not {code!r}")
     return info

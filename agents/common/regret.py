@@ -30,7 +30,7 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback, StopTrainingOnMaxEpisodes
 
 import kd_envs  # noqa: F401  (registers the environments)
-from agents.common.n2n_table import code_actions, student_codes
+from agents.common.n2n_table import play_code, student_codes
 from agents.common.training import build_agent
 from kd_envs.envs.n2n_compress import DEFAULT_PARAMETER_BUDGET, student_reward
 from kd_envs.tasks.architecture import Architecture
@@ -130,14 +130,10 @@ def landscape(env_kwargs: Mapping[str, Any]) -> Landscape:
 def _play(env: gym.Env, code: str) -> float | None:
     """The reward of the episode that makes ``code``; None if the env makes another student (its budget's
     masks clip a decision) or a degenerate one."""
-    env.reset(seed=0)  # the training seed is the env's fixed one; the reset seed draws nothing else
-    for action in code_actions(code, env.unwrapped.stages):
-        _, reward, terminated, _, info = env.step(np.int64(action))
-        if terminated:
-            break
+    reward, info = play_code(env, code)
     if env.unwrapped.student_code() != code or info["degenerate"]:
         return None
-    return float(reward)
+    return reward
 
 
 class StudentLog(BaseCallback):
