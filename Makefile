@@ -26,10 +26,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check kd_envs agents scripts tests
 
 bench: $(STAMP)
-	$(VENV)/bin/kd-gym bench temperature_kd
-	$(VENV)/bin/kd-gym bench n2n
-	$(VENV)/bin/kd-gym bench iq
-	$(VENV)/bin/kd-gym bench parallel
+	$(VENV)/bin/kd-gym bench all
 
 # Optional: build the documentation site (offline) into a folder outside the tree.
 DOCS_SITE ?= $(or $(TMPDIR),/tmp)/kd-gym-site

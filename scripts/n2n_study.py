@@ -51,6 +51,8 @@ from agents.common.training import train_agent
 from agents.common.two_stage import two_stage_search
 
 AGENTS = ("random_search", "evolution", "n2n", "maskable_ppo")
+# Searchers a study may name beyond the default four.
+MORE_AGENTS = ("hill_climbing",)
 # The proxy's training seed, shared by every search (see the module docstring).
 SEARCH_ENV_KWARGS = {"training_seed": 0}
 TRANSFER_SOURCE_TASK = "mnist1d-vgg"
@@ -118,7 +120,10 @@ def study_jobs(args) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
+    parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=[*AGENTS, *MORE_AGENTS])
+    parser.add_argument("--name", default="",
+                        help="a study apart from the default (e.g. 'budget' with --env-kwargs giving that reward): "
+                             "its entries are <agent>_<name> and its report N2N-study-<name>.{json,md}")  # fmt: skip
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--transfer-seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--students", type=int, default=100, help="budget of every search, in students proposed")
@@ -143,21 +148,23 @@ def main(argv: list[str] | None = None) -> None:
     report(args)
 
 
-def entry_name(algo: str, part: str) -> str:
-    """The entry's name: the agent for the joint searches, else ``<agent>_<part>``."""
-    return algo if part == "joint" else f"{algo}_{part}"
+def entry_name(algo: str, part: str, name: str = "") -> str:
+    """The entry's name: the agent for the joint searches, else ``<agent>_<part>``; then ``_<name>`` for a study
+    named apart."""
+    return (algo if part == "joint" else f"{algo}_{part}") + (f"_{name}" if name else "")
 
 
 def report(args) -> None:
     """Entries for every group of finished searches, then the study's table, JSON and figures."""
     groups = [("joint", algo) for algo in args.agents] + ([] if args.no_two_stage else [("two_stage", "n2n")])
-    study = {"budget_students": args.students, "final_epochs": args.final_epochs, "agents": {}}
+    study = {"budget_students": args.students, "final_epochs": args.final_epochs, "env_kwargs": args.env_kwargs,
+             "agents": {}}  # fmt: skip
     for part, algo in groups:
         dirs = [args.runs / part / algo / f"seed_{s}" for s in args.seeds]
         dirs = [d for d in dirs if (d / "search.json").is_file()]
         if not dirs:
             continue
-        name = entry_name(algo, part)
+        name = entry_name(algo, part, args.name)
         # An official entry needs at least MIN_OFFICIAL_SEARCHES searches; fewer (an unfinished study) are
         # reported under another tag.
         tag = args.tag if len(dirs) >= MIN_OFFICIAL_SEARCHES or args.tag != "official" else "partial"
@@ -170,8 +177,9 @@ def report(args) -> None:
         study["transfer"] = transfer_result(args.runs, args.transfer_seeds, args.transfer_source)
     study["compression_target"] = compression_target(args.runs, args.env_kwargs, args.final_epochs)
     study["cost"] = search_cost(args.runs)
-    (args.leaderboard_dir / "N2N-study.json").write_text(json.dumps(study, indent=1) + "\n")
-    (args.leaderboard_dir / "N2N-study.md").write_text(study_table(study) + "\n")
+    stem = "N2N-study" + (f"-{args.name}" if args.name else "")
+    (args.leaderboard_dir / f"{stem}.json").write_text(json.dumps(study, indent=1) + "\n")
+    (args.leaderboard_dir / f"{stem}.md").write_text(study_table(study) + "\n")
     if study.get("transfer"):
         plot_transfer(study["transfer"], args.leaderboard_dir / "N2N-transfer.png")
     render(args.leaderboard_dir)

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("stage", choices=("table", "references", "ppo", "ppo_default", "rlkd", "map", "entries"))
     parser.add_argument("--trials", type=int, default=40, help="map: Optuna trials per search")
+    parser.add_argument("--only", action="append", default=None, help="entries: only these entry names")
     parser.add_argument("--split", choices=("train", "test"), default="train")
     parser.add_argument("--seed", type=int, action="append", default=None)
     parser.add_argument("--timesteps", type=int, default=None)
@@ -160,7 +161,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.stage == "entries":
         searches = [json.loads(p.read_text()) for p in sorted((args.runs_dir / "map").glob("search_*.json"))]
-        if searches and missing("blackbox_map", split_kwargs("test")):
+        wanted = lambda name: args.only is None or name in args.only  # noqa: E731
+        if searches and wanted("blackbox_map") and missing("blackbox_map", split_kwargs("test")):
             search = {"sampler": "optuna TPE", "trials": args.trials, "episodes_per_trial": len(TRAIN_INSTANCES),
                       "budget_episodes": args.trials * len(TRAIN_INSTANCES), "objective": SELECTION_METRIC,
                       "on": "one episode per train instance (training seed = search seed)",
@@ -171,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
                                          instances=TEST_INSTANCES))  # fmt: skip
         for stage, name in (("ppo", "ppo"), ("ppo_default", "ppo_extended"), ("rlkd", "rlkd")):
             dirs = sorted((args.runs_dir / stage).glob("seed_*/model.zip"))
-            if not dirs:
+            if not dirs or not wanted(name):
                 continue
             model_dirs = [d.parent for d in dirs]
             if stage in ("ppo", "rlkd"):

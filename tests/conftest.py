@@ -91,6 +91,72 @@ def tiny_ppo_dirs(tmp_path_factory, tiny_json_kwargs, tiny_ppo_hyperparams):
     return dirs
 
 
+# Tasks of your own, made by factories of a module the ``own_tasks`` fixture puts on the path: small digits
+# tasks whose MLP teacher is trained in the factory (3 epochs); ``other`` has another teacher on the same data
+# (fingerprints that must differ), ``sequential`` a student of your own (an nn.Sequential).
+OWN_TASKS_MODULE = "own_tasks_for_tests"
+OWN_TASKS = """
+import functools
+
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+
+from kd_envs.tasks import DatasetSplits, ModelConfig, Task, TrainConfig, build_model, train_classifier
+
+
+def splits():
+    x, y = load_digits(return_X_y=True)
+    x, y = torch.tensor(x / 16.0, dtype=torch.float32), torch.tensor(y)
+    return (x[:256], y[:256]), (x[256:320], y[256:320]), (x[320:384], y[320:384])
+
+
+def teacher(seed):
+    train, val, test = splits()
+    model = build_model(ModelConfig("mlp", 32, 1), (64,), 10, torch.Generator().manual_seed(seed))
+    train_classifier(model, DatasetSplits(*train, *val, *test, num_classes=10), TrainConfig(epochs=3, batch_size=64),
+                     torch.Generator().manual_seed(seed))
+    return model
+
+
+def make(seed, student, name):
+    train, val, test = splits()
+    return Task.from_tensors(train=train, val=val, test=test, teacher=teacher(seed), student=student,
+                             student_training=TrainConfig(epochs=2, batch_size=32), name=name,
+                             factory=f"{__name__}:{name}")
+
+
+@functools.cache
+def digits():
+    return make(0, ModelConfig("mlp", 8, 1), "digits")
+
+
+@functools.cache
+def other():
+    return make(1, ModelConfig("mlp", 8, 1), "other")
+
+
+def own_student():
+    return nn.Sequential(nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, 10))
+
+
+@functools.cache
+def sequential():
+    return make(0, own_student, "sequential")
+"""
+
+
+@pytest.fixture(scope="session")
+def own_tasks(tmp_path_factory):
+    """The name of a module of task factories (``OWN_TASKS``), importable for the session: ``f"{own_tasks}:digits"``
+    is a ``task`` kwarg."""
+    folder = tmp_path_factory.mktemp("own_tasks")
+    (folder / f"{OWN_TASKS_MODULE}.py").write_text(OWN_TASKS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(folder))
+        yield OWN_TASKS_MODULE
+
+
 @pytest.fixture(autouse=True)
 def clean_checkout(monkeypatch):
     """Entries made by tests record a fixed clean commit: an official entry refuses a dirty checkout
@@ -151,10 +217,13 @@ def run_script(tmp_path_factory):
 @pytest.fixture
 def tiny_set(tmp_path, monkeypatch, kd_cache):
     """A task set ``tiny-v0`` of four digits tasks (students of width 8 and 4, with 256 or 128 labels),
-    two per split, registered with its sha256 as a shipped set is."""
+    two per split, registered with its sha256 as a shipped set is. The last has an edge draw of its own (digits
+    split with another seed), so that the two splits' data differ, as the shipped set's do."""
     instances = []
+    edge = dataclasses.replace(TINY_TASK.dataset, seed=1)
     for k, (width, labels) in enumerate([(8, 256), (4, 128), (4, 256), (8, 128)]):
-        task = dataclasses.replace(TINY_TASK, student=ModelConfig("mlp", width=width, depth=1), transfer_size=labels)
+        task = dataclasses.replace(TINY_TASK, student=ModelConfig("mlp", width=width, depth=1), transfer_size=labels,
+                                   edge_dataset=edge if k == 3 else None)  # fmt: skip
         make_task(task, cache_dir=kd_cache)
         instances.append({"name": f"w{width}-l{labels}", "split": "train" if k < 2 else "test", "why": "a test",
                           "task": task.to_dict()})  # fmt: skip

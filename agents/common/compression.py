@@ -89,16 +89,24 @@ def final_evaluation(
     """Retrain ``architecture`` with ``epochs`` epochs once per seed (weights and batch order from the
     seed) and score it on the test split: one result per seed with the compression C, the student's
     and the teacher's test accuracy, and ``final_reward`` = C(2 − C) · A_test / A_teacher_test.
-    ``use_cache=False`` retrains even where the student cache has the result (verification)."""
+    ``use_cache=False`` retrains even where the student cache has the result (verification). On a tabular
+    env (``tabular=...``) the results are the table's final trainings, which exist for its final seeds and
+    epochs only (a KeyError or ValueError says which)."""
     env = gym.make(env_id, **env_kwargs)
     n2n = env.unwrapped
     arch = Architecture.from_dict(architecture)
     # The search's own training options (the env's defaults and kwargs), with the full budget.
     config = replace(n2n.distill_config, training=replace(n2n.distill_config.training, epochs=epochs))
-    teacher_test = n2n.task.teacher_test_accuracy
+    table = n2n.table
+    if table is not None and epochs != table.final_epochs:
+        raise ValueError(f"table {table.name} holds final trainings of {table.final_epochs} epochs, not {epochs}")
+    teacher_test = n2n.task.teacher_test_accuracy if table is None else table.teacher["test_accuracy"]
     results = []
     for seed in tqdm(seeds, desc=f"final training ({epochs} epochs)", unit="student", disable=not progress):
-        result = n2n.evaluator.evaluate(arch, config, int(seed), use_cache=use_cache)
+        if table is None:
+            result = n2n.evaluator.evaluate(arch, config, int(seed), use_cache=use_cache)
+        else:
+            result = table.final(table.code_of(arch), int(seed))
         compression = 1.0 - result["parameters"] / n2n.teacher_parameters
         results.append({
             "seed": int(seed),

@@ -219,12 +219,30 @@ def _task_set_instances(arg: str, page: str, leaderboard_dir: Path) -> str:
     return "\n".join(rows)
 
 
+def _benchmarks(arg: str, page: str, leaderboard_dir: Path) -> str:
+    """The figures of the last ``kd-gym bench all`` (``benchmarks.json``), with where and when."""
+    path = leaderboard_dir / "benchmarks.json"
+    if not path.exists():
+        return "(no `kd-gym bench all` recorded yet)"
+    record = json.loads(path.read_text())
+    rows = ["| figure | ratio | target | met |", "|---|---|---|---|"]
+    for f in record["figures"]:
+        target = f"{'≥' if f['at_least'] else '≤'} {f['target']:g}"
+        rows.append(f"| {f['name']} | {f['ratio']:.3f} | {target} | {'yes' if f['met'] else '**no**'} |")
+    load = record["load_average"]
+    commit = (record["commit"] or "unknown")[:12]
+    return "\n".join([*rows, "", f"Measured {record['date']} on {record['machine']} ({record['cores']} cores), "
+                      f"commit `{commit}`, in {record['seconds']:,} s; 1-minute load average {load['before']:.2f} "
+                      f"before, {load['after']:.2f} after."])  # fmt: skip
+
+
 # kind -> (what it makes from its argument, the page's docs path and the leaderboard folder).
 BLOCKS: dict[str, Callable[[str, str, Path], str]] = {
     "leaderboard-section": _leaderboard_section,
     "temperature-sweep": _temperature_sweep,
     "temperature-entries": _temperature_entries,
     "iq-selection": _iq_selection,
+    "benchmarks": _benchmarks,
     "task-set": _task_set,
     "task-set-instances": _task_set_instances,
 }

@@ -8,11 +8,10 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +19,18 @@ import torch
 from tqdm.auto import tqdm
 
 from agents.common.compression import FULL_EPOCHS, final_evaluation
+from agents.common.episodes import (  # noqa: F401 (re-exported: the harness is where callers find them)
+    EVALUATION_SEEDS,
+    TRAINING_SEEDS,
+    Policy,
+    _start_episode,
+    episode_in_new_env,
+    episode_in_worker_env,
+    info_numbers,
+    on_threads,
+    run_episode,
+    torch_threads,
+)
 from agents.common.leaderboard import (
     LEADERBOARD_DIR,
     MIN_OFFICIAL_RUNS,
@@ -34,15 +45,10 @@ from agents.common.leaderboard import (
 )
 from agents.common.parallel import map_tasks
 from agents.common.registry import policy_path
-from agents.common.training import acting_zip, info_numbers, load_agent, package_versions
+from agents.common.training import acting_zip, load_agent, package_versions, replay_search
 from agents.temperature.specs import fixed_policy, policy_from_spec
 from kd_envs.envs.temperature_kd import action_to_temperature
-from kd_envs.tasks import accuracy
-
-# Seeds kept apart: agents train on TRAINING_SEEDS, every entry is scored on EVALUATION_SEEDS.
-TRAINING_SEEDS: tuple[int, ...] = tuple(range(10))
-EVALUATION_SEEDS: tuple[int, ...] = tuple(range(1000, 1010))
-assert not set(TRAINING_SEEDS) & set(EVALUATION_SEEDS)
+from kd_envs.tasks import TaskFactoryError, accuracy
 
 # N2N's report retrains each search's best student with the full budget, one per seed: three seeds
 # keep an entry of five searches under ten minutes on two cores.
@@ -53,61 +59,8 @@ SEARCH_EVALUATION_SEEDS: tuple[int, ...] = EVALUATION_SEEDS[:3]
 SCORE_METRIC: dict[str, str] = {"TemperatureKD-v0": "student_test_accuracy", "N2NCompress-v0": "final_reward"}
 
 
-class Policy(Protocol):
-    def predict(self, observation: np.ndarray, state=None, episode_start=None, deterministic: bool = True): ...
-
-
 def score_metric(env_id: str) -> str:
     return SCORE_METRIC.get(env_id, "return")
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run the block on ``threads`` torch threads, then give the caller's count back. An episode's numbers
-    can depend on the count (a 6-epoch TemperatureKD-v0 episode: 0.4065 on one thread, 0.4060 on two), so
-    every evaluation sets it, entries record it (``torch_threads``) and verification replays with it."""
-    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
-        raise ValueError(f"threads={threads!r}: expected an int >= 1")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _on_threads(function: Callable[..., Any], threads: int, **kwargs: Any) -> Any:
-    """``function(**kwargs)`` on ``threads`` torch threads: a Ray task's body (its worker starts on one)."""
-    with torch_threads(threads):
-        return function(**kwargs)
-
-
-def _start_episode(env: gym.Env, policy: Policy, seed: int, instance: int | None = None) -> np.ndarray:
-    """Reset ``env`` with ``seed`` (and, on a task set, ``options={"instance": instance}``) and prepare a
-    fixed policy for the episode: ``attach`` gives it the unwrapped env (a schedule reads the episode's
-    length; CTKD the batch logits) and ``seed`` seeds its draws (an SB3 model's ``seed`` is its training
-    seed, an int, not a method)."""
-    if callable(getattr(policy, "attach", None)):
-        policy.attach(env.unwrapped)
-    if callable(getattr(policy, "seed", None)):
-        policy.seed(seed)
-    obs, _ = env.reset(seed=seed, options=None if instance is None else {"instance": instance})
-    return obs
-
-
-def run_episode(env: gym.Env, policy: Policy, seed: int, instance: int | None = None) -> dict[str, Any]:
-    """One deterministic episode from ``seed`` (on a task set's ``instance``, given by its position in the
-    split): its return, length and the numbers in the last info."""
-    obs = _start_episode(env, policy, seed, instance)
-    total, steps = 0.0, 0
-    while True:
-        action, _ = policy.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, info = env.step(action)
-        total += float(reward)
-        steps += 1
-        if terminated or truncated:
-            break
-    return {"seed": seed, "return": total, "steps": steps, **info_numbers(info)}
 
 
 def trace_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
@@ -129,17 +82,6 @@ def trace_episode(env: gym.Env, policy: Policy, seed: int) -> dict[str, Any]:
         if terminated or truncated:
             return {"seed": seed, "test_accuracy": test_accuracy, "temperatures": temperatures,
                     **info_numbers(info)}  # fmt: skip
-
-
-def episode_in_new_env(policy: Policy, env_id: str, env_kwargs: dict[str, Any], seed: int,
-                       instance: int | None = None) -> dict[str, Any]:  # fmt: skip
-    """:func:`run_episode` in an env made for it: an episode depends on its seed (and instance) alone, so
-    it gives the same numbers as in an env that ran other episodes before (one Ray task of :func:`evaluate`)."""
-    env = gym.make(env_id, **env_kwargs)
-    try:
-        return run_episode(env, policy, seed, instance)
-    finally:
-        env.close()
 
 
 def saved_agent_episode(model_dir: str, env_id: str, env_kwargs: dict[str, Any], seed: int,
@@ -176,7 +118,7 @@ def evaluate(
     if workers > 1 or address is not None:
         tasks = [{"policy": policy, "env_id": env_id, "env_kwargs": env_kwargs, "seed": seed, "instance": instance}
                  for seed, instance in plan]  # fmt: skip
-        return map_tasks(functools.partial(_on_threads, episode_in_new_env, threads), tasks, workers, address,
+        return map_tasks(functools.partial(on_threads, episode_in_worker_env, threads), tasks, workers, address,
                          description if progress else None, "episode")  # fmt: skip
     with torch_threads(threads):
         env = gym.make(env_id, **env_kwargs)
@@ -392,7 +334,7 @@ def trained_agents_entry(
         tasks = [{"model_dir": str(model_dir.resolve()), "env_id": env_id, "env_kwargs": kwargs, "seed": seed,
                   "instance": instance} for model_dir, _ in agents for kwargs in settings
                  for seed, instance in episode_plan(seeds, instances)]  # fmt: skip
-        flat = map_tasks(functools.partial(_on_threads, saved_agent_episode, threads), tasks, workers, address,
+        flat = map_tasks(functools.partial(on_threads, saved_agent_episode, threads), tasks, workers, address,
                          name if progress else None, "episode")  # fmt: skip
         per_model = len(settings) * len(episode_plan(seeds, instances))
         parallel = [flat[i * per_model : (i + 1) * per_model] for i in range(len(agents))]
@@ -446,9 +388,18 @@ def search_entry(
         if search["best"] is None:
             raise ValueError(f"{model_dir}/search.json found no valid student")
     if workers > 1 or address is not None:
-        tasks = [{"env_id": env_id, "env_kwargs": config["env_kwargs"], "architecture": search["best"]["architecture"],
-                  "seeds": [seed], "epochs": epochs} for config, search in zip(configs, searches) for seed in seeds]
-        flat = [e for es in map_tasks(functools.partial(_on_threads, final_evaluation, threads), tasks, workers,
+        tasks = [
+            {
+                "env_id": env_id,
+                "env_kwargs": config["env_kwargs"],
+                "architecture": search["best"]["architecture"],
+                "seeds": [seed],
+                "epochs": epochs,
+            }
+            for config, search in zip(configs, searches)
+            for seed in seeds
+        ]
+        flat = [e for es in map_tasks(functools.partial(on_threads, final_evaluation, threads), tasks, workers,
                                       address, name if progress else None, "student") for e in es]  # fmt: skip
     runs = []
     for i, (model_dir, config, search) in enumerate(zip(map(Path, model_dirs), configs, searches)):
@@ -795,6 +746,8 @@ class Verification:
     same_machine_kind: bool | None = None  # None: the entry does not record its machine kind
     directed: list[str] = field(default_factory=list)
     reran_selection: bool = False
+    # What the replay rests on beyond the entry, said whatever the status (a task of your own's factory).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def inside_ci(self) -> bool | None:
@@ -875,6 +828,10 @@ def _replay(entry: dict[str, Any], directory: Path, progress: bool, threads: int
             if stored["best"]["architecture"] != run["architecture"]:
                 mismatches.append(f"training seed {run['training_seed']}: the entry's architecture is not its "
                                   "search's best")  # fmt: skip
+            if kwargs.get("tabular"):  # a search on a table costs microseconds a student: run it again
+                config = json.loads((stored_model_dir(run, directory) / "config.json").read_text())
+                mismatches += [f"training seed {run['training_seed']}: {m}" for m in
+                               _search_differences(stored, replay_search(config))]  # fmt: skip
             with torch_threads(threads):
                 episodes = final_evaluation(env_id, kwargs, run["architecture"], seeds, entry["agent"]["final_epochs"],
                                             use_cache=False, progress=progress)  # fmt: skip
@@ -889,6 +846,39 @@ def _replay(entry: dict[str, Any], directory: Path, progress: bool, threads: int
     return pairs, mismatches
 
 
+def _search_differences(stored: dict[str, Any], replayed: dict[str, Any]) -> list[str]:
+    """Where a search run again differs from its stored ``search.json``: episode count, each student (reward and
+    architecture) in order, and the best."""
+    found = []
+    if stored.get("episodes") != replayed["episodes"]:
+        found.append(f"the search ran {replayed['episodes']} episodes again, its search.json records "
+                     f"{stored.get('episodes')!r}")  # fmt: skip
+    keys = ("reward", "architecture_summary", "student_parameters", "accuracy", "degenerate")
+    for old, new in zip(stored.get("history") or [], replayed["history"]):
+        differ = [k for k in keys if old.get(k) != new.get(k)]
+        if differ:
+            found.append(f"episode {new['episode']} run again differs from search.json in {', '.join(differ)}: "
+                         f"{ {k: old.get(k) for k in differ} } -> { {k: new.get(k) for k in differ} }")  # fmt: skip
+            break
+    best = (stored.get("best") or {}).get("architecture")
+    if best != (replayed["best"] or {}).get("architecture"):
+        found.append("the search run again finds another best student than its search.json")
+    return found
+
+
+def _task_notes(entry: dict[str, Any]) -> list[str]:
+    """What a replay of ``entry`` rests on beyond the entry itself: for a task of your own, its factory."""
+    notes = []
+    for kwargs in [entry["env_kwargs"], *(entry.get("evaluation_env_kwargs") or [])]:
+        task = kwargs.get("task") if isinstance(kwargs, dict) else None
+        if isinstance(task, str) and ":" in task:
+            note = (f"task {task!r} is a task of your own: the entry names its factory, not its data; it was rebuilt "
+                    "by importing that factory and checked against the entry's teacher and data sha256")  # fmt: skip
+            if note not in notes:
+                notes.append(note)
+    return notes
+
+
 def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True,
            deep: bool = False) -> Verification:  # fmt: skip
     """Re-run an entry's stored policy on its evaluation seeds, on the torch thread count the entry records
@@ -896,7 +886,13 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
     its soundness (:func:`entry_problems`: schema, metric, selection, the official rule), its task's
     fingerprint, its models' sha256 and the configs stored beside them (:func:`stored_config_problems`).
     ``deep`` also re-runs a recorded selection (:func:`rerun_selection`): its choice must be the entry's and
-    its table's numbers are compared like the episodes'. An unreadable file is a problem too, not an error."""
+    its table's numbers are compared like the episodes'. An unreadable file is a problem too, not an error.
+
+    A task of your own is recorded by its factory ``"module:function"`` (:func:`kd_envs.tasks.task_json`): the
+    replay imports and calls it, then checks the task's fingerprint as for any other. Where the factory cannot
+    be imported or called here, or the entry records a task made without one (which nothing can rebuild), the
+    entry is a problem that says so by name and nothing is replayed; ``notes`` say when a replay rested on
+    a factory (code outside the entry)."""
     try:
         entry = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -904,14 +900,23 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
     problems = entry_problems(entry)
     if problems:
         return Verification(problems=problems)
-    env_id, kwargs = entry["env_id"], entry["env_kwargs"]
+    env_id = entry["env_id"]
+    notes = _task_notes(entry)
     recorded_fingerprint = entry.get("task_fingerprint")
     if recorded_fingerprint is not None:
-        here = task_fingerprint(env_id, kwargs) or {}
+        # The task the entry was scored on (a task set's test split for an agent trained on its train split).
+        try:
+            here = task_fingerprint(env_id, scored_env_kwargs(entry)) or {}
+        except TaskFactoryError as error:  # a task of your own whose factory is missing here, or none recorded
+            return Verification(problems=[f"the entry's task cannot be rebuilt here, so nothing was replayed: "
+                                          f"{error}"], notes=notes)  # fmt: skip
+        except ValueError as error:  # e.g. a device this machine lacks: named by the env's message
+            return Verification(problems=[f"cannot make the entry's env here, so nothing was replayed: {error}"],
+                                notes=notes)  # fmt: skip
         differ = [k for k in ("teacher_sha256", "dataset_sha256") if here.get(k) != recorded_fingerprint.get(k)]
         if differ:  # the same policy on another teacher or other data: replaying would compare nothing
             return Verification(problems=[f"task {k}: the entry's {recorded_fingerprint.get(k)} differs from this "
-                                          f"machine's {here.get(k)}" for k in differ])  # fmt: skip
+                                          f"machine's {here.get(k)}" for k in differ], notes=notes)  # fmt: skip
     damaged = []
     for run in entry["runs"]:
         if not run.get("model"):
@@ -926,10 +931,14 @@ def verify(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool =
     if claims:  # a model trained otherwise than the entry says: its replay would vouch for the wrong claim
         return Verification(problems=claims)
     threads = entry.get("torch_threads", 1)
-    pairs, mismatches = _replay(entry, directory, progress, threads)
+    try:
+        pairs, mismatches = _replay(entry, directory, progress, threads)
+    except TaskFactoryError as error:  # (an entry without a fingerprint meets its task only here)
+        return Verification(problems=[f"the entry's task cannot be rebuilt here, so nothing was replayed: {error}"],
+                            notes=notes)  # fmt: skip
     with torch_threads(threads):
         selection = rerun_selection(entry, progress) if deep else None
-    result = Verification(problems=mismatches, reran_selection=selection is not None)
+    result = Verification(problems=mismatches, reran_selection=selection is not None, notes=notes)
 
     def differs(where: str, at: str, key: str, old: Any, new: Any) -> None:
         result.differences.append(f"{where}: {key} {old!r} -> {new!r}")

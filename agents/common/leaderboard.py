@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from kd_envs.tasks import atomic_write
+from kd_envs.tasks import atomic_write, task_json
 
 # The default leaderboard folder, relative to the working directory (the repository root for `make` and
 # the scripts); every function that reads or writes entries takes the folder as an argument.
@@ -112,6 +112,15 @@ def commit_for_entry(tag: str) -> str | None:
     return commit
 
 
+def json_env_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Env kwargs as an entry or a ``config.json`` records them: a ``task`` given as a ``TaskConfig`` or a
+    ``Task`` in its JSON form (:func:`kd_envs.tasks.task_json`: a task of your own as its factory
+    ``"module:function"``, which rebuilds it, or without one as a record that names it)."""
+    if "task" not in env_kwargs:
+        return env_kwargs
+    return {**env_kwargs, "task": task_json(env_kwargs["task"])}
+
+
 def make_entry(
     env_id: str,
     env_kwargs: dict[str, Any],
@@ -138,7 +147,7 @@ def make_entry(
         "env_id": env_id,
         "env_version": int(env_version) if env_version.isdigit() else env_version,
         "env_name": env_name,
-        "env_kwargs": env_kwargs,
+        "env_kwargs": json_env_kwargs(env_kwargs),
         "agent": agent,
         "tag": tag,
         "metric": metric,
@@ -159,8 +168,13 @@ def make_entry(
 
 def board_id(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str:
     """The table an entry ranks in: its env id, or on a task set ``<env id>-<task set>-<split>`` (a task
-    set's entries are scored on other tasks than the env's default, so they rank apart)."""
+    set's entries are scored on other tasks than the env's default, so they rank apart), or on a student
+    table (N2NCompress-v0's ``tabular``) ``<env id>-<table>``: its teacher and subspace are not the default's."""
     kwargs = env_kwargs or {}
+    if kwargs.get("tabular"):
+        from kd_envs.tasks.tables import DEFAULT_TABLE
+
+        return f"{env_id}-{DEFAULT_TABLE if kwargs['tabular'] is True else kwargs['tabular']}"
     if kwargs.get("task_set") is None:
         return env_id
     return f"{env_id}-{kwargs['task_set']}-{kwargs.get('split', 'train')}"
@@ -280,6 +294,12 @@ STUDY_REPORTS = (
      "Written by `scripts/n2n_study.py` from the N2NCompress-v0 entries above and their searches: the final "
      "reward of each search's best student (test split) beside what the searches saw (validation proxy), "
      "the compression target, N2N's policy transfer and the cost of a search."),
+    ("N2N budget study", "N2N-study-budget.md", (),
+     "Written by `scripts/n2n_study.py --name budget`: searchers on the deep default with the `budget` reward (a "
+     "hard parameter budget, AMC-style masks): the best students' test accuracy over the teacher's."),
+    ("N2N regret", "N2N-regret.md", ("N2N-regret.png",),
+     "Written by `scripts/n2n_regret.py`: searchers ranked on the student table n2n-vgg-v0 (every student of the "
+     "VGG-style teacher), hundreds of searches each, by their regret against the table's exact optimum."),
 )  # fmt: skip
 
 

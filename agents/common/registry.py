@@ -22,13 +22,14 @@ from agents.n2n.n2n import N2NAgent
 from agents.rlkd.policies import InstancePolicy
 from agents.rlkd.rlkd import RLKD
 from agents.search.evolution import AgingEvolution
+from agents.search.hill_climbing import HillClimbing
 from agents.search.random_search import RandomSearch
 
 # SB3 / sb3-contrib algorithms, and ours with the same constructor, learn, save and load.
 ALGOS: dict[str, type[BaseAlgorithm]] = {
     "ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "tqc": TQC, "maskable_ppo": MaskablePPO,
     "dqn": DQN, "qrdqn": QRDQN, "random_search": RandomSearch, "evolution": AgingEvolution,
-    "n2n": N2NAgent, "rlkd": RLKD, "iq": IQ, "iq_re": IQRE,
+    "hill_climbing": HillClimbing, "n2n": N2NAgent, "rlkd": RLKD, "iq": IQ, "iq_re": IQRE,
 }  # fmt: skip
 # Our policy classes by their bare name, which configs written before the YAML files gave dotted paths
 # record (SB3's own names, e.g. "MlpPolicy", pass through to the algorithm).

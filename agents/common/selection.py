@@ -27,7 +27,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.common.evaluation import TRAINING_SEEDS, run_episode
+from agents.common.episodes import TRAINING_SEEDS, run_episode
 from agents.temperature.policies import FixedTemperaturePolicy, LinearMapPolicy
 
 SELECTION_METRIC = "student_val_accuracy"

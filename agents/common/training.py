@@ -34,6 +34,8 @@ from agents.common.checkpoints import (
     settings_differences,
 )
 from agents.common.compression import SEARCH_ENVS, SearchRecordCallback
+from agents.common.episodes import info_numbers  # noqa: F401 (re-exported where its callers found it)
+from agents.common.leaderboard import json_env_kwargs
 from agents.common.registry import ZOO_KEYS, algo_class, load_hyperparams, policy_class
 from agents.common.torch_layers import FEATURES_EXTRACTORS
 from kd_envs.tasks import atomic_write
@@ -104,11 +106,6 @@ def build_agent(
     return model, params
 
 
-def info_numbers(info: dict[str, Any]) -> dict[str, float]:
-    """The plain numbers of an env's ``info`` (flags and arrays left out), as floats."""
-    return {k: float(v) for k, v in info.items() if isinstance(v, (int, float, np.number)) and not isinstance(v, bool)}
-
-
 class EpisodeInfoCallback(BaseCallback):
     """Logs the numbers in each finished episode's last ``info`` (for TemperatureKD-v0 the student's
     test accuracy and the temperature statistics) to SB3's logger as ``episode/<key>`` means, so
@@ -155,7 +152,7 @@ def train_agent(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tensorboard_log = str(out_dir / "tb") if tensorboard else None
-    settings = {"env_id": env_id, "env_kwargs": env_kwargs or {}, "algo": algo, "seed": seed,
+    settings = {"env_id": env_id, "env_kwargs": json_env_kwargs(env_kwargs or {}), "algo": algo, "seed": seed,
                 "init_from": None if init_from is None else str(init_from),
                 "hyperparams": {**load_hyperparams(algo, env_id), **(hyperparams or {})}}  # fmt: skip
     found = latest_checkpoint(out_dir / CHECKPOINTS_DIR) if resume else None
@@ -211,7 +208,7 @@ def train_agent(
         atomic_write(out_dir / "search.json", lambda f: f.write(json.dumps(search.summary(), indent=1).encode()))
     config = {
         "env_id": env_id,
-        "env_kwargs": env_kwargs or {},
+        "env_kwargs": json_env_kwargs(env_kwargs or {}),  # a task of your own: its factory, which rebuilds it
         "algo": algo,
         "seed": seed,
         "total_timesteps": steps,
@@ -221,6 +218,28 @@ def train_agent(
     }
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
     return TrainedAgent(model, config)
+
+
+def replay_search(config: dict[str, Any]) -> dict[str, Any]:
+    """Run a saved search again from its ``config.json`` (what :func:`train_agent` wrote: algorithm, env id and
+    kwargs, seed, hyperparameters, total timesteps) to the same number of students, and return its
+    :class:`SearchRecordCallback` summary, as ``search.json`` holds it. A seeded search repeats exactly, so on a
+    tabular env, where a student costs microseconds, this re-runs what a search entry claims to have found. A
+    search that started from another agent's weights (``init_from``) is refused: its start is not in the config."""
+    if config.get("env_id") not in SEARCH_ENVS:
+        raise ValueError(f"replay_search: env_id {config.get('env_id')!r} is not a search env ({SEARCH_ENVS})")
+    if config.get("init_from"):
+        raise ValueError(
+            f"replay_search: the search started from {config['init_from']}, which its config does not hold"
+        )
+    model, params = build_agent(config["algo"], config["env_id"], config["seed"], config["env_kwargs"],
+                                config["hyperparams"])  # fmt: skip
+    if params.get("n_students") is None:
+        raise ValueError("replay_search: the config's hyperparameters give no n_students (a search's budget)")
+    search = SearchRecordCallback()
+    callback = CallbackList([EpisodeInfoCallback(), search, StopTrainingOnMaxEpisodes(int(params["n_students"]))])
+    model.learn(total_timesteps=int(config["total_timesteps"]), callback=callback)
+    return search.summary()
 
 
 def load_agent(model_dir: str | Path) -> TrainedAgent:
@@ -255,8 +274,9 @@ def _share_copies(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return shared
 
 
-def acting_zip(source: str | Path | io.BufferedIOBase, target: str | Path | io.BufferedIOBase,
-               deflate: bool = False) -> None:
+def acting_zip(
+    source: str | Path | io.BufferedIOBase, target: str | Path | io.BufferedIOBase, deflate: bool = False
+) -> None:
     """Rewrite an SB3 ``model.zip`` (any algorithm: SB3's, sb3-contrib's, ours) as an acting zip, which
     ``cls.load`` and :func:`load_agent` read unchanged and whose ``predict`` gives the same actions:
 

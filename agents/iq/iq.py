@@ -64,7 +64,6 @@ import torch as th
 from stable_baselines3 import DQN
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import MaybeCallback
-from stable_baselines3.common.utils import obs_as_tensor
 from torch.nn import functional as F
 
 from agents.iq.buffers import ContextReplayBuffer, ContextReplayBufferSamples
@@ -232,7 +231,7 @@ class IQ(DQN):
         """(contexts, encoding) of the states in ``_last_obs``, assigned once when they were observed."""
         if self._observed is None or self._observed[0] is not self._last_obs:
             # States observed by a reset outside _store_transition (the start of learn).
-            encoded = self.policy.context_model.encode(obs_as_tensor(self._last_obs, self.device))
+            encoded = self.policy.context_model.encode_observations(self._last_obs, self.device)
             self._observed = (self._last_obs, self._observe(encoded), encoded)
         return self._observed[1], self._observed[2]
 
@@ -261,13 +260,13 @@ class IQ(DQN):
         next_view = np.array(new_obs, copy=True) if ended else new_obs
         for i in ended:
             next_view[i] = infos[i]["terminal_observation"]
-        next_encoded = context_model.encode(obs_as_tensor(next_view, self.device))
+        next_encoded = context_model.encode_observations(next_view, self.device)
         next_contexts = self._observe(next_encoded)
         # The states of new_obs (the next step's s_t): s_{t+1}, except where a new episode began.
         new_contexts, new_encoded = next_contexts, next_encoded
         if ended:
             new_contexts, new_encoded = next_contexts.clone(), next_encoded.clone()
-            first = context_model.encode(obs_as_tensor(np.asarray(new_obs)[ended], self.device))
+            first = context_model.encode_observations(np.asarray(new_obs)[ended], self.device)
             new_contexts[ended], new_encoded[ended] = self._observe(first), first
         if not context_model.kmeans.fitted:
             self._warmup_states.append(encoded)
@@ -361,6 +360,9 @@ class IQ(DQN):
         weight = self.current_distillation_weight
 
         terms: dict[str, list[th.Tensor]] = {"loss": [], "td": [], "distillation": []}
+        # The optimizer's parameters (the online network's) are the ones with gradients: clipping them
+        # as a list spares a walk over the policy's three networks at every step.
+        trained = [param for group in self.policy.optimizer.param_groups for param in group["params"]]
         for _ in range(gradient_steps):
             replay_data = self.replay_buffer.sample(batch_size, env=self._vec_normalize_env)
             step = self.losses(replay_data, weight)
@@ -369,7 +371,7 @@ class IQ(DQN):
 
             self.policy.optimizer.zero_grad()
             step["loss"].backward()
-            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            th.nn.utils.clip_grad_norm_(trained, self.max_grad_norm)
             self.policy.optimizer.step()
 
         self._n_updates += gradient_steps

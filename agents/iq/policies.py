@@ -12,6 +12,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.preprocessing import get_flattened_obs_dim, is_image_space, preprocess_obs
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, NatureCNN, create_mlp
 from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.dqn.policies import DQNPolicy
 from torch import nn
 
@@ -91,11 +92,12 @@ class OnlineKMeans(nn.Module):
         if not self.fitted:
             raise RuntimeError("OnlineKMeans.update before fit: the centres are not initialised")
         labels = []
-        if self.centres.device.type == "cpu" and x.device.type == "cpu":
+        centres = self.centres
+        if centres.device.type == "cpu" and x.device.type == "cpu":
             # The same float32 arithmetic on NumPy views of the buffers: with one state per env step,
             # torch's per-operation cost would be the whole cost.
-            centres, counts = self.centres.numpy(), self.counts.numpy()
-            z_all = (x.float().numpy() - self.mean.numpy()) / self.std.numpy()
+            centres, counts = centres.numpy(), self.counts.numpy()
+            z_all = (x.numpy().astype(np.float32, copy=False) - self.mean.numpy()) / self.std.numpy()
             for z in z_all:
                 c = int(((z[None, :] - centres) ** 2).sum(axis=1).argmin())
                 counts[c] += 1
@@ -213,10 +215,22 @@ class ContextModel(nn.Module):
         else:
             raise ValueError(f"ContextModel: encoder={encoder!r}; expected one of {CONTEXT_ENCODERS}")
         self.kmeans = OnlineKMeans(n_contexts, self.encoder.features_dim, normalization)
+        # IQ's encoder on a Box is the observation as float32: encode_observations then reads the array
+        # itself instead of paying torch's per-operation cost on every env step.
+        self._observations_as_features = encoder == "observation" and isinstance(observation_space, spaces.Box)
 
     @th.no_grad()
     def encode(self, obs: th.Tensor) -> th.Tensor:
         return self.encoder(obs)
+
+    @th.no_grad()
+    def encode_observations(self, obs: np.ndarray, device: th.device | str) -> th.Tensor:
+        """``encode(obs_as_tensor(obs, device))`` for a batch of observations as the env gives them,
+        the same float32 values; on the CPU with the observation encoder of a Box, without torch (and
+        without the encoder's forward hooks)."""
+        if self._observations_as_features and th.device(device).type == "cpu":
+            return th.from_numpy(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1))
+        return self.encode(obs_as_tensor(obs, device))
 
     @th.no_grad()
     def assign(self, obs: th.Tensor) -> th.Tensor:
@@ -280,8 +294,13 @@ class MultiHeadQNetwork(BasePolicy):
 
     def forward(self, obs: PyTorchObs) -> th.Tensor:
         """The Q-values of every head, (B, k, A)."""
-        latent = self.shared(self.extract_features(obs, self.features_extractor))
-        return self.heads(latent).view(len(latent), self.n_contexts, int(self.action_space.n))
+        latent = self.extract_features(obs, self.features_extractor)
+        # The layers' own forward, not their __call__: the same arithmetic without nn.Module's dispatch,
+        # which costs as much as the small layers' compute (three passes per gradient step, one per env
+        # step). Hooks on the shared layers and the heads are therefore not called.
+        for layer in self.shared:
+            latent = layer.forward(latent)
+        return self.heads.forward(latent).view(len(latent), self.n_contexts, int(self.action_space.n))
 
     def q_values(self, obs: PyTorchObs, contexts: th.Tensor) -> th.Tensor:
         """The Q-values (B, A) of each observation's own head, ``contexts`` (B,)."""
@@ -358,6 +377,13 @@ class IQPolicy(DQNPolicy):
                                           self.features_extractor_kwargs).to(self.device)  # fmt: skip
 
     @property
+    def device(self) -> th.device:
+        # BaseModel's walks the modules to a first parameter, twice per prediction; the online
+        # network's heads live where the policy does.
+        q_net = self._modules.get("q_net")
+        return q_net.heads.weight.device if q_net is not None else super().device
+
+    @property
     def distillation_anchor(self) -> MultiHeadQNetwork:
         """The network whose heads L_KD holds the other heads to: the anchor copy, else the target."""
         return self.q_net_anchor if self.q_net_anchor is not None else self.q_net_target
@@ -366,6 +392,12 @@ class IQPolicy(DQNPolicy):
         # Separate features extractors for the online and target networks, as DQNPolicy makes them.
         net_args = self._update_features_extractor(self.net_args, features_extractor=None)
         return MultiHeadQNetwork(**net_args, n_contexts=self.n_contexts).to(self.device)
+
+    def set_training_mode(self, mode: bool) -> None:
+        # SB3 sets the mode before every prediction, and nn.Module.train walks every submodule each
+        # time: only a change of mode is passed on.
+        if mode != self.training or mode != self.q_net.training:
+            super().set_training_mode(mode)
 
     def contexts(self, obs: th.Tensor) -> th.Tensor:
         """Each observation's context (B,), from the current centres (nothing is updated)."""
@@ -383,7 +415,7 @@ class IQPolicy(DQNPolicy):
         contexts = self._acting.pop("contexts", None)
         if contexts is None or len(contexts) != len(obs):
             contexts = self.contexts(obs)
-        return self.q_net._predict(obs, deterministic, contexts=contexts.to(self.device))
+        return self.q_net._predict(obs, deterministic, contexts=contexts.to(obs.device))
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()

@@ -11,11 +11,11 @@ import torch
 from stable_baselines3.common.type_aliases import GymEnv
 
 import kd_envs  # noqa: F401  (registers the environments)
+from agents.search.genotypes import Genotype, GenotypeSearch
 from agents.search.policies import UniformPolicy
-from agents.search.random_search import RandomSearch
 
 
-class AgingEvolution(RandomSearch):
+class AgingEvolution(GenotypeSearch):
     """Regularized (aging) evolution (Real et al., "Regularized Evolution for Image Classifier
     Architecture Search", AAAI 2019, Algorithm 1) on N2NCompress-v0.
 
@@ -65,32 +65,10 @@ class AgingEvolution(RandomSearch):
         # Members: {"genotype": {(stage, layer): action}, "decisions": [((stage, layer), valid actions)], "reward"}
         self.population: deque[dict[str, Any]] = deque(maxlen=self.population_size)
         self.evaluated = 0
-        self._genotype: dict[tuple[int, int], int] | None = None  # the episode's genotype, once it started
-        self._decisions: list[tuple[tuple[int, int], list[int]]] = []
         if _init_setup_model:
             self._setup_model()
 
-    def _excluded_save_params(self) -> list[str]:
-        # The running episode's genotype: learn() starts a new one (and SB3's JSON cannot key by tuples).
-        return [*super()._excluded_save_params(), "_genotype", "_decisions"]
-
-    def learn(self, total_timesteps: int, *args, **kwargs):
-        self._genotype, self._decisions = None, []  # learn() resets the env: no episode is running
-        return super().learn(total_timesteps, *args, **kwargs)
-
-    def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        if self._genotype is None:
-            self._genotype = self.propose()
-        stage = int(np.argmax(obs["stage"][0]))
-        layer = int(np.argmax(obs["position"][0]))
-        valid = [int(a) for a in np.flatnonzero(np.asarray(obs["action_mask"][0]) > 0.5)]
-        key = (stage, layer)
-        if self._genotype.get(key) not in valid:
-            self._genotype[key] = int(self.rng.choice(valid))
-        self._decisions.append((key, valid))
-        return np.array([self._genotype[key]], dtype=np.int64)
-
-    def propose(self) -> dict[tuple[int, int], int]:
+    def propose(self) -> Genotype:
         """The next episode's genotype: empty (all random) while the first P members are drawn, then a
         one-mutation child of the tournament's winner."""
         if self.evaluated < self.population_size:
@@ -108,4 +86,4 @@ class AgingEvolution(RandomSearch):
     def _episode_end(self, reward: float, info: dict[str, Any]) -> None:
         self.population.append({"genotype": self._genotype, "decisions": self._decisions, "reward": reward})
         self.evaluated += 1
-        self._genotype, self._decisions = None, []
+        super()._episode_end(reward, info)

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from gymnasium.envs.registration import EnvSpec
 
-from kd_envs.tasks import TaskConfig
+from kd_envs.tasks import Task, TaskConfig, resolve_device, task_json
 
 
 def is_int(value: Any) -> bool:
@@ -81,6 +82,15 @@ def check_folder(env_id: str, name: str, value: Any) -> None:
         raise kwarg_error(env_id, name, value, "a folder (a str or a path) or None")
 
 
+def check_device(env_id: str, value: Any) -> torch.device:
+    """A ``device`` kwarg: ``"cpu"``, ``"cuda"``, ``"cuda:<n>"`` or ``"mps"``, present on this machine
+    (:func:`kd_envs.tasks.resolve_device`); the message names the env, the device and what this machine has."""
+    try:
+        return resolve_device(value)
+    except ValueError as error:
+        raise ValueError(f"{env_id}: {error}") from None
+
+
 def check_render_mode(env_id: str, render_mode: Any, render_modes: Sequence[str]) -> str | None:
     """``render_mode`` is None or one of the env's ``metadata["render_modes"]``; any other is refused here, in
     every KD-Gym env alike, rather than failing at the first ``render()``."""
@@ -90,11 +100,14 @@ def check_render_mode(env_id: str, render_mode: Any, render_modes: Sequence[str]
 
 
 class JsonTaskSpec:
-    """Keeps ``spec.kwargs["task"]`` as plain JSON when the env was made with a :class:`TaskConfig`.
+    """Keeps ``spec.kwargs["task"]`` as plain JSON when the env was made with a :class:`TaskConfig` or a
+    :class:`Task`.
 
     ``gym.make`` records the kwargs it was given in the env's spec, which ``EnvSpec.to_json`` must store
     and ``gym.make(EnvSpec.from_json(...))`` make again; a ``TaskConfig`` is stored as its dict
-    (``TaskConfig.to_dict``), which every env taking ``task`` accepts and resolves to the same task.
+    (``TaskConfig.to_dict``), which every env taking ``task`` accepts and resolves to the same task, and a
+    task of your own as its factory ``"module:function"`` (without one, as a record that names it but cannot
+    make it again: :func:`kd_envs.tasks.task_json`).
     """
 
     _spec: EnvSpec | None = None
@@ -105,6 +118,6 @@ class JsonTaskSpec:
 
     @spec.setter
     def spec(self, spec: EnvSpec | None) -> None:
-        if spec is not None and isinstance(spec.kwargs.get("task"), TaskConfig):
-            spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "task": spec.kwargs["task"].to_dict()})
+        if spec is not None and isinstance(spec.kwargs.get("task"), (TaskConfig, Task)):
+            spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "task": task_json(spec.kwargs["task"])})
         self._spec = spec

@@ -16,6 +16,7 @@ from torch.nn import functional as F
 from kd_envs.envs.arguments import (
     JsonTaskSpec,
     check_choice,
+    check_device,
     check_folder,
     check_int,
     check_number,
@@ -26,7 +27,7 @@ from kd_envs.envs.arguments import (
 from kd_envs.envs.rendering import chart_frame
 from kd_envs.losses import attention_loss, hint_loss, hint_regressors, kd_loss, nmd_loss
 from kd_envs.metrics import confident_prediction_report
-from kd_envs.tasks import Task, TaskConfig, make_task, predict_logits, resolve_task, steps_per_epoch
+from kd_envs.tasks import Task, TaskConfig, make_task, predict_logits, steps_per_epoch, task_or_config
 from kd_envs.tasks.datasets import augment_batch
 from kd_envs.tasks.task_sets import SPLITS, TaskInstance, load_task_set
 
@@ -54,7 +55,7 @@ def authors_purification(x: torch.Tensor, entropy_score: torch.Tensor) -> torch.
     m = int(0.1 * n)
     easy, hard = ranked[int(0.8 * n) : int(0.8 * n) + m], ranked[int(0.1 * n) : int(0.1 * n) + m]
     first, last = AUTHORS_MIX_WEIGHTS
-    w = last + (first - last) * (m - torch.arange(m, dtype=x.dtype)) / max(m, 1)
+    w = last + (first - last) * (m - torch.arange(m, dtype=x.dtype, device=x.device)) / max(m, 1)
     w = w.view(-1, *([1] * (x.dim() - 1)))
     mixed = x.clone()
     mixed[easy] = w * x[hard] + (1 - w) * x[easy]
@@ -84,12 +85,12 @@ def batch_observation(student_logits: torch.Tensor, teacher_confidence: torch.Te
     one row per instance; float32 of shape (B, 3). Top-2 is the second *largest* probability."""
     # In NumPy, from the two largest logits (softmax is monotone): this runs every step, and a few
     # NumPy calls on a (B, C) array cost less than the equivalent torch dispatches.
-    z = student_logits.detach().numpy()
+    z = student_logits.detach().cpu().numpy()  # on another device: the batch's logits come back, nothing else
     z_top2 = np.sort(z, axis=1)[:, :-3:-1]  # largest, second largest
     top1 = 1.0 / np.exp(z - z_top2[:, :1]).sum(axis=1)
     top2 = top1 * np.exp(z_top2[:, 1] - z_top2[:, 0])
     obs = np.empty((len(z), 3), dtype=np.float32)
-    obs[:, 0], obs[:, 1], obs[:, 2] = teacher_confidence.numpy(), top1, 1.0 - (top1 - top2)
+    obs[:, 0], obs[:, 1], obs[:, 2] = teacher_confidence.cpu().numpy(), top1, 1.0 - (top1 - top2)
     return np.clip(obs, 0.0, 1.0, out=obs)
 
 
@@ -105,12 +106,12 @@ def extended_columns(
     """The four columns ``observation="extended"`` adds, float32 of shape (B, 4): training progress, the
     teacher's probability of the true label, whether the teacher's top-1 class is the label (0 or 1) and
     the student's probability of the true label."""
-    z = student_logits.detach().numpy()
+    z = student_logits.detach().cpu().numpy()
     z = z - z.max(axis=1, keepdims=True)
-    student_true = np.exp(z[np.arange(len(z)), labels.numpy()]) / np.exp(z).sum(axis=1)
+    student_true = np.exp(z[np.arange(len(z)), labels.cpu().numpy()]) / np.exp(z).sum(axis=1)
     out = np.empty((len(z), 4), dtype=np.float32)
     out[:, 0] = progress
-    out[:, 1], out[:, 2], out[:, 3] = teacher_true_probability.numpy(), teacher_agrees.numpy(), student_true
+    out[:, 1], out[:, 2], out[:, 3] = teacher_true_probability.cpu().numpy(), teacher_agrees.cpu().numpy(), student_true
     return np.clip(out, 0.0, 1.0, out=out)
 
 
@@ -140,6 +141,7 @@ class _Options:
     cache_dir: str | Path | None = None
     data_root: str | Path | None = None
     render_mode: str | None = None
+    device: str | torch.device = "cpu"
 
     def __post_init__(self) -> None:
         env_id = "TemperatureKD-v0"
@@ -167,6 +169,7 @@ class _Options:
         check_folder(env_id, "cache_dir", self.cache_dir)
         check_folder(env_id, "data_root", self.data_root)
         check_render_mode(env_id, self.render_mode, TemperatureKDEnv.metadata["render_modes"])
+        object.__setattr__(self, "device", check_device(env_id, self.device))
 
 
 class TemperatureKDEnv(JsonTaskSpec, gym.Env):
@@ -279,6 +282,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     | kwarg                | default     | meaning                                                          |
     |----------------------|-------------|------------------------------------------------------------------|
     | `task`               | None        | a name in ``kd_envs.tasks.TASKS``, a ``TaskConfig``, its dict; None: default|
+    |                      |             | or a ``Task`` of your own, or its factory ``"module:function"`` (below) |
     | `batch_size`         | None        | instances per batch (the observation's rows); None: the task's (64) |
     | `epochs`             | None        | epochs of one distillation run, warm-up included; None: the task's (40) |
     | `ce_weight`          | 0.1         | γ, weight of cross-entropy on labels                              |
@@ -302,6 +306,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     | `cache_dir`          | None        | where teachers are cached (default ``$KD_GYM_CACHE`` or ~/.cache)  |
     | `data_root`          | None        | folder with CIFAR's files, for the CIFAR tasks                    |
     | `render_mode`        | None        | None or `"rgb_array"` (see Rendering)                             |
+    | `device`             | `"cpu"`     | `"cpu"`, `"cuda"`, `"cuda:<n>"` or `"mps"`: where training runs (Devices) |
 
     ``exploration="entropy_mixup"``: at the start of each epoch the training instances are ranked by
     the entropy of the student's prediction; the epoch trains on the top 20% (the most uncertain, the
@@ -329,6 +334,32 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     worker of SB3's ``SubprocVecEnv`` (started by forkserver or spawn), makes the env as
     ``gym.make("kd_envs:TemperatureKD-v0")`` (``make_vec_env("kd_envs:TemperatureKD-v0", ...)``): the
     prefix imports ``kd_envs`` first.
+
+    ## Your own task
+    ``task=Task.from_tensors(train=(x, y), val=(x, y), test=(x, y), teacher=module, student=...)``
+    (:meth:`kd_envs.tasks.Task.from_tensors`; the student a ``ModelConfig`` or a function that builds a module)
+    distils your trained teacher into your student on your data: the validation split gives the rewards, the test
+    split the final scores, the task's ``student_training`` the default epochs, batch size and rate. Given as its
+    factory, ``task="module:function"`` (a function of no arguments that returns the task), the task is made by
+    calling it, and the env's spec records that string, so ``EnvSpec.to_json``, leaderboard entries and ``--verify``
+    can make the same task again (and check its teacher's and data's sha256); a ``Task`` given itself is recorded by
+    its ``factory`` if it has one, else as ``{"tensors": name, "factory": None}``, which names it but cannot make it
+    again (such a record given as ``task`` is refused, saying so). Feature distillation (``feature_weight``) needs
+    modules that return their stages' outputs, as the model families do (``forward(x, return_features=True)``);
+    other modules are refused by name. ``docs/byo-task.md`` walks through an example.
+
+    ## Devices
+    ``device="cuda"`` (or ``"cuda:<n>"``, ``"mps"``) puts the task's data, the teacher and its outputs on
+    the training set, the student, its optimiser and every training step on that device. Random draws
+    (the student's initial weights, batch orders, mixup partners, CIFAR crops) still come from CPU
+    generators seeded from the episode's seed, so a seed draws the same on every device; the numbers that
+    follow differ from the CPU's in the last bits (other kernels). Per step only what the observation and
+    the info need comes back: the batch's student logits and teacher confidences (and, with
+    ``observation="extended"``, its labels and the teacher's probabilities of them), the losses and the
+    reward's accuracy counts; the episode's end brings back the student's logits on the validation and
+    test splits for the calibration report. A device this machine does not have is refused when the env
+    is made, by name. ``batch_logits()``, ``batch_data()`` and ``student`` are on the device.
+    ``scripts/gpu_episode.py`` times a full-scale CIFAR episode on a GPU.
 
     ## Task sets
     ``task_set="cloud-edge-v0"`` (docs/tasks.md lists its instances and why each is there) makes every
@@ -358,14 +389,15 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     * v0: initial version; later, without changing any episode: ``render_mode="rgb_array"``, copies
       mid-episode, complex actions refused, kwargs of a wrong type refused by name, a ``TaskConfig``
       stored in the spec as its dict; ``observation``, ``action``, ``task_set`` and ``split`` (their
-      defaults give the episodes of before).
+      defaults give the episodes of before); a task of your own (``Task`` or ``"module:function"``) and
+      ``device`` (on the CPU, the episodes of before, bit for bit).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
-        task: str | TaskConfig | dict[str, Any] | None = None,
+        task: str | TaskConfig | dict[str, Any] | Task | None = None,
         batch_size: int | None = None,
         epochs: int | None = None,
         ce_weight: float = 0.1,
@@ -389,6 +421,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         cache_dir: str | Path | None = None,
         data_root: str | None = None,
         render_mode: str | None = None,
+        device: str = "cpu",
     ):
         env_id = "TemperatureKD-v0"
         if task_set is not None:
@@ -406,7 +439,11 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             self.task_set = None
             name = task if isinstance(task, str) else None
             task = DEFAULT_TASK if task is None else task
-            self.instances = (TaskInstance(0, name, "train", resolve_task(task), ""),)
+            try:  # a named task's config, or a ready task of your own (given, or made by its factory)
+                resolved = task_or_config(task)
+            except ValueError as error:  # (its kind kept: --verify tells a TaskFactoryError apart)
+                raise type(error)(f"{env_id}: {error}") from None
+            self.instances = (TaskInstance(0, name, "train", resolved, ""),)
         self._given = {"batch_size": batch_size, "epochs": epochs, "student_lr": student_lr,
                        "mixup_interval": mixup_interval}  # fmt: skip
         self._common = {
@@ -415,7 +452,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             "warmup_epochs": warmup_epochs, "warmup_temperature": warmup_temperature, "exploration": exploration,
             "action_scale": action_scale, "reward_interval": reward_interval, "feature_weight": feature_weight,
             "feature_loss": feature_loss, "observation": observation, "action": action, "cache_dir": cache_dir,
-            "data_root": data_root, "render_mode": render_mode,
+            "data_root": data_root, "render_mode": render_mode, "device": device,
         }  # fmt: skip
         # Every instance's kwargs are checked before any task is loaded; the spaces need one batch size.
         options = [self._options_for(instance.task) for instance in self.instances]
@@ -434,9 +471,9 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         self._student = None
         self._last_temperatures: np.ndarray | None = None  # the last step's, for render()
 
-    def _options_for(self, config: TaskConfig) -> _Options:
+    def _options_for(self, task: TaskConfig | Task) -> _Options:
         """The validated options of one task: the kwargs given, the task's schedule for those left at None."""
-        schedule = config.student_training  # the task's schedule fills what is not given
+        schedule = task.student_training  # the task's schedule fills what is not given
         given = self._given
         batch_size = schedule.batch_size if given["batch_size"] is None else given["batch_size"]
         epochs = schedule.epochs if given["epochs"] is None else given["epochs"]
@@ -449,7 +486,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
 
     # Attributes that belong to the current instance (its task and what the env derives from it once).
     _INSTANCE_STATE = ("options", "task", "reward_x", "reward_y", "_teacher_logits", "_teacher_features",
-                       "_teacher_confidence", "steps_per_epoch", "max_steps", "_instance", "_position")  # fmt: skip
+                       "_teacher_confidence", "steps_per_epoch", "max_steps", "_position")  # fmt: skip
 
     def _use_instance(self, position: int) -> None:
         """Make ``self.instances[position]`` the current task: loaded (data, teacher, the teacher's outputs on
@@ -457,9 +494,17 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         if position not in self._loaded:
             instance = self.instances[position]
             self.options = self._options_for(instance.task)
-            self._instance, self._position = instance, position
-            self.task: Task = make_task(instance.task, cache_dir=self.options.cache_dir,
-                                        data_root=self.options.data_root)  # fmt: skip
+            self._position = position
+            device = self.options.device
+            task = (
+                instance.task
+                if isinstance(instance.task, Task)
+                else make_task(
+                    instance.task, cache_dir=self.options.cache_dir, data_root=self.options.data_root, device=device
+                )
+            )
+            # Data and teacher live on the device from here on (on the CPU: the task itself, no copy).
+            self.task: Task = task.to(device)
             data = self.task.data
             if self.options.reward_set_size > len(data.y_val):
                 raise ValueError(
@@ -483,7 +528,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
     @property
     def instance(self) -> TaskInstance:
         """The current episode's task instance (before the first reset: the first of the split)."""
-        return self._instance
+        return self.instances[self._position]
 
     # -- copies ----------------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -531,12 +576,13 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             self._epoch_x, self._epoch_y, self._epoch_teacher = data.x_train, data.y_train, self._teacher_logits
             self._epoch_teacher_features = self._teacher_features
             self._epoch_teacher_confidence = self._teacher_confidence
-            self._epoch_order = torch.randperm(len(data.y_train), generator=gen)
+            self._epoch_order = torch.randperm(len(data.y_train), generator=gen).to(self.options.device)
             return
         n = len(data.y_train)
         if self.options.exploration == "entropy_mixup_authors":
             self._epoch_y = data.y_train
-            self._epoch_order = torch.randperm(n, generator=gen)  # every instance trains, in a fresh order
+            # every instance trains, in a fresh order (drawn on the CPU generator, as every draw here)
+            self._epoch_order = torch.randperm(n, generator=gen).to(self.options.device)
             if not self.is_mixup_epoch(self._epoch):
                 self._epoch_x, self._epoch_teacher = data.x_train, self._teacher_logits
                 self._epoch_teacher_features = self._teacher_features
@@ -550,14 +596,15 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         ranked = self._entropy_ranking()
         top = ranked[: self._epoch_size()]
         band = ranked[int(0.4 * n) : int(0.5 * n)]
-        partner = band[torch.randint(0, len(band), (len(top),), generator=gen)]
-        lam = (0.7 + 0.3 * torch.rand(len(top), generator=gen)).view(-1, *([1] * (data.x_train.dim() - 1)))
+        device = self.options.device
+        partner = band[torch.randint(0, len(band), (len(top),), generator=gen).to(device)]
+        lam = (0.7 + 0.3 * torch.rand(len(top), generator=gen)).to(device).view(-1, *([1] * (data.x_train.dim() - 1)))
         self._epoch_x = lam * data.x_train[top] + (1 - lam) * data.x_train[partner]
         self._epoch_y = data.y_train[top]
         self._epoch_teacher, self._epoch_teacher_features = (None, None) if data.augment else (
             self._teacher_outputs(self._epoch_x))  # fmt: skip
         self._epoch_teacher_confidence = None if data.augment else teacher_confidence(self._epoch_teacher)
-        self._epoch_order = torch.randperm(len(top), generator=gen)
+        self._epoch_order = torch.randperm(len(top), generator=gen).to(device)
 
     def is_mixup_epoch(self, epoch: int) -> bool:
         """Whether ``epoch`` (counted from 0) trains on the authors' mixed set: every ``mixup_interval``
@@ -608,6 +655,8 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
                               axis=1)  # fmt: skip
 
     def _train_on_batch(self, temperature: torch.Tensor, weight: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        temperature = temperature.to(self.options.device)  # the action's map ran on the CPU (the info reads it)
+        weight = None if weight is None else weight.to(self.options.device)
         if weight is None:
             kd = kd_loss(self._student_logits, self._teacher_batch, temperature)
         else:  # α·(1/B)·Σ_i w_i·T_i²·KL_i: w ≡ 1 is the temperature-only loss, w ≡ 0 cross-entropy alone
@@ -635,14 +684,20 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         """Fail at construction, naming the kwarg, if the task's two networks cannot be compared stage by
         stage with the chosen feature loss (one look at four instances through a throwaway student)."""
         x = self.task.data.x_train[:4]
-        probe = self.task.build_student(torch.Generator().manual_seed(0)).eval()
-        with torch.no_grad():
-            self._student_features = probe(x, return_features=True)[1]
-        self._teacher_batch_features = self._teacher_outputs(x)[1]
+        probe = self.task.build_student(torch.Generator().manual_seed(0)).to(self.options.device).eval()
+        try:
+            with torch.no_grad():
+                self._student_features = probe(x, return_features=True)[1]
+            self._teacher_batch_features = self._teacher_outputs(x)[1]
+        except TypeError as error:  # a module of your own that has no return_features
+            raise ValueError(f"TemperatureKD-v0: feature_weight={self.options.feature_weight!r} needs a student and a "
+                             "teacher whose forward(x, return_features=True) returns (logits, [stage outputs]) "
+                             f"as the model families' do; this task's do not ({error})") from None  # fmt: skip
         try:
             if self.options.feature_loss == "hint":
+                generator = torch.Generator().manual_seed(0)
                 self._regressors = hint_regressors(self._student_features, self._teacher_batch_features,
-                                                   torch.Generator().manual_seed(0))  # fmt: skip
+                                                   generator).to(self.options.device)  # fmt: skip
             self._feature_loss()
         except ValueError as error:
             raise ValueError(f"TemperatureKD-v0: feature_loss={self.options.feature_loss!r} cannot compare this "
@@ -693,7 +748,8 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         if position != self._position:
             self._use_instance(position)
         self._torch_gen = torch.Generator().manual_seed(int(self.np_random.integers(0, 2**63 - 1)))
-        self._student = self.task.build_student(self._torch_gen)
+        device = self.options.device
+        self._student = self.task.build_student(self._torch_gen).to(device)  # drawn on the CPU: alike on every device
         self._student.train()
         parameters = list(self._student.parameters())
         self._regressors = None
@@ -708,18 +764,18 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
             self._student.train()
             teacher_features = self._teacher_outputs(x)[1]
             generator = torch.Generator().manual_seed(self._torch_gen.initial_seed() + 1)
-            self._regressors = hint_regressors(student_features, teacher_features, generator)
+            self._regressors = hint_regressors(student_features, teacher_features, generator).to(device)
             parameters += list(self._regressors.parameters())
         self._optimizer = torch.optim.Adam(parameters, lr=self.options.student_lr)
         self._epoch, self._batch = 0, 0
-        self._entropy_sum = torch.zeros(len(self.task.data.y_train))
-        self._entropy_last = torch.zeros(len(self.task.data.y_train))
+        self._entropy_sum = torch.zeros(len(self.task.data.y_train), device=device)
+        self._entropy_last = torch.zeros(len(self.task.data.y_train), device=device)
         self._temperature_sum = self._temperature_sq_sum = 0.0
         self._temperature_min, self._temperature_max, self._temperature_count = math.inf, -math.inf, 0
         self._weight_sum = 0.0
         self._last_temperatures = None
         self._start_epoch()
-        warmup_t = torch.full((self.options.batch_size,), self.options.warmup_temperature)
+        warmup_t = torch.full((self.options.batch_size,), self.options.warmup_temperature, device=device)
         while self._epoch < self.options.warmup_epochs:
             self._forward_batch()
             self._train_on_batch(warmup_t)
@@ -753,7 +809,7 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         """What every info says of the episode's instance, with a task set: its position in the split and name."""
         if self.task_set is None:
             return {}
-        return {"instance": self._position, "instance_name": self._instance.name}
+        return {"instance": self._position, "instance_name": self.instance.name}
 
     def _check_action(self, action) -> torch.Tensor:
         a = np.asarray(action)
@@ -866,7 +922,9 @@ class TemperatureKDEnv(JsonTaskSpec, gym.Env):
         test_logits, val_logits = predict_logits(self._student, data.x_test), predict_logits(self._student, data.x_val)
         test_accuracy = (test_logits.argmax(1) == data.y_test).float().mean()
         val_accuracy = (val_logits.argmax(1) == data.y_val).float().mean()
-        confident = confident_prediction_report(val_logits, data.y_val, test_logits, data.y_test)
+        # The report's NumPy and SciPy steps need the CPU: the episode's last look comes back (on the CPU, as is).
+        confident = confident_prediction_report(val_logits.cpu(), data.y_val.cpu(), test_logits.cpu(),
+                                                data.y_test.cpu())  # fmt: skip
         return {
             "student_test_accuracy": test_accuracy.item(),
             "student_val_accuracy": val_accuracy.item(),

@@ -7,6 +7,7 @@ from kd_envs.tasks.models import (
     MODEL_FAMILIES,
     ModelConfig,
     architecture_of,
+    architecture_of_module,
     build_model,
     count_parameters,
 )
@@ -15,20 +16,31 @@ from kd_envs.tasks.task import (
     TASKS,
     Task,
     TaskConfig,
+    TaskFactoryError,
     atomic_write,
     default_cache_dir,
     load_or_train_teacher,
     make_task,
     resolve_task,
+    task_from_factory,
+    task_json,
+    task_or_config,
 )
-from kd_envs.tasks.training import TrainConfig, accuracy, predict_logits, steps_per_epoch, train_classifier
+from kd_envs.tasks.training import (
+    TrainConfig,
+    accuracy,
+    predict_logits,
+    resolve_device,
+    steps_per_epoch,
+    train_classifier,
+)
 
 __all__ = [
     "CACHE_ENV", "CIFAR_RESNET_DEPTHS", "DATASETS", "MODEL_FAMILIES", "TASKS",
     "CorruptCacheError", "CorruptCacheWarning",
-    "DatasetConfig", "DatasetSplits", "ModelConfig", "Task", "TaskConfig", "TrainConfig",
-    "accuracy", "architecture_of", "atomic_write", "augment_batch", "build_model", "count_parameters",
-    "default_cache_dir", "load_dataset",
-    "load_or_train_teacher", "make_task", "predict_logits", "resolve_task", "steps_per_epoch",
-    "train_classifier",
+    "DatasetConfig", "DatasetSplits", "ModelConfig", "Task", "TaskConfig", "TaskFactoryError", "TrainConfig",
+    "accuracy", "architecture_of", "architecture_of_module", "atomic_write", "augment_batch", "build_model",
+    "count_parameters", "default_cache_dir", "load_dataset",
+    "load_or_train_teacher", "make_task", "predict_logits", "resolve_device", "resolve_task", "steps_per_epoch",
+    "task_from_factory", "task_json", "task_or_config", "train_classifier",
 ]  # fmt: skip

@@ -13,8 +13,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--task", default="mnist1d", choices=sorted(TASKS))
     parser.add_argument("--cache-dir", default=None, help=f"default: {default_cache_dir()}")
     parser.add_argument("--data-root", default=None, help="folder holding CIFAR's python-format files")
+    parser.add_argument("--device", default="cpu", help="where a teacher trains: cpu, cuda, cuda:<n> or mps")
     args = parser.parse_args(argv)
-    task = make_task(args.task, cache_dir=args.cache_dir, data_root=args.data_root, progress=True)
+    task = make_task(args.task, cache_dir=args.cache_dir, data_root=args.data_root, progress=True, device=args.device)
     print(json.dumps(task.teacher_record, indent=2))
 
 

@@ -29,7 +29,7 @@ from kd_envs.tasks.architecture import Architecture, build_architecture
 from kd_envs.tasks.cache import CorruptCacheError, CorruptCacheWarning, load_or_build, read_verified, write_verified
 from kd_envs.tasks.datasets import augment_batch
 from kd_envs.tasks.task import Task, config_hash, default_cache_dir
-from kd_envs.tasks.training import TrainConfig, accuracy, predict_logits, steps_per_epoch
+from kd_envs.tasks.training import TrainConfig, accuracy, predict_logits, resolve_device, steps_per_epoch
 
 
 @dataclass(frozen=True)
@@ -59,18 +59,27 @@ class StudentEvaluator:
 
     A result holds ``val_accuracy`` (what search rewards use), ``test_accuracy`` (for the final report
     only), ``parameters``, ``train_seconds`` and ``cached`` (whether this call trained nothing).
+
+    Students train on ``device`` (the task's data and teacher are moved there once; weights and batch orders
+    are drawn from CPU generators, alike on every device). A result trained off the CPU is cached under a
+    key of its own: another device's kernels give other last bits, and a CPU run must never read them.
     """
 
-    def __init__(self, task: Task, cache_dir: str | Path | None = None, persist: bool = True):
-        self.task = task
+    def __init__(
+        self, task: Task, cache_dir: str | Path | None = None, persist: bool = True, device: str | torch.device = "cpu"
+    ):
+        self.device = resolve_device(device)
+        self.task = task.to(self.device)
         self.cache_dir = (Path(cache_dir) if cache_dir else default_cache_dir()) if persist else None
         self._memory: dict[str, dict[str, Any]] = {}
         self._teacher_train_logits: torch.Tensor | None = None
-        self.teacher_val_accuracy = accuracy(task.teacher, task.data.x_val, task.data.y_val)
+        self.teacher_val_accuracy = accuracy(self.task.teacher, self.task.data.x_val, self.task.data.y_val)
 
     def key(self, arch: Architecture, config: DistillConfig, seed: int) -> str:
-        dataset = self.task.config.dataset.key_parts() | {"root": None}
-        return config_hash("student", self.task.teacher_record["key"], dataset, arch.to_dict(), config.to_dict(), seed)
+        parts = [self.task.teacher_record["key"], self.task.data_key(), arch.to_dict(), config.to_dict(), seed]
+        if self.device.type != "cpu":  # (the CPU's keys are those of before devices existed)
+            parts.append({"device": self.device.type})
+        return config_hash("student", *parts)
 
     def cached(self, arch: Architecture, config: DistillConfig, seed: int) -> dict[str, Any] | None:
         """The result cached for these, or None; a disk file that fails its checks is reported (a
@@ -147,7 +156,7 @@ class StudentEvaluator:
         """The trained student module (no caching: the cache keeps scores, not weights)."""
         data = self.task.data
         generator = torch.Generator().manual_seed(seed)
-        student = build_architecture(arch, generator)
+        student = build_architecture(arch, generator).to(self.device)
         tc = config.training
         n = len(data.y_train)
         per_epoch = steps_per_epoch(n, tc.batch_size)
@@ -155,7 +164,7 @@ class StudentEvaluator:
         teacher_logits = None if data.augment else self._train_logits()
         student.train()
         for _ in tqdm(range(tc.epochs), desc="student", unit="epoch", disable=not progress):
-            order = torch.randperm(n, generator=generator)
+            order = torch.randperm(n, generator=generator).to(self.device)
             for step in range(per_epoch):
                 idx = order[step * tc.batch_size : (step + 1) * tc.batch_size]
                 x, y = data.x_train[idx], data.y_train[idx]

@@ -109,6 +109,15 @@ class DatasetSplits:
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
 
+    def to(self, device: str | torch.device) -> DatasetSplits:
+        """The splits on ``device``: ``self`` where every tensor is there already (no copy), else a copy."""
+        tensors = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                   if isinstance(getattr(self, f.name), torch.Tensor)}  # fmt: skip
+        device = torch.device(device)
+        if all(t.device == device for t in tensors.values()):
+            return self
+        return dataclasses.replace(self, **{name: t.to(device) for name, t in tensors.items()})
+
 
 def load_dataset(config: DatasetConfig) -> DatasetSplits:
     if config.name == "mnist1d":
@@ -266,11 +275,12 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, padding: int = 4)
     batched, with every draw from ``generator`` so a seeded episode sees the same crops."""
     n, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding,) * 4)
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
-    rows = (dy[:, None] + torch.arange(h))[:, None, :, None].expand(n, x.shape[1], h, w + 2 * padding)
+    # The draws come from the (CPU) generator whatever ``x``'s device, so every device sees the same crops.
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None].expand(n, x.shape[1], h, w + 2 * padding)
     out = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(w))[:, None, None, :].expand(n, x.shape[1], h, w)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :].expand(n, x.shape[1], h, w)
     out = out.gather(3, cols)
-    flip = torch.rand(n, generator=generator) < 0.5
+    flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
     return torch.where(flip[:, None, None, None], out.flip(3), out)

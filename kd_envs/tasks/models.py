@@ -13,6 +13,7 @@ Every model's ``forward(x, return_features=False)`` returns the logits, or ``(lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -243,13 +244,18 @@ def build_model(
     Initial weights are drawn from ``generator`` when given (so a seeded episode gets the same
     student), otherwise from torch's global generator.
     """
+    return build_seeded(lambda: _construct(config, input_shape, num_classes), generator)
+
+
+def build_seeded(construct: Callable[[], nn.Module], generator: torch.Generator | None = None) -> nn.Module:
+    """``construct()``, its initial draws seeded from ``generator`` when given (the global generator is left
+    as it was: module constructors draw from it, so it is forked), else from the global generator."""
     if generator is None:
-        return _construct(config, input_shape, num_classes)
-    # Module constructors draw from the global generator; fork it so the caller's state is untouched.
+        return construct()
     seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _construct(config, input_shape, num_classes)
+        return construct()
 
 
 def architecture_of(config: ModelConfig, input_shape: tuple[int, ...], num_classes: int) -> Architecture:
@@ -260,6 +266,25 @@ def architecture_of(config: ModelConfig, input_shape: tuple[int, ...], num_class
         return _SPEC_FAMILIES[config.family](config, input_shape, num_classes)
     with torch.device("meta"):
         return _construct(config, input_shape, num_classes).architecture(input_shape)
+
+
+def architecture_of_module(model: nn.Module, input_shape: tuple[int, ...]) -> Architecture:
+    """The layer spec of a built model of one of the families (:func:`build_model`'s, with any weights, or a
+    compiled :class:`~kd_envs.tasks.architecture.ArchitectureNet`), checked to have the module's parameter
+    count. Any other module has no spec to read: ``ValueError`` saying so."""
+    if isinstance(model, ArchitectureNet):
+        arch = model.arch
+    elif isinstance(model, (MLP, CNN1d, CifarResNet)):
+        arch = model.architecture(tuple(input_shape))
+    else:
+        raise ValueError(
+            f"a {type(model).__name__} is no model of the families {MODEL_FAMILIES} (built by "
+            "kd_envs.tasks.build_model, or an ArchitectureNet): it has no layer spec to read"
+        )
+    if arch.num_parameters() != count_parameters(model):
+        raise ValueError(f"the {type(model).__name__}'s layer spec has {arch.num_parameters()} parameters and the "
+                         f"module {count_parameters(model)}: it is not the network its spec describes")  # fmt: skip
+    return arch
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -18,13 +18,17 @@ knows through distillation.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
+import importlib
 import io
 import json
 import logging
 import os
+import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kd_envs.tasks.architecture import Architecture
 from kd_envs.tasks.cache import (
     CorruptCacheError,
     UnverifiedCacheError,
@@ -43,8 +48,15 @@ from kd_envs.tasks.cache import (
 )
 from kd_envs.tasks.cache import atomic_write as atomic_write  # lived here first; its importers still find it
 from kd_envs.tasks.datasets import DatasetConfig, DatasetSplits, load_dataset
-from kd_envs.tasks.models import ModelConfig, build_model, count_parameters
-from kd_envs.tasks.training import TrainConfig, accuracy, train_classifier
+from kd_envs.tasks.models import (
+    ModelConfig,
+    architecture_of,
+    architecture_of_module,
+    build_model,
+    build_seeded,
+    count_parameters,
+)
+from kd_envs.tasks.training import TrainConfig, accuracy, resolve_device, train_classifier
 
 CACHE_ENV = "KD_GYM_CACHE"
 # Bump when a change to the code would change what a cached teacher or dataset holds.
@@ -151,8 +163,11 @@ def resolve_task(task: str | TaskConfig | dict[str, Any]) -> TaskConfig:
         return task
     if isinstance(task, dict):
         return TaskConfig.from_dict(task)
-    if task not in TASKS:
-        raise ValueError(f"task={task!r}: expected one of {sorted(TASKS)}, a TaskConfig or its dict")
+    if not isinstance(task, str) or task not in TASKS:
+        raise ValueError(
+            f"task={task!r}: expected one of {sorted(TASKS)}, a TaskConfig or its dict, a Task "
+            "(Task.from_tensors) or its factory 'module:function'"
+        )
     return TASKS[task]
 
 
@@ -176,31 +191,160 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-@dataclass
+# The student of a task made from tensors, when it is not one of the model families: a function of no
+# arguments that builds a fresh, untrained module (on the CPU); :meth:`Task.build_student` seeds its draws.
+StudentFactory = Callable[[], nn.Module]
+# What a task made from tensors without a factory is recorded as in a spec or an entry: it names the task
+# but cannot rebuild it (:func:`task_or_config` says so).
+TENSORS_RECORD_KEY = "tensors"
+_FACTORY_FORM = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+@dataclass(eq=False)  # a task is itself: comparing its tensors and modules field by field means nothing
 class Task:
     """A ready task: the data, the trained teacher (frozen, eval mode) and what is known of it.
 
     ``data`` is what the student sees: its training split is the transfer set (the first
-    ``config.transfer_size`` instances); ``teacher_data`` is the dataset the teacher learned from
+    ``transfer_size`` instances); ``teacher_data`` is the dataset the teacher learned from
     (the same object when the task has no transfer size). Validation and test splits are shared, unless
     the task has an ``edge_dataset``: then ``data`` is the edge's own draw, every split of it.
+
+    A named task (:func:`make_task`) has its ``config``; a task of your own (:meth:`from_tensors`) has
+    none, and its ``student``, ``student_training``, ``name`` and ``factory`` say what the config would.
+    Both kinds are used alike: ``student`` and ``student_training`` are set on either.
     """
 
-    config: TaskConfig
+    config: TaskConfig | None
     data: DatasetSplits
     teacher: nn.Module
     teacher_record: dict[str, Any]
     teacher_data: DatasetSplits | None = None
+    student: ModelConfig | StudentFactory | None = None
+    student_training: TrainConfig | None = None
+    name: str | None = None
+    # "module:function": a function of no arguments that returns this task; what specs and entries record.
+    factory: str | None = None
+
+    def __repr__(self) -> str:  # the dataclass's would print every tensor
+        what = f"name={self.name!r}, factory={self.factory!r}" if self.config is None else f"config={self.config!r}"
+        return (f"Task({what}, teacher={type(self.teacher).__name__}, {len(self.data.y_train)} training instances "
+                f"of shape {self.data.input_shape}, {self.data.num_classes} classes)")  # fmt: skip
 
     def __post_init__(self) -> None:
         if self.teacher_data is None:
             self.teacher_data = self.data
+        if self.config is not None:
+            self.student, self.student_training = self.config.student, self.config.student_training
+        elif self.student is None or self.student_training is None:
+            raise ValueError("Task: without a config, give its student and student_training (Task.from_tensors)")
+
+    @classmethod
+    def from_tensors(
+        cls,
+        *,
+        train: tuple[torch.Tensor, torch.Tensor],
+        val: tuple[torch.Tensor, torch.Tensor],
+        test: tuple[torch.Tensor, torch.Tensor],
+        teacher: nn.Module,
+        student: ModelConfig | StudentFactory,
+        transfer_size: int | None = None,
+        student_training: TrainConfig | None = None,
+        num_classes: int | None = None,
+        name: str = "tensors",
+        factory: str | None = None,
+    ) -> Task:
+        """A task of your own: your data, your trained teacher, your student.
+
+        ``train``, ``val`` and ``test`` are ``(inputs, labels)`` pairs: inputs of one shape per instance
+        (kept as float32 on the CPU), labels a 1-D integer tensor in ``[0, num_classes)`` (``num_classes``
+        defaults to the largest label + 1). The validation split gives the envs' rewards, the test split
+        the final scores. ``teacher`` is a trained module mapping a batch of inputs to logits; a frozen
+        copy is kept, on the CPU, in eval mode (yours is left as it is). ``student`` is a
+        :class:`~kd_envs.tasks.ModelConfig` or a function of no arguments that builds a fresh module;
+        its initial weights are drawn from the episode's seed. ``transfer_size`` gives the student only
+        the first instances of ``train`` (the teacher learned from all of them). ``student_training`` is
+        the student's default schedule in TemperatureKD-v0 (its kwargs override it). ``factory``,
+        ``"module:function"``, names a function of no arguments that returns this task: specs and
+        leaderboard entries record it, and ``gym.make(..., task="module:function")`` and ``--verify``
+        rebuild the task with it; without one an entry records the task's name, which cannot rebuild it.
+
+        Everything is checked here, and an error names the argument: the splits' types, dtypes and
+        shapes, finite inputs, labels in range, and one forward pass of the teacher and of a student on
+        two training instances, each giving ``(2, num_classes)`` finite logits.
+        """
+        where = "Task.from_tensors"
+        splits = {arg: _checked_split(where, arg, value) for arg, value in (("train", train), ("val", val),
+                                                                            ("test", test))}  # fmt: skip
+        shape = tuple(splits["train"][0].shape[1:])
+        for arg in ("val", "test"):
+            if tuple(splits[arg][0].shape[1:]) != shape:
+                raise ValueError(f"{where}: {arg} inputs have shape {tuple(splits[arg][0].shape[1:])} per instance; "
+                                 f"train's have {shape}")  # fmt: skip
+        largest = max(int(y.max()) for _, y in splits.values())
+        smallest = min(int(y.min()) for _, y in splits.values())
+        if num_classes is None:
+            num_classes = largest + 1
+        elif isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"{where}: num_classes={num_classes!r}; expected an integer >= 2 or None")
+        if smallest < 0 or largest >= num_classes or num_classes < 2:
+            raise ValueError(f"{where}: labels range over [{smallest}, {largest}]; expected labels in "
+                             f"[0, num_classes={num_classes}) with num_classes >= 2")  # fmt: skip
+        n = len(splits["train"][1])
+        if transfer_size is not None and (
+            isinstance(transfer_size, bool) or not isinstance(transfer_size, int) or not 1 <= transfer_size <= n
+        ):
+            raise ValueError(f"{where}: transfer_size={transfer_size!r}; expected an integer in [1, {n}] (train "
+                             f"has {n} instances) or None")  # fmt: skip
+        if student_training is None:
+            student_training = TrainConfig()
+        if not isinstance(student_training, TrainConfig):
+            raise ValueError(f"{where}: student_training={student_training!r}; expected a kd_envs.tasks.TrainConfig")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{where}: name={name!r}; expected a non-empty string")
+        if factory is not None and (not isinstance(factory, str) or not _FACTORY_FORM.match(factory)):
+            raise ValueError(f"{where}: factory={factory!r}; expected 'module:function' (a function of no arguments "
+                             "that returns this task) or None")  # fmt: skip
+        if not isinstance(teacher, nn.Module):
+            raise ValueError(f"{where}: teacher is a {type(teacher).__name__}; expected a trained torch.nn.Module")
+        if not (isinstance(student, ModelConfig) or callable(student)):
+            raise ValueError(f"{where}: student={student!r}; expected a kd_envs.tasks.ModelConfig or a function of "
+                             "no arguments that builds a fresh torch.nn.Module")  # fmt: skip
+        frozen = copy.deepcopy(teacher).cpu().eval()
+        for p in frozen.parameters():
+            p.requires_grad_(False)
+        full = DatasetSplits(*splits["train"], *splits["val"], *splits["test"], num_classes=num_classes)
+        probe = full.x_train[:2]
+        _check_logits(where, "teacher", lambda: frozen(probe), len(probe), num_classes)
+        student_data = full
+        if transfer_size is not None:
+            student_data = dataclasses.replace(full, x_train=full.x_train[:transfer_size],
+                                               y_train=full.y_train[:transfer_size])  # fmt: skip
+        weights = tensors_sha256(frozen.state_dict())
+        record = {
+            "key": f"{TENSORS_RECORD_KEY}-{weights[:16]}",
+            "source": TENSORS_RECORD_KEY,
+            "parameters": count_parameters(frozen),
+            "test_accuracy": accuracy(frozen, full.x_test, full.y_test),
+            "weights_sha256": weights,
+        }
+        task = cls(None, student_data, frozen, record, teacher_data=full, student=student,
+                   student_training=student_training, name=name, factory=factory)  # fmt: skip
+
+        def student_logits() -> torch.Tensor:
+            module = task.build_student(torch.Generator().manual_seed(0))
+            if not isinstance(module, nn.Module):
+                raise TypeError(f"it built a {type(module).__name__}, not a torch.nn.Module")
+            with torch.no_grad():
+                return module.eval()(probe)
+
+        _check_logits(where, "student", student_logits, len(probe), num_classes)
+        return task
 
     @property
     def teacher_test_accuracy(self) -> float:
         """The teacher's accuracy on the student's test split: its record's, or, on an edge dataset of
         its own, measured on the edge's test split (once)."""
-        if self.config.edge_dataset is None:
+        if self.config is None or self.config.edge_dataset is None:
             return float(self.teacher_record["test_accuracy"])
         if "_edge_teacher_accuracy" not in self.__dict__:
             self._edge_teacher_accuracy = accuracy(self.teacher, self.data.x_test, self.data.y_test)
@@ -211,7 +355,7 @@ class Task:
         (leaderboard entries record it, and ``--verify`` checks it before replaying)."""
         splits = {f.name: getattr(self.teacher_data, f.name) for f in dataclasses.fields(self.teacher_data)
                   if isinstance(getattr(self.teacher_data, f.name), torch.Tensor)}  # fmt: skip
-        if self.config.edge_dataset is not None:  # the edge's own draw is part of what a result depends on
+        if self.config is not None and self.config.edge_dataset is not None:  # the edge's own draw counts too
             splits |= {f"edge_{f.name}": getattr(self.data, f.name) for f in dataclasses.fields(self.data)
                        if isinstance(getattr(self.data, f.name), torch.Tensor)}  # fmt: skip
         return {
@@ -224,7 +368,140 @@ class Task:
         }
 
     def build_student(self, generator: torch.Generator | None = None) -> nn.Module:
-        return build_model(self.config.student, self.data.input_shape, self.data.num_classes, generator)
+        """A fresh student on the CPU, its initial weights drawn from ``generator`` (the global generator is
+        left as it was) or, without one, from the global generator."""
+        if isinstance(self.student, ModelConfig):
+            return build_model(self.student, self.data.input_shape, self.data.num_classes, generator)
+        return build_seeded(self.student, generator)
+
+    def teacher_architecture(self) -> Architecture:
+        """The teacher's layer spec (what N2NCompress-v0 removes and shrinks): its model family's for a named
+        task; for a task of your own, read off the teacher module, which must be a model of one of the
+        families (:func:`~kd_envs.tasks.models.architecture_of_module` raises ``ValueError`` saying why not)."""
+        if self.config is not None:
+            return architecture_of(self.config.teacher, self.data.input_shape, self.data.num_classes)
+        return architecture_of_module(self.teacher, self.data.input_shape)
+
+    def data_key(self) -> dict[str, Any]:
+        """The data, as the students' cache keys name it: a named task's dataset config (where its files lie
+        is no part of it), a task of your own's dataset sha256 (computed once)."""
+        if self.config is not None:
+            return self.config.dataset.key_parts() | {"root": None}
+        if "dataset_sha256" not in self.__dict__:
+            self.dataset_sha256 = self.fingerprint()["dataset_sha256"]
+        return {TENSORS_RECORD_KEY: self.dataset_sha256}
+
+    def to(self, device: str | torch.device) -> Task:
+        """This task with its data and its teacher on ``device``: ``self`` when they are there already (no
+        copy), else a new task whose teacher is a copy (this one is left where it is). ``teacher_data``,
+        which only fingerprints read, stays where it is unless it is ``data`` itself."""
+        device = torch.device(device)
+        data = self.data.to(device)
+        tensors = list(self.teacher.parameters()) + list(self.teacher.buffers())
+        teacher_there = all(t.device == device for t in tensors)
+        if data is self.data and teacher_there:
+            return self
+        teacher = self.teacher if teacher_there else copy.deepcopy(self.teacher).to(device)
+        teacher_data = data if self.teacher_data is self.data else self.teacher_data
+        return dataclasses.replace(self, data=data, teacher=teacher, teacher_data=teacher_data)
+
+
+def _checked_split(where: str, arg: str, value: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ``(inputs, labels)`` split of :meth:`Task.from_tensors`, checked: float32 inputs and int64 labels
+    on the CPU (no copy where they are so already)."""
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(t, torch.Tensor) for t in value)):
+        raise ValueError(f"{where}: {arg} is a {type(value).__name__}; expected a pair (inputs, labels) of tensors")
+    x, y = value
+    if not x.is_floating_point() or x.dim() < 2:
+        raise ValueError(f"{where}: {arg} inputs have dtype {x.dtype} and shape {tuple(x.shape)}; expected floating "
+                         "point inputs of shape (instances, ...)")  # fmt: skip
+    if y.dim() != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ValueError(f"{where}: {arg} labels have dtype {y.dtype} and shape {tuple(y.shape)}; expected a 1-D "
+                         "integer tensor")  # fmt: skip
+    if len(x) != len(y) or len(y) == 0:
+        raise ValueError(f"{where}: {arg} has {len(x)} inputs and {len(y)} labels; expected as many, at least one")
+    x = x.detach().to("cpu", torch.float32)
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{where}: {arg} inputs hold NaN or inf")
+    return x, y.detach().to("cpu", torch.int64)
+
+
+def _check_logits(where: str, what: str, forward: Callable[[], Any], n: int, num_classes: int) -> None:
+    """``forward()`` must give finite logits of shape ``(n, num_classes)``; else a ValueError naming ``what``."""
+    try:
+        with torch.no_grad():
+            out = forward()
+    except Exception as exc:  # noqa: BLE001 (whatever a user's module raises, the message names it)
+        raise ValueError(f"{where}: {what} fails on {n} training inputs ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (n, num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{where}: {what} maps {n} training inputs to {got}; expected logits of shape "
+                         f"({n}, {num_classes})")  # fmt: skip
+    if not torch.isfinite(out).all():
+        raise ValueError(f"{where}: {what} gives NaN or inf logits on training inputs")
+
+
+class TaskFactoryError(ValueError):
+    """A ``task`` that cannot be rebuilt here: a factory ``"module:function"`` that cannot be imported or
+    called, or the record of a task made from tensors without a factory."""
+
+
+def task_from_factory(factory: str) -> Task:
+    """The task ``factory`` (``"module:function"``, a function of no arguments) returns, its ``factory`` set to
+    this string. Raises :class:`TaskFactoryError`, naming the factory, when it cannot be imported, is not a
+    function, raises, or returns something else than a :class:`Task`."""
+    module_name, _, function_name = factory.partition(":")
+    if not _FACTORY_FORM.match(factory):
+        raise TaskFactoryError(f"task={factory!r}: expected a task name in {sorted(TASKS)} or a factory "
+                               "'module:function'")  # fmt: skip
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # noqa: BLE001 (an import can fail in any way; the message says how)
+        raise TaskFactoryError(f"task={factory!r}: cannot import module {module_name!r} ({type(exc).__name__}: {exc}); "
+                               "a task of your own is rebuilt by importing its factory: put its module on the "
+                               "path (PYTHONPATH)") from exc  # fmt: skip
+    function = getattr(module, function_name, None)
+    if not callable(function):
+        raise TaskFactoryError(f"task={factory!r}: module {module_name!r} has no function {function_name!r}")
+    try:
+        task = function()
+    except Exception as exc:  # noqa: BLE001
+        raise TaskFactoryError(f"task={factory!r}: the factory raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(task, Task):
+        raise TaskFactoryError(f"task={factory!r}: the factory returned a {type(task).__name__}; expected a "
+                               "kd_envs.tasks.Task (Task.from_tensors)")  # fmt: skip
+    return task if task.factory == factory else dataclasses.replace(task, factory=factory)
+
+
+def task_or_config(task: str | TaskConfig | dict[str, Any] | Task) -> Task | TaskConfig:
+    """What an env's ``task`` kwarg names: a ready :class:`Task` (given, or returned by its factory
+    ``"module:function"``) or the :class:`TaskConfig` of a named task (a name, a config or its dict). The
+    record of a task made from tensors without a factory is refused (:class:`TaskFactoryError`): it names
+    the task but cannot rebuild it."""
+    if isinstance(task, Task):
+        return task
+    if isinstance(task, str) and ":" in task:
+        return task_from_factory(task)
+    if isinstance(task, dict) and TENSORS_RECORD_KEY in task:
+        raise TaskFactoryError(f"task={task!r}: a task made from tensors without a factory cannot be rebuilt from "
+                               "its record alone; make it with Task.from_tensors(..., factory='module:function') (a "
+                               "function of no arguments that returns it), or pass the Task itself")  # fmt: skip
+    return resolve_task(task)
+
+
+def task_json(task: Any) -> Any:
+    """``task`` as a spec or an entry records it, in JSON: a config as its dict, a task of your own as its
+    factory (or, without one, ``{"tensors": name, "factory": None}``, which names it but cannot rebuild it), a
+    named task's :class:`Task` as its config's dict; a name or a dict as it is."""
+    if isinstance(task, TaskConfig):
+        return task.to_dict()
+    if isinstance(task, Task):
+        if task.factory is not None:
+            return task.factory
+        if task.config is not None:
+            return task.config.to_dict()
+        return {TENSORS_RECORD_KEY: task.name, "factory": None}
+    return task
 
 
 def load_task_data(config: DatasetConfig, cache_dir: Path | None = None) -> DatasetSplits:
@@ -395,7 +672,11 @@ def _load_cached_teacher(
 
 
 def load_or_train_teacher(
-    config: TaskConfig, data: DatasetSplits, cache_dir: Path | None = None, progress: bool = False
+    config: TaskConfig,
+    data: DatasetSplits,
+    cache_dir: Path | None = None,
+    progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The task's teacher: the shipped artifact for its key if there is one, else from the cache, else
     trained now and cached. Returns (model, record).
@@ -404,7 +685,12 @@ def load_or_train_teacher(
     recomputed on ``data``): a shipped one that fails is an error; a cached one that fails, or whose
     files are missing, truncated or altered, is reported by path (a ``CorruptCacheWarning``) and trained
     again. Processes that need the same teacher at once train it once: one trains, the others wait on
-    ``<key>.pt.lock`` and then load it."""
+    ``<key>.pt.lock`` and then load it.
+
+    A teacher trained now trains on ``device`` (data, model and optimiser there; see
+    :func:`~kd_envs.tasks.training.train_classifier`); the teacher returned is on the CPU either way, and a
+    record made off the CPU says on which device (its key does not: one teacher per task)."""
+    device = resolve_device(device)
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     key_parts = _teacher_key_parts(config)
     key = config_hash(key_parts)
@@ -426,8 +712,9 @@ def load_or_train_teacher(
         logger.info("training teacher %s into %s", key, weights_path)
         start = time.perf_counter()
         history = train_classifier(
-            model, data, config.teacher_training, generator, progress=progress, description="teacher"
+            model, data, config.teacher_training, generator, progress=progress, description="teacher", device=device
         )
+        model.cpu()
         record = {
             "key": key,
             "config": key_parts,
@@ -436,6 +723,7 @@ def load_or_train_teacher(
             "test_accuracy": accuracy(model, data.x_test, data.y_test),
             "train_seconds": round(time.perf_counter() - start, 1),
             "weights_sha256": tensors_sha256(model.state_dict()),
+            **({"device": str(device)} if device.type != "cpu" else {}),
         }
         buffer = io.BytesIO()
         torch.save(model.state_dict(), buffer)
@@ -460,15 +748,17 @@ def make_task(
     cache_dir: str | Path | None = None,
     data_root: str | None = None,
     progress: bool = False,
+    device: str | torch.device = "cpu",
 ) -> Task:
     """Resolve ``task`` (a name in :data:`TASKS`, a :class:`TaskConfig` or its dict), load its data
-    and its teacher (trained on first use). ``data_root`` overrides the dataset's folder (CIFAR)."""
+    and its teacher (trained on first use, on ``device``). ``data_root`` overrides the dataset's folder
+    (CIFAR). The task returned is on the CPU (:meth:`Task.to` moves it)."""
     config = resolve_task(task)
     if data_root is not None:
         config = dataclasses.replace(config, dataset=dataclasses.replace(config.dataset, root=str(data_root)))
     cache = Path(cache_dir) if cache_dir else None
     data = load_task_data(config.dataset, cache)
-    teacher, record = load_or_train_teacher(config, data, cache, progress=progress)
+    teacher, record = load_or_train_teacher(config, data, cache, progress=progress, device=device)
     student_data = data
     if config.edge_dataset is not None:
         edge = config.edge_dataset

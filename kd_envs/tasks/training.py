@@ -12,6 +12,37 @@ from tqdm.auto import tqdm
 from kd_envs.tasks.datasets import DatasetSplits, augment_batch
 
 OPTIMIZERS = ("adam", "sgd")
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that exists on this machine: ``"cpu"``, ``"cuda"``, ``"cuda:<n>"`` or
+    ``"mps"``. Anything else, or one this machine lacks, is a ``ValueError`` that names it and says what is
+    here, before any tensor is moved."""
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device={device!r}; expected 'cpu', 'cuda', 'cuda:<n>' or 'mps'")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device={device!r}: not a device torch knows; expected 'cpu', 'cuda', 'cuda:<n>' or "
+                         "'mps'") from None  # fmt: skip
+    if resolved.type not in DEVICE_TYPES:
+        raise ValueError(f"device={device!r}; expected 'cpu', 'cuda', 'cuda:<n>' or 'mps'")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"device={device!r}: this machine has no CUDA device (torch.cuda.is_available() is "
+                             "False); use device='cpu'")  # fmt: skip
+        if resolved.index is not None and resolved.index >= count:
+            raise ValueError(f"device={device!r}: this machine has {count} CUDA device{'s' if count > 1 else ''} "
+                             f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''})")  # fmt: skip
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r}: MPS is not available on this machine "
+                         "(torch.backends.mps.is_available() is False); use device='cpu'")  # fmt: skip
+    if resolved.index is None and resolved.type != "cpu":
+        # With its index, as the tensors put there report it: "cuda" is the current CUDA device, "mps" the one GPU.
+        resolved = torch.device(resolved.type, torch.cuda.current_device() if resolved.type == "cuda" else 0)
+    return resolved
 
 
 @dataclass(frozen=True)
@@ -71,9 +102,16 @@ def train_classifier(
     generator: torch.Generator,
     progress: bool = False,
     description: str = "training",
+    device: str | torch.device = "cpu",
 ) -> list[float]:
     """Train ``model`` with cross-entropy on ``data``'s training split; returns validation accuracy
-    after each epoch. Batch order and augmentation draw from ``generator``."""
+    after each epoch. Batch order and augmentation draw from ``generator`` (a CPU generator: the same draws
+    on every device). On another ``device`` than the CPU the data, the model and the optimiser's state
+    live there for the whole run (``model`` is moved there in place); only each epoch's validation
+    accuracy comes back."""
+    device = resolve_device(device)
+    model.to(device)
+    data = data.to(device)
     n = len(data.y_train)
     per_epoch = steps_per_epoch(n, config.batch_size)
     optimizer, scheduler = config.make_optimizer(model.parameters(), per_epoch * config.epochs)
@@ -83,7 +121,7 @@ def train_classifier(
         model.train()
         order = torch.randperm(n, generator=generator)
         for step in range(per_epoch):
-            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size].to(device)
             x = data.x_train[idx]
             if data.augment:
                 x = augment_batch(x, generator)

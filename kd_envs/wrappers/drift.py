@@ -120,7 +120,8 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     A smooth schedule sets its interpolated parameters every step through the unwrapped env's
     ``set_context_unchecked`` when it has one (every context was checked once here, and so are the
-    values between two of them), else through ``set_context``.
+    values between two of them), else through ``set_context``: all of them at a reset and where a
+    segment between two contexts begins, then only those that move between the segment's two ends.
 
     Parameters
     ----------
@@ -221,9 +222,13 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 self._segments.append(({name: here[name] for name in here if there[name] == here[name]}, moving))
         self._w = 0.0
         self._smooth = schedule.kind == "smooth"
+        # The segment whose fixed parameters the env holds (set by reset): within it, a step sets only
+        # the parameters that move.
+        self._applied_segment: int | None = None
         self._rng: np.random.Generator | None = None  # seeded at the first reset
         self._restart()
         base.set_context(self._params)
+        self._applied_segment = self._context
 
     # -- read-only state ---------------------------------------------------------------------------
     @property
@@ -289,11 +294,11 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
         w = position - i
         self._phase, self._context, self._w = i, (c0 + i) % n, w
         fixed, moving = self._segments[self._context]
-        # A fresh dict each step (never mutated afterwards), so the info may hold it without a copy.
-        params = dict(fixed)
+        # Fresh dicts each step (never mutated afterwards), so the info may hold one without a copy.
+        params, moved = dict(fixed), {}
         for name, start, change in moving:
-            params[name] = start + w * change
-        self._params = params
+            params[name] = moved[name] = start + w * change
+        self._params, self._moved = params, moved
 
     def _with_context(self, info: dict[str, Any]) -> dict[str, Any]:
         # Added in place, as Gymnasium's RecordEpisodeStatistics adds its "episode".
@@ -328,13 +333,19 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._phase_episodes += 1
         # Before the inner reset: some envs (ALE) only take a new context in at reset.
         self.env.unwrapped.set_context(self._params)
+        self._applied_segment = self._context
         obs, info = self.env.reset(seed=seed, options=options)
         return self._observe(obs), self._with_context(info)
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         if self._smooth:
             self._move_smoothly()
-            self._set_smoothly(self._params)
+            # All the parameters where a segment begins, then only those that move (the others are in effect).
+            if self._applied_segment == self._context:
+                self._set_smoothly(self._moved)
+            else:
+                self._set_smoothly(self._params)
+                self._applied_segment = self._context
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._total_steps += 1
         self._phase_steps += 1

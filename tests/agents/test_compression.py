@@ -15,7 +15,7 @@ from agents.search.evolution import AgingEvolution
 from agents.search.random_search import RandomSearch
 
 ENV_ID = "N2NCompress-v0"
-SEARCH_ALGOS = ("random_search", "evolution", "maskable_ppo", "n2n")
+SEARCH_ALGOS = ("random_search", "evolution", "hill_climbing", "maskable_ppo", "n2n")
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ by hand, learning, reproducibility, save/load, the fixed random encoder and argu
 from __future__ import annotations
 
 import csv
+import hashlib
 
 import gymnasium as gym
 import numpy as np
@@ -598,3 +599,60 @@ def test_each_observed_state_is_encoded_once():
     model.policy.context_model.encoder.register_forward_hook(lambda module, args, out: encoded.append(len(out)))
     model.learn(120)
     assert sum(encoded) == 120 + 120 // 20 + 1
+
+
+# -- results pinned across speed work --------------------------------------------------------------
+def _sha256(*arrays: np.ndarray) -> str:
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+# Computed with the code before the speed work of issue 26 (commit 0336932), on this project's CPU
+# torch: any change to IQ's arithmetic or to the order of its random draws changes them. Training starts
+# after the fit (learning_starts >= cluster_warmup), so the warm-up's λ and optimizer state play no part.
+PINNED_RUNS = {
+    "anchor, constant λ": (
+        dict(n_envs=1, train_freq=64, learning_rate=2.3e-3, anchor_update_interval=200, distillation_weight=0.1),
+        "03da4bd857536cb4e1ca86e5a3503227ef98b5da4c9456dc25c0ad69c56030e6",
+        "430cdf6f21853c6b645213bc8573e45ca880869a15edc31f7b1966a66982dce3",
+    ),
+    "target as anchor, λ = 1 − ε": (
+        dict(n_envs=1, train_freq=64, learning_rate=2.3e-3, anchor_update_interval=None, distillation_weight="1-eps"),
+        "5b4aabfbae937bb4a9041dc34062b9d1200aa5a3464b92dd2e1c39bd03fc7a73",
+        "430cdf6f21853c6b645213bc8573e45ca880869a15edc31f7b1966a66982dce3",
+    ),
+    "two envs": (
+        dict(n_envs=2, train_freq=32, anchor_update_interval=200, distillation_weight=0.1),
+        "86c04d82e0adfc91b7a50b2d69065ed56523de485854ee248fdbd5864a8f4401",
+        "8dbf05a8c77bb1a93f6e1173418505670d2c8c1e99cdc74cdcfb7f01a60505f5",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PINNED_RUNS))
+def test_a_short_run_trains_the_pinned_weights_and_contexts(case):
+    """1216 steps on the conflicting cyclic drift (phases of 300 steps): the policy's state_dict and the
+    stored contexts are bit for bit what they were before IQ was made faster."""
+    from agents.common.interference import STUDY_SETTINGS
+
+    settings, weights_sha, contexts_sha = PINNED_RUNS[case]
+    settings = dict(settings)
+    n_envs = settings.pop("n_envs")
+    env_kwargs = {**STUDY_SETTINGS["conflict_visible"]["env_kwargs"], "phase_length": 300}
+    if n_envs == 1:
+        env = gym.make("InterferenceCartPole-v0", **env_kwargs)
+    else:
+        env = make_vec_env("InterferenceCartPole-v0", n_envs=n_envs, seed=3, env_kwargs=env_kwargs)
+    model = IQ("MlpPolicy", env, seed=3, learning_starts=300, cluster_warmup=300, buffer_size=5000, batch_size=32,
+               gradient_steps=16, target_update_interval=10, exploration_fraction=0.3,
+               policy_kwargs=dict(net_arch=[32, 32]), **settings)  # fmt: skip
+    model.learn(1216)
+    state = model.policy.state_dict()
+    weights = [value for name, tensor in state.items() for value in (np.frombuffer(name.encode(), np.uint8),
+                                                                     tensor.cpu().numpy())]  # fmt: skip
+    assert _sha256(*weights) == weights_sha
+    buffer = model.replay_buffer
+    rows = slice(None, 1216) if n_envs == 1 else slice(None)
+    assert _sha256(buffer.contexts[rows], buffer.next_contexts[rows]) == contexts_sha

@@ -1,3 +1,4 @@
+import json
 
 import gymnasium as gym
 import numpy as np
@@ -8,7 +9,7 @@ from stable_baselines3.common.callbacks import BaseCallback, StopTrainingOnMaxEp
 from stable_baselines3.common.env_util import make_vec_env
 
 from agents.n2n import N2NAgent, N2NConfig, N2NPolicy, obs_as_tensor
-from agents.search import AgingEvolution, RandomSearch
+from agents.search import AgingEvolution, HillClimbing, RandomSearch
 
 FACTORS = (0.5, 0.75, 1.0)
 
@@ -318,3 +319,64 @@ def test_seeded_searches_repeat_the_pinned_episodes(algo):
     assert log.actions == PINNED_ACTIONS[algo]
 
 
+class LoggedClimb(HillClimbing):
+    """Hill climbing that logs each episode: (genotype played, reward, the current student's genotype before
+    it, or None at a start)."""
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        self.log = []
+
+    def _episode_end(self, reward, info):
+        current = None if self.current is None else dict(self.current["genotype"])
+        self.log.append((dict(self._genotype), reward, current))
+        super()._episode_end(reward, info)
+
+
+def test_hill_climbing_plays_every_neighbour_then_moves_to_the_best_or_restarts():
+    climb = LoggedClimb("HillClimbingPolicy", FakeN2N(), seed=3)
+    climb.learn(10_000, callback=StopTrainingOnMaxEpisodes(150))
+    segments = []  # (the current student, the episodes played from it)
+    for genotype, reward, current in climb.log:
+        if segments and segments[-1][0] == current:
+            segments[-1][1].append((genotype, reward))
+        else:
+            segments.append((current, [(genotype, reward)]))
+    reward_of = {}
+    checked = {"moves": 0, "restarts": 0}
+    for (current, played), (after, _) in zip(segments, segments[1:]):
+        if current is None:  # a random start, then a climb from it
+            assert len(played) == 1 and after == played[0][0]
+        else:
+            # The current student's neighbours: each differs from it, none is played twice.
+            assert all(any(g.get(k) != v for k, v in current.items()) for g, _ in played)
+            assert len({json.dumps(sorted(g.items())) for g, _ in played}) == len(played)
+            best = max(played, key=lambda p: p[1])  # max keeps the first of equal rewards
+            if best[1] > reward_of[json.dumps(sorted(current.items()))]:
+                assert after == best[0]  # moved to the best neighbour
+                checked["moves"] += 1
+            else:
+                assert after is None  # a local optimum: restart
+                checked["restarts"] += 1
+        for genotype, reward in played:
+            reward_of[json.dumps(sorted(genotype.items()))] = reward
+    assert checked["moves"] >= 2 and checked["restarts"] >= 1
+    # FakeN2N's reward counts the layers treated right: the climb finds its optimum.
+    assert max(r for _, r, _ in climb.log) == 1.0
+
+
+def test_hill_climbing_is_seeded_and_first_improvement_moves_at_once():
+    logs = []
+    for seed in (5, 5, 6):
+        climb = LoggedClimb("HillClimbingPolicy", FakeN2N(), seed=seed)
+        climb.learn(10_000, callback=StopTrainingOnMaxEpisodes(40))
+        logs.append([(sorted(g.items()), r) for g, r, _ in climb.log])
+    assert logs[0] == logs[1] != logs[2]
+    first = LoggedClimb("HillClimbingPolicy", FakeN2N(), seed=5, first_improvement=True)
+    first.learn(10_000, callback=StopTrainingOnMaxEpisodes(60))
+    for (g, r, current), (_, _, after) in zip(first.log[1:], first.log[2:]):
+        start = next(x for x in first.log if x[0] == current) if current is not None else None
+        if start is not None and r > start[1]:
+            assert after == g  # the first improving neighbour becomes the current student
+    with pytest.raises(ValueError, match="first_improvement='yes'"):
+        HillClimbing("HillClimbingPolicy", FakeN2N(), first_improvement="yes")

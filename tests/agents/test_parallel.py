@@ -3,6 +3,7 @@ exactly the serial run's numbers (evaluation episodes, training seeds, the study
 hyperparameter search with Optuna and through Ray Tune."""
 
 import json
+import os
 import sys
 
 import pytest
@@ -49,7 +50,8 @@ def test_two_workers_give_the_serial_episodes_exactly(ray_two_cpus, tiny_json_kw
     # A policy drawing from its own seeded generator, too.
     policy = fixed_policy("random_t")
     assert evaluate(policy, ENV_ID, tiny_json_kwargs, SEEDS, False, workers=2) == evaluate(
-        policy, ENV_ID, tiny_json_kwargs, SEEDS, False)
+        policy, ENV_ID, tiny_json_kwargs, SEEDS, False
+    )
 
 
 @pytest.mark.slow
@@ -96,3 +98,42 @@ def test_optimize_scores_trials_on_validation_episodes_with_optuna_and_ray_tune(
     key = lambda t: t["params"]["learning_rate"]  # noqa: E731
     for mine, theirs in zip(sorted(serial["trials"], key=key), sorted(tuned["trials"], key=key), strict=True):
         assert (mine["hyperparams"], mine["score"]) == (theirs["hyperparams"], theirs["score"])
+
+
+# What an evaluation task of a fixed policy must not make its worker import (the training harness's
+# algorithms, plotting, Ray Tune and its data frames): each costs every worker of every command.
+NOT_FOR_AN_EPISODE = ("sklearn", "matplotlib", "ray", "stable_baselines3", "sb3_contrib", "optuna", "pandas",
+                      "tensorboard")  # fmt: skip
+
+
+def test_an_evaluation_task_imports_only_what_its_episode_needs(monkeypatch, tmp_path):
+    """The call evaluate() sends to a worker, unpickled and run in a fresh process (as a Ray worker runs
+    it), on the default task: it gives the serial episode and leaves the heavy packages unimported."""
+    import pickle
+    import subprocess
+    from pathlib import Path
+
+    import agents.common.evaluation
+
+    sent = {}
+
+    def capture(function, tasks, *args, **kwargs):
+        sent.update(function=function, tasks=tasks)
+        return []
+
+    monkeypatch.setattr(agents.common.evaluation, "map_tasks", capture)
+    policy, env_kwargs = fixed_policy("constant_t4"), {"epochs": 1}
+    evaluate(policy, ENV_ID, env_kwargs, SEEDS[:1], False, workers=2)
+    (tmp_path / "task.pkl").write_bytes(pickle.dumps((sent["function"], sent["tasks"][0])))
+    child = ("import json, pickle, sys\n"
+             "function, task = pickle.loads(open(sys.argv[1], 'rb').read())\n"
+             "result = function(**task)\n"
+             "modules = sorted({m.split('.')[0] for m in sys.modules})\n"
+             "print(json.dumps({'result': result, 'modules': modules}))")  # fmt: skip
+    root = Path(agents.common.evaluation.__file__).parents[2]
+    out = subprocess.run([sys.executable, "-c", child, str(tmp_path / "task.pkl")], capture_output=True, text=True,
+                         check=True, cwd=root, env={**os.environ, "PYTHONPATH": str(root)}).stdout  # fmt: skip
+    report = json.loads(out.splitlines()[-1])
+    assert not set(NOT_FOR_AN_EPISODE) & set(report["modules"])
+    monkeypatch.undo()
+    assert [report["result"]] == evaluate(policy, ENV_ID, env_kwargs, SEEDS[:1], False)

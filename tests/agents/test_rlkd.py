@@ -231,8 +231,10 @@ def test_trains_on_temperature_kd_with_the_yaml_exploration(tiny_kwargs, tmp_pat
                           hyperparams=hyperparams, progress_bar=False, tensorboard=False)  # fmt: skip
     train_env = trained.model.get_env().envs[0].unwrapped
     assert train_env.options.exploration == "entropy_mixup"  # from the YAML, for training only
-    assert trained.config["env_kwargs"] == tiny_kwargs  # entries evaluate on the plain env
+    # Entries evaluate on the plain env; config.json holds the task as JSON (its dict), as an entry does.
+    assert trained.config["env_kwargs"] == {**tiny_kwargs, "task": tiny_kwargs["task"].to_dict()}
     loaded = load_agent(tmp_path)
+    assert loaded.config["env_kwargs"] == trained.config["env_kwargs"]
     assert isinstance(loaded.model.policy, RLKDPolicy)
     env = gym.make("TemperatureKD-v0", **tiny_kwargs)
     obs, _ = env.reset(seed=0)

@@ -213,3 +213,62 @@ def test_n2n_transfer_result_and_search_cost_by_hand(tmp_path):
     # Two students trained (not cached) at 2 s; the search's two distinct students, 2 s each, alone.
     cost = search_cost(tmp_path)
     assert cost == {"seconds_per_student": 2.0, "students_trained": 2, "search_minutes_alone": pytest.approx(4 / 60)}
+
+
+def test_the_device_episode_script_names_what_is_missing_and_times_an_episode(own_tasks, monkeypatch, capsys):
+    """scripts/gpu_episode.py (``kd-gym bench device``): a device this machine lacks and a missing CIFAR folder are
+    refused with a message that names them, before any work; on the CPU it times a short episode of a small task."""
+    import torch
+
+    from agents.common.benchmarks.device import main as device_main
+
+    monkeypatch.delenv("KD_GYM_CIFAR_ROOT", raising=False)
+    if not torch.cuda.is_available():
+        assert device_main(["--device", "cuda"]) == 2
+        assert "device='cuda': this machine has no CUDA device" in capsys.readouterr().err
+    assert device_main(["--device", "cuda:99"]) == 2
+    assert "device='cuda:99'" in capsys.readouterr().err
+    assert device_main(["--device", "cpu", "--data-root", "/nonexistent/cifar"]) == 2
+    assert "cifar100: expected CIFAR's python-format files in /nonexistent/cifar/cifar-100-python" in (
+        capsys.readouterr().err)  # fmt: skip
+    assert device_main(["--device", "cpu", "--task", f"{own_tasks}:digits", "--epochs", "1", "--batch-size", "32",
+                        "--steps", "3"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "device: cpu" in out and "steps: 3 of the episode's 8 in" in out and "steps/s" in out
+
+
+def test_bench_all_runs_each_benchmark_and_ends_with_lines_a_script_reads_back(capsys, tmp_path, monkeypatch):
+    """``kd-gym bench all`` on two stand-in benchmarks: each runs at its defaults (no arguments), the
+    output ends with one ``name: ratio = X (target T)`` line per figure, and the record it writes is what
+    the docs' table is generated from."""
+    import sys
+    import types
+
+    from agents.common.benchmarks import Figure, parse_summary
+    from agents.common.commands import bench
+    from agents.common.docs import BLOCKS
+
+    figures = {"fast": [Figure("fast - env / hand loop", 1.02, 1.05, at_least=False)],
+               "slow": [Figure("slow - serial / parallel", 1.4, 1.5, at_least=True),
+                        Figure("slow - cached speed-up", 162.0, 100, at_least=True)]}  # fmt: skip
+    calls = []
+    for name, produced in figures.items():
+        module = types.ModuleType(f"stand_in_{name}")
+        module.main = lambda argv, prog, produced=produced: calls.append(argv) or produced
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setattr(bench, "BENCHMARKS", {name: f"stand_in_{name}" for name in figures})
+    assert bench.main(["all", "--record", str(tmp_path / "benchmarks.json")]) == 0
+    out = capsys.readouterr().out
+    assert calls == [[], []]
+    expected = [*figures["fast"], *figures["slow"]]
+    assert out.rstrip().splitlines()[-3:] == [f.line() for f in expected]
+    assert out.rstrip().splitlines()[-3] == "fast - env / hand loop: ratio = 1.020 (target <= 1.05)"
+    assert parse_summary(out) == expected
+    assert "summary: 2 of 3 targets met" in out
+    record = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert [f["met"] for f in record["figures"]] == [True, False, True]
+    table = BLOCKS["benchmarks"]("", "benchmarks.md", tmp_path)
+    assert "| slow - serial / parallel | 1.400 | ≥ 1.5 | **no** |" in table
+    assert f"({record['cores']} cores)" in table and record["date"] in table
+    with pytest.raises(ValueError, match="without ':'"):
+        Figure("a: b", 1.0, 1.0, at_least=True)

@@ -3,7 +3,14 @@ import numpy as np
 import pytest
 
 import kd_envs  # noqa: F401
-from kd_envs.envs.n2n_compress import DEFAULT_SHRINK_FACTORS, compression_reward
+from kd_envs.envs.n2n_compress import (
+    DEFAULT_SHRINK_FACTORS,
+    authors_constraint_epsilon,
+    compression_reward,
+    constrained_reward,
+    constraint_epsilon,
+    log_params_reward,
+)
 from kd_envs.tasks import architecture_of
 
 
@@ -193,6 +200,11 @@ def test_single_shrink_factor_means_removal_only(tiny_n2n_kwargs):
         (dict(cache_students="no"), "cache_students='no'; expected True or False"),
         (dict(cache_dir=123), "cache_dir=123; expected a folder"),
         (dict(data_root=4), "data_root=4; expected a folder"),
+        (dict(reward="acc"), "reward='acc'; expected one of \\('n2n', 'budget', 'log_params', 'constrained'\\)"),
+        (dict(reward=None), "reward=None; expected one of"),
+        (dict(parameter_budget=0), "parameter_budget=0; expected a number in \\(0, 1\\]"),
+        (dict(parameter_budget=1.5), "parameter_budget=1.5; expected a number in \\(0, 1\\]"),
+        (dict(parameter_budget="0.1"), "parameter_budget='0.1'; expected a number in \\(0, 1\\]"),
     ],
 )
 def test_bad_kwargs_name_the_kwarg(tiny_n2n_kwargs, kwargs, message):
@@ -298,3 +310,159 @@ def test_the_deep_default_teacher_is_shipped_and_its_space_is_large(mnist1d_cach
     # Students: every subset of kept layers, each kept layer with any of the K factors: (K + 1)^n - 1.
     assert (len(n2n.shrink_factors) + 1) ** n2n.num_layers - 1 >= 10**6
     assert set(mnist1d_cache.rglob("*.pt")) == cached
+
+
+# ---- reward options ---------------------------------------------------------------------------------------
+TINY_TEACHER_PARAMETERS = 64 * 32 + 32 + 2 * (32 * 32 + 32) + 330  # 4522
+
+
+def test_log_params_reward_by_hand(tiny_n2n_kwargs):
+    assert log_params_reward(0.9, 1000) == pytest.approx(-0.1 * 6.907755278982137)  # natural log
+    assert log_params_reward(1.0, 5000) == 0.0
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, reward="log_params")
+    _, reward, _, _, info = play(env, [0, 1, 0, 1, 0], seed=0)[-1]
+    params = (64 * 16 + 16) + (16 * 8 + 8) + (8 * 10 + 10)
+    assert info["student_parameters"] == params
+    assert reward == pytest.approx(-(1 - info["accuracy"]) * np.log(params))
+    # The same student under the default reward: the same training, so the same accuracy.
+    n2n = play(gym.make("N2NCompress-v0", **tiny_n2n_kwargs), [0, 1, 0, 1, 0], seed=0)[-1]
+    assert n2n[4]["accuracy"] == info["accuracy"]
+    # A degenerate student scores below any valid one: -ln(params of the teacher).
+    assert play(env, [1, 1, 1], seed=0)[-1][1] == pytest.approx(-np.log(TINY_TEACHER_PARAMETERS))
+
+
+def test_constraint_epsilon_as_meant_and_as_written():
+    meant = [constraint_epsilon(it) for it in (0, 5, 15, 20, 30, 45)]
+    assert meant == pytest.approx([1.0, (2 / 3) ** 4, 0.0, 0.0, 0.0, 0.0])
+    # The authors' min(1, max(0, (1 - it/15)**4)): the clamp after the 4th power lets epsilon grow back.
+    written = [authors_constraint_epsilon(it) for it in (0, 5, 15, 20, 30, 45)]
+    assert written == pytest.approx([1.0, (2 / 3) ** 4, 0.0, (1 / 3) ** 4, 1.0, 1.0])
+    assert constrained_reward(0.8, True, 1.0) == pytest.approx(0.8)
+    assert constrained_reward(0.8, True, 0.0) == -1.0
+    assert constrained_reward(0.8, True, 0.5) == pytest.approx(-0.5 + 0.4)
+    assert constrained_reward(0.8, False, 0.0) == 0.8
+
+
+def test_constrained_reward_fades_to_minus_one_over_the_search(tiny_n2n_kwargs):
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, reward="constrained", parameter_budget=0.3)
+    big, small = [0, 0, 0, 6, 6, 5], [0, 1, 0, 1, 0]  # 4,393 and 1,258 parameters; the budget is 1,356.6
+    base = {tuple(a): play(gym.make("N2NCompress-v0", **tiny_n2n_kwargs), a, seed=0)[-1] for a in (big, small)}
+    seen = []
+    for episode in range(12):
+        _, reward, _, _, info = play(env, big if episode % 2 == 0 else small, seed=0 if episode == 0 else None)[-1]
+        seen.append((info["iteration"], info["over_budget"], reward))
+        n2n_reward = base[tuple(big if episode % 2 == 0 else small)][1]
+        epsilon = max(0.0, 1 - (episode // 5) / 15) ** 4
+        assert info["constraint_epsilon"] == pytest.approx(epsilon)
+        assert reward == pytest.approx((epsilon - 1) + epsilon * n2n_reward if info["over_budget"] else n2n_reward)
+    assert [s[0] for s in seen] == [0] * 5 + [1] * 5 + [2] * 2
+    assert [s[1] for s in seen] == [True, False] * 6
+    # A seeded reset starts a new search: the clock goes back to iteration 0.
+    assert play(env, big, seed=3)[-1][4]["iteration"] == 0
+
+
+def test_budget_masks_keep_every_episode_within_the_budget(tiny_n2n_kwargs):
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, reward="budget", parameter_budget=0.3)
+    n2n = env.unwrapped
+    assert n2n.budget_parameters == pytest.approx(0.3 * TINY_TEACHER_PARAMETERS)
+    rng = np.random.default_rng(0)
+    for episode in range(6):
+        obs, _ = env.reset(seed=episode)
+        while True:
+            mask = n2n.action_masks()
+            assert mask.any() and np.array_equal(obs["action_mask"], mask.astype(np.float32))
+            obs, reward, terminated, _, info = env.step(np.int64(rng.choice(np.flatnonzero(mask))))
+            assert not info["clipped"]
+            if terminated:
+                break
+        assert info["degenerate"] == "" and info["student_parameters"] <= n2n.budget_parameters
+        assert info["clipped_decisions"] == 0 and info["parameter_budget"] == n2n.budget_parameters
+        assert reward == pytest.approx(info["accuracy"] / info["teacher_accuracy"])
+
+
+def test_budget_masks_and_clipping_by_hand(tiny_n2n_kwargs):
+    # Budget 0.3 * 4,522 = 1,356.6 parameters. Keeping all three layers is allowed (all at 0.25: 754), removing
+    # the last one when the first two are gone is not (nothing left).
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, reward="budget", parameter_budget=0.3)
+    n2n = env.unwrapped
+    env.reset(seed=0)
+    assert n2n.action_masks().tolist() == [True, True] + [False] * 5
+    env.step(np.int64(1)), env.step(np.int64(1))
+    assert n2n.action_masks().tolist() == [True, False] + [False] * 5
+    # An agent that ignores the masks: it asks to keep everything at full width (factor index 6). Layer 0 at
+    # width w leaves (64w + w) + (8w + 8) + 72 + 90 <= 1,356.6 with the rest at 0.25, so w <= 16: 0.5 (index 1)
+    # is the allowed factor nearest to 1.0. Then layer 1 (width 16 before it) allows 8 (0.25), and so layer 2.
+    env.reset(seed=0)
+    steps = [env.step(np.int64(a)) for a in (0, 0, 0)]
+    assert [s[4]["clipped"] for s in steps] == [False] * 3
+    assert n2n.action_masks().tolist() == [True, True] + [False] * 5  # factors 0.25 and 0.5 for layer 0
+    steps = [env.step(np.int64(6)) for _ in range(3)]
+    assert [s[4]["clipped"] for s in steps] == [True] * 3
+    _, reward, terminated, _, info = steps[-1]
+    assert terminated and info["architecture_summary"] == "lin16 lin8 lin8" and info["clipped_decisions"] == 3
+    assert info["student_parameters"] == (64 * 16 + 16) + (16 * 8 + 8) + (8 * 8 + 8) + (8 * 10 + 10) == 1338
+    assert reward == pytest.approx(info["accuracy"] / info["teacher_accuracy"])
+    # Removing everything: the last removal is clipped to keep; removal-stage actions >= 2 mean keep.
+    steps = play(env, [1, 1, 1, 0], seed=0)
+    assert [s[4]["clipped"] for s in steps] == [False, False, True, False]
+    assert steps[-1][4]["architecture_summary"] == "lin8" and steps[-1][4]["removed_layers"] == [0, 1]
+
+
+def test_budget_with_removal_only_and_shrink_only_episodes(tiny_n2n_kwargs):
+    # Removal only (full widths): one layer kept is 64*32+32 + 32*10+10 = 2,410 parameters, two are 3,466.
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, stages="removal", reward="budget", parameter_budget=0.6)
+    env.reset(seed=0)
+    assert env.unwrapped.action_masks().tolist() == [True, True] + [False] * 5
+    steps = [env.step(np.int64(0)) for _ in range(3)]  # keep, keep, keep: the second keep is clipped
+    assert [s[4]["clipped"] for s in steps] == [False, True, True]
+    assert steps[-1][4]["student_parameters"] == 2410
+    with pytest.raises(ValueError, match=r"parameter_budget=0.5; expected .* student of these stages has 2410"):
+        gym.make("N2NCompress-v0", **tiny_n2n_kwargs, stages="removal", reward="budget", parameter_budget=0.5)
+    # Shrink only after removing layer 0: layer 1 at width w, then layer 2 at 8: (64w + w) + (8w + 8) + 90 = 73w + 98,
+    # at most 1,356.6 for w <= 17: widths 8 (0.25) and 16 (0.5), not 19 (0.6).
+    env = gym.make("N2NCompress-v0", **tiny_n2n_kwargs, stages="shrink", removed_layers=[0], reward="budget",
+                   parameter_budget=0.3)  # fmt: skip
+    env.reset(seed=0)
+    allowed = [f for f, ok in zip(DEFAULT_SHRINK_FACTORS, env.unwrapped.action_masks()) if ok]
+    assert allowed == [0.25, 0.5]
+
+
+def test_a_budget_no_student_meets_is_refused(tiny_n2n_kwargs, monkeypatch):
+    # The smallest tiny student keeps one layer at 0.25: 64*8+8 + 8*10+10 = 610 parameters, 0.135 of the teacher.
+    with pytest.raises(ValueError, match=r"parameter_budget=0.1; expected .* has 610 parameters, 0.1349"):
+        gym.make("N2NCompress-v0", **tiny_n2n_kwargs, reward="budget")
+    import kd_envs.envs.n2n_compress as module
+
+    monkeypatch.setattr(module, "MAX_BUDGET_LAYERS", 2)
+    with pytest.raises(ValueError, match="reward='budget' with a teacher of 3 layers"):
+        gym.make("N2NCompress-v0", **tiny_n2n_kwargs, reward="budget", parameter_budget=0.3)
+
+
+def test_budget_masks_on_the_default_task(mnist1d_cache):
+    # The deep default (13 layers, 61,242 parameters) with the default budget of 10%: mask-following episodes,
+    # checked up to their last decision, where every allowed choice gives a student within the budget (the
+    # last step itself would train the student).
+    env = gym.make("N2NCompress-v0", cache_dir=str(mnist1d_cache), reward="budget")
+    n2n = env.unwrapped
+    assert n2n.budget_parameters == pytest.approx(6124.2)
+    rng = np.random.default_rng(0)
+    for episode in range(5):
+        obs, _ = env.reset(seed=episode)
+        kept, factors = [], []
+        for _ in range(n2n.num_layers):
+            decision = int(rng.choice(np.flatnonzero(n2n.action_masks())))
+            kept.append(decision == 0)
+            obs, *_ = env.step(np.int64(decision))
+        sequence = [i for i in range(n2n.num_layers) if kept[i]]
+        for _ in sequence[:-1]:
+            index = int(rng.choice(np.flatnonzero(n2n.action_masks())))
+            factors.append(DEFAULT_SHRINK_FACTORS[index])
+            env.step(np.int64(index))
+        last = np.flatnonzero(n2n.action_masks())
+        assert len(last) > 0
+        for index in last:
+            student = n2n.teacher_architecture.remove_layers(kept).shrink(factors + [DEFAULT_SHRINK_FACTORS[index]])
+            student.layer_shapes()
+            assert student.num_parameters() <= n2n.budget_parameters
+        # Nothing narrower was masked at the last decision: the masks clip widths from above.
+        assert last.tolist() == list(range(len(last)))

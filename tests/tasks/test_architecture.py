@@ -151,3 +151,18 @@ def test_linear_after_convs_sees_pooled_channels():
     assert logits.shape == (4, 3)
     assert [tuple(f.shape) for f in features] == [(4, 6, 20), (4, 5)]
     assert arch.num_parameters() == 18 + 12 + (6 * 5 + 5) + (5 * 3 + 3)
+
+
+@pytest.mark.parametrize("config, shape", FAMILIES, ids=lambda v: getattr(v, "family", ""))
+def test_parameter_count_is_the_compiled_networks(config, shape):
+    # The spec's count against the module's, over random students of each family: removals rewire widths,
+    # break residual shortcuts into projections and leave linear layers after pooled convs.
+    teacher = architecture_of(config, shape, 10)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        keep = rng.random(len(teacher.layers)) < 0.6
+        student = teacher.remove_layers(keep)
+        student = student.shrink(rng.choice([0.25, 0.5, 0.7, 1.0], size=len(student.layers)))
+        with torch.device("meta"):
+            net = ArchitectureNet(student, check_shapes=False)
+        assert student.num_parameters() == sum(p.numel() for p in net.parameters()), student.describe()

@@ -1,2 +1,75 @@
 """Benchmarks that print speed ratios measured in one process (``kd-gym bench <name>``): an env's
-episode against the same work as a plain training loop, and an agent against its SB3 reference."""
+episode against the same work as a plain training loop, and an agent against its SB3 reference.
+
+Each benchmark's ``main`` returns its :class:`Figure` s, the ratios that have a target; ``kd-gym bench
+all`` runs them all, ends with one :meth:`Figure.line` per figure and writes them, with the machine,
+the date and the load, to a record (:func:`benchmark_record`) that ``docs/benchmarks.md`` is
+generated from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+# name: ratio = X (target >= T), as Figure.line writes it
+SUMMARY_LINE = re.compile(r"^(?P<name>[^:]+): ratio = (?P<ratio>[-+0-9.eE]+|nan) \(target (?P<sense>>=|<=) "
+                          r"(?P<target>[-+0-9.eE]+)\)$")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured ratio and the target it is held to.
+
+    :param name: what the ratio compares, e.g. ``"iq: IQ / DQN training steps/s"`` (no colon)
+    :param ratio: the measured ratio (a median over repeats, measured in one process)
+    :param target: the bound it should meet
+    :param at_least: True when the ratio should be >= target (a speed-up), False for <= (an overhead)
+    """
+
+    name: str
+    ratio: float
+    target: float
+    at_least: bool
+
+    def __post_init__(self) -> None:
+        if ":" in self.name or "\n" in self.name:
+            raise ValueError(f"Figure: name={self.name!r}; expected one line without ':' (the summary splits on it)")
+
+    @property
+    def met(self) -> bool:
+        return self.ratio >= self.target if self.at_least else self.ratio <= self.target
+
+    def line(self) -> str:
+        """``name: ratio = X (target >= T)``, the summary line a script reads back with :func:`parse_summary`."""
+        return f"{self.name}: ratio = {self.ratio:.3f} (target {'>=' if self.at_least else '<='} {self.target:g})"
+
+
+def parse_summary(text: str) -> list[Figure]:
+    """The figures in ``kd-gym bench all``'s output (its summary lines; other lines are skipped)."""
+    figures = []
+    for line in text.splitlines():
+        match = SUMMARY_LINE.match(line.strip())
+        if match:
+            figures.append(Figure(match["name"], float(match["ratio"]), float(match["target"]),
+                                  match["sense"] == ">="))  # fmt: skip
+    return figures
+
+
+def benchmark_record(figures: list[Figure], load_before: float, seconds: float) -> dict[str, Any]:
+    """What ``kd-gym bench all`` writes: the figures, where and when they were measured (machine, cores,
+    date, commit) and the 1-minute load average before and after (other jobs take cores from a run)."""
+    from agents.common.leaderboard import git_commit, machine_kind
+
+    return {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_kind(),
+        "cores": os.cpu_count(),
+        "commit": git_commit(),
+        "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "seconds": round(seconds),
+        "figures": [{**asdict(f), "met": f.met} for f in figures],
+    }

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import kd_envs  # noqa: F401  (registers the environments)
+from agents.common.benchmarks import Figure
 from agents.common.interference import STUDY_SETTINGS
 from agents.common.training import build_agent
 
@@ -51,7 +52,7 @@ def env_speed(env_id: str, kwargs: dict, steps: int, seed: int) -> float:
     return steps / elapsed
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=formatter)
     parser.add_argument("--steps", type=int, default=10_000, help="training steps per agent")
@@ -81,6 +82,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     for name, values in env_speeds.items():
         speed = float(np.median(values))
         print(f"  {name:18s} {speed:9.0f} steps/s   overhead (raw / this) = {raw / speed:.3f}")
+    smooth = raw / float(np.median(env_speeds["smooth"]))
+    return [Figure("iq - IQ / SB3 DQN training steps per second", iq / dqn, 0.9, at_least=True),
+            Figure("iq - smooth drift step / raw CartPole step", smooth, 1.3, at_least=False)]
 
 
 if __name__ == "__main__":

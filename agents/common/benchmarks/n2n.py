@@ -21,6 +21,7 @@ import torch
 from torch.nn import functional as F
 
 import kd_envs  # noqa: F401
+from agents.common.benchmarks import Figure
 from kd_envs.losses import logit_l2_loss
 from kd_envs.tasks import accuracy, predict_logits, steps_per_epoch
 from kd_envs.tasks.architecture import build_architecture
@@ -57,7 +58,7 @@ def episode(env, actions, seed: int | None) -> tuple[float, dict]:
     return time.perf_counter() - start, info
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=formatter)
     parser.add_argument("--task", default="mnist1d-resnet")
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     print(f"  plain loop            {p:8.3f} s")
     print(f"  env episode           {e:8.3f} s   ratio to plain {e / p:.3f}")
     print(f"  cached repeat episode {c * 1e3:8.2f} ms  speed-up over a first episode x{e / c:,.0f}")
+    return [Figure("n2n - first episode / cached repeat", e / c, 100, at_least=True)]
 
 
 if __name__ == "__main__":

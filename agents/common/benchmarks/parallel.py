@@ -14,18 +14,49 @@ after a warm-up episode in this process, so it leaves out the serial run's own f
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import time
 
 import ray
 import torch
 
+from agents.common.benchmarks import Figure
 from agents.common.evaluation import EVALUATION_SEEDS, evaluate
 from agents.common.parallel import start_ray
 from agents.temperature.specs import FIXED_POLICIES, fixed_policy
 
+# What a Ray worker runs for an evaluation task, timed in a fresh process: its imports, then two episodes.
+_WORKER_CALLS = """
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+torch.set_num_threads(1)
+t1 = time.perf_counter()
+from agents.common.episodes import episode_in_worker_env
+from agents.temperature.specs import fixed_policy
+t2 = time.perf_counter()
+name, env_kwargs, seeds = json.loads(sys.argv[1])
+times = []
+for seed in seeds:
+    start = time.perf_counter()
+    episode_in_worker_env(fixed_policy(name), "TemperatureKD-v0", env_kwargs, seed)
+    times.append(time.perf_counter() - start)
+print(json.dumps([t1 - t0, t2 - t1, *times]))
+"""
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+
+def fresh_worker_costs(policy: str, env_kwargs: dict, seeds) -> list[float]:
+    """Seconds of a fresh process's torch import, its other imports and two episodes (a worker's calls)."""
+    path = os.pathsep.join(p for p in sys.path if p)
+    command = [sys.executable, "-c", _WORKER_CALLS, json.dumps([policy, env_kwargs, list(seeds)])]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": path})
+    return json.loads(out.stdout.splitlines()[-1])
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=formatter)
     parser.add_argument("--policy", default="constant_t4", choices=sorted(FIXED_POLICIES))
@@ -60,3 +91,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
           f"cores={os.cpu_count()} load average before={load:.2f} after={os.getloadavg()[0]:.2f}")  # fmt: skip
     print(f"ratio serial/parallel = {serial_seconds / (end - start):.2f} with Ray's start, "
           f"{serial_seconds / (end - started):.2f} from a started Ray; identical episodes: {parallel == serial}")
+    if parallel != serial:
+        raise RuntimeError("bench parallel: the Ray workers' episodes differ from the serial ones")
+    ideal = serial_seconds / args.workers
+    costs = fresh_worker_costs(args.policy, env_kwargs, seeds[:2])
+    print(f"where the time goes: {end - started - ideal:.1f}s from a started Ray above the ideal {ideal:.1f}s "
+          f"(serial / workers); a fresh process running a worker's calls: torch import {costs[0]:.1f}s, the "
+          f"episode's other imports {costs[1]:.1f}s, first episode {costs[2]:.1f}s, second {costs[3]:.1f}s (the "
+          f"first's extra: the task's load and torch's lazy imports)")  # fmt: skip
+    return [Figure(f"parallel - serial / {args.workers} Ray workers with Ray's start", serial_seconds / (end - start),
+                   1.5, at_least=True),
+            Figure(f"parallel - serial / {args.workers} Ray workers from a started Ray",
+                   serial_seconds / (end - started), 1.8, at_least=True)]  # fmt: skip

@@ -2,7 +2,10 @@
 
 Both run in this process on the same task, batch size, epochs, temperature (constant, T=4) and
 student initialisation, interleaved and repeated; the ratio of medians is what to read (machines are
-noisy, absolute times are not comparable across machines).
+noisy, absolute times are not comparable across machines). Two hand-written loops: the plain one
+(the training step only), and one that also measures the student on the env's held-out reward set
+after every step, the work the default reward itself needs: the env against the second is the env's
+own overhead.
 
     kd-gym bench temperature_kd            # full default episodes (the task's schedule)
     kd-gym bench temperature_kd --epochs 5 --repeats 3
@@ -21,15 +24,19 @@ import torch
 from torch.nn import functional as F
 
 import kd_envs  # noqa: F401
+from agents.common.benchmarks import Figure
 from kd_envs.envs.temperature_kd import FEATURE_LOSSES, REWARD_MEASURES, TemperatureKDEnv, temperature_to_action
 from kd_envs.losses import kd_loss
 from kd_envs.tasks import make_task, predict_logits, steps_per_epoch
 
 
 def plain_loop(task, teacher_logits, batch_size: int, epochs: int, temperature: float, seed: int,
-               ce_weight: float = 0.1, kd_weight: float = 0.9):  # fmt: skip
+               ce_weight: float = 0.1, kd_weight: float = 0.9,
+               reward_set: tuple[torch.Tensor, torch.Tensor] | None = None):  # fmt: skip
     """The distillation run without an environment: seconds and the student's test accuracy.
-    ``teacher_logits`` on the training set are computed once beforehand, as the env does on creation."""
+    ``teacher_logits`` on the training set are computed once beforehand, as the env does on creation.
+    With a ``reward_set`` (inputs, labels), the student's accuracy on it is measured after every step
+    (one eval-mode pass), the work the held-out reward does each step."""
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
     student = task.build_student(generator)
@@ -47,6 +54,11 @@ def plain_loop(task, teacher_logits, batch_size: int, epochs: int, temperature: 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if reward_set is not None:
+                with torch.no_grad():
+                    student.eval()
+                    (student(reward_set[0]).argmax(1) == reward_set[1]).sum().item()
+                    student.train()
     accuracy = (predict_logits(student, data.x_test).argmax(1) == data.y_test).float().mean().item()
     return time.perf_counter() - start, accuracy
 
@@ -65,7 +77,7 @@ def env_episode(env, temperature: float, seed: int):
     return time.perf_counter() - start, steps, info["student_test_accuracy"]
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]:
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=formatter)
     parser.add_argument("--task", default="mnist1d-cloud-edge")
@@ -91,13 +103,20 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         for name, kwargs in settings.items()
     }
     teacher_logits = predict_logits(task.teacher, task.data.x_train)
+    default = inspect.signature(TemperatureKDEnv).parameters["reward_measure"].default
+    # The hand loop that also does the default reward's work: the env's own reward set, measured each step.
+    reward_set = (envs[default].unwrapped.reward_x, envs[default].unwrapped.reward_y)
     plain_loop(task, teacher_logits, args.batch_size, 1, 4.0, seed=0)  # warm-up, not timed
-    times: dict[str, list[float]] = {"plain": [], **{m: [] for m in envs}}
+    times: dict[str, list[float]] = {"plain": [], "hand": [], **{m: [] for m in envs}}
     steps = 0
     for repeat in range(args.repeats):
         seconds, accuracy = plain_loop(task, teacher_logits, args.batch_size, args.epochs, 4.0, seed=repeat)
         times["plain"].append(seconds)
         print(f"repeat {repeat}: plain loop {seconds:.2f}s (student test acc {accuracy:.4f})", end="")
+        seconds, _ = plain_loop(task, teacher_logits, args.batch_size, args.epochs, 4.0, seed=repeat,
+                                reward_set=reward_set)  # fmt: skip
+        times["hand"].append(seconds)
+        print(f" | hand loop with the reward pass {seconds:.2f}s", end="")
         for measure, env in envs.items():
             seconds, steps, accuracy = env_episode(env, 4.0, seed=repeat)
             times[measure].append(seconds)
@@ -106,13 +125,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     plain = statistics.median(times["plain"])
     print(f"\ntask={args.task} epochs={args.epochs} batch_size={args.batch_size} threads={args.threads} "
           f"steps/episode={steps} repeats={args.repeats}")  # fmt: skip
-    print(f"plain loop: {plain:.2f}s per run (median)")
+    hand = statistics.median(times["hand"])
+    print(f"plain loop: {plain:.2f}s per run (median); with the held-out reward pass each step: {hand:.2f}s")
     for measure in envs:
         t = statistics.median(times[measure])
         print(f"env reward_measure={measure:8s}: {t:.2f}s per episode, {steps / t:,.0f} steps/s, "
               f"ratio env/plain = {t / plain:.3f} ({(t / plain - 1) * 100:+.1f}%)")  # fmt: skip
-    default = inspect.signature(TemperatureKDEnv).parameters["reward_measure"].default
     print(f"default ({default}): ratio env/plain = {statistics.median(times[default]) / plain:.2f}")
+    print(f"default ({default}): ratio env/hand loop with the same reward pass = "
+          f"{statistics.median(times[default]) / hand:.3f}")  # fmt: skip
+    return [Figure(f"temperature_kd - default ({default}) env / hand loop with the same reward pass",
+                   statistics.median(times[default]) / hand, 1.05, at_least=False)]
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ as the entry states them). Then it replays the entry on the torch thread count t
 its grid and seeds. Every file is reported by path (OK, CONSISTENT, MISMATCH with the problems, or
 ERROR) and the next one is checked; the exit status is the number of entries that failed.
 
+An entry made on a task of your own records the task's factory ("module:function", Task.from_tensors'
+factory=): --verify imports and calls it, checks the teacher's and the data's sha256 against the entry and
+replays; a note says so. Where the factory cannot be imported here (its module is not on the path) or the
+entry records a task made without a factory, it says the task cannot be rebuilt, by name, and fails.
+
 A replay is exact on the machine kind that made the entry (recorded as "machine"). On another kind it is
 CONSISTENT only if every recorded per-episode number is within 0.002 of the re-run's and no number's
 differences have a direction (a paired t-interval of the mean difference that holds 0: the score's at
@@ -58,12 +63,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             failed += 1
             print(f"ERROR {path}: {type(error).__name__}: {error}")
             continue
+        notes = "".join(f"\n  note: {note}" for note in result.notes)
         if result.status == "OK":
             print(f"OK {path}: every recorded number matches exactly"
-                  + (", its selection's re-run too" if result.reran_selection else ""))
+                  + (", its selection's re-run too" if result.reran_selection else "") + notes)
             continue
         failed += result.status == "MISMATCH"
-        print(f"{result.status} {path}:\n  " + "\n  ".join(result.lines()))
+        print(f"{result.status} {path}:\n  " + "\n  ".join(result.lines()) + notes)
     if len(args.verify) > 1:
         print(f"{failed} of {len(args.verify)} entries failed")
     return min(failed, 125)  # the exit status counts the failed entries

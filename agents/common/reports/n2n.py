@@ -17,6 +17,7 @@ import numpy as np
 from agents.common.compression import final_evaluation
 from agents.common.evaluation import SEARCH_EVALUATION_SEEDS
 from agents.common.leaderboard import aggregate
+from kd_envs.envs.n2n_compress import DEFAULT_PARAMETER_BUDGET
 from kd_envs.tasks.architecture import Architecture
 
 ENV_ID = "N2NCompress-v0"
@@ -38,8 +39,12 @@ def summarise_group(entry: dict[str, Any], searches: list[dict[str, Any]]) -> di
         c = float(np.mean([e["compression"] for e in run["episodes"]]))
         ratio = float(np.mean([e["student_test_accuracy"] / e["teacher_test_accuracy"] for e in run["episodes"]]))
         met += c >= TARGET_COMPRESSION and ratio >= TARGET_ACCURACY_RATIO
+    ratios = [float(np.mean([e["student_test_accuracy"] / e["teacher_test_accuracy"] for e in r["episodes"]]))
+              for r in entry["runs"]]  # fmt: skip
     return {
         "final_reward": aggregate(final),
+        "test_accuracy_ratio": aggregate(ratios),
+        "student_parameters": [int(np.mean([e["student_parameters"] for e in r["episodes"]])) for r in entry["runs"]],
         "best_search_reward": aggregate(best),
         "unique_students": [s["unique_students"] for s in searches],
         "last20_mean_reward": aggregate(last),
@@ -155,6 +160,22 @@ def search_cost(runs: Path) -> dict[str, Any]:
     }
 
 
+def _budget_lines(study: dict[str, Any], ci) -> list[str]:
+    """Under the ``"budget"`` reward the searches maximise accuracy within the budget: each agent's best
+    students' test accuracy over the teacher's (what the reward measures, on the test split after the final
+    training), beside their size."""
+    budget = study["env_kwargs"].get("parameter_budget", DEFAULT_PARAMETER_BUDGET)
+    lines = ["", f"Reward `budget` (at most {budget:.0%} of the teacher's parameters, enforced by the masks): the "
+             "best students' test accuracy over the teacher's after the final training, IQM [95% CI] over searches.",
+             "", "| agent | A_test / A_teacher, IQM [95% CI] | mean ± std | parameters (mean over searches) |",
+             "|---|---|---|---|"]  # fmt: skip
+    for name, row in study["agents"].items():
+        r = row["test_accuracy_ratio"]
+        lines.append(f"| `{name}` | {ci(r)} | {r['mean']:.4f} ± {r['std']:.4f} | "
+                     f"{int(np.mean(row['student_parameters'])):,} |")  # fmt: skip
+    return [*lines, ""]
+
+
 def study_table(study: dict[str, Any]) -> str:
     """The study's Markdown (``N2N-study.md``): one row per agent, then the transfer, the compression
     target and the cost, from the study's JSON (``N2N-study.json``)."""
@@ -167,6 +188,8 @@ def study_table(study: dict[str, Any]) -> str:
              "| agent | final reward (test), IQM [95% CI] | mean ± std | best search reward (validation), IQM [95% CI] "
              "| mean reward, last 20 episodes | distinct students | best student ≥ 10× smaller at ≥ 95% accuracy |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    if study.get("env_kwargs", {}).get("reward") == "budget":
+        lines += _budget_lines(study, ci)
     for name, row in study["agents"].items():
         f = row["final_reward"]
         lines.append(f"| `{name}` | {ci(f)} | {f['mean']:.4f} ± {f['std']:.4f} | {ci(row['best_search_reward'])} "
