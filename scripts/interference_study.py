@@ -8,12 +8,17 @@ two MinAtar games; then the leaderboard entries and the report.
     python scripts/interference_study.py --report-only        # entries + plots from finished runs
     python scripts/interference_study.py --seeds 0 --timesteps 6000 --no-minatar --tag quick  # a quick look
     python scripts/interference_study.py --workers 16 --ray-address HOST:6379   # on a Ray cluster
+    python scripts/interference_study.py --reuse-entries dqn qrdqn iq_re   # retrain IQ only, the rest from the board
 
 Every run trains with agents.common.interference's callbacks (AEI, per-context training returns, greedy
 evaluation curves, the context x phase matrix at each phase end, and on the single-task settings the
 context-interference matrix every tenth of the budget) and is saved under
 runs/interference/<setting>/<algo>/seed_<s>; finished runs are skipped, so the command resumes.
-Entries are scored by greedy episodes on the leaderboard's evaluation seeds (under drift, on every
+``--reuse-entries ALGO ...`` fills those algorithms' run folders from their committed entries instead of
+training them: each entry stores every run's model.zip, config.json and interference.json
+(leaderboard/models/<sha256>/, checked against the entry's model_sha256), which is all the report and a
+new entry need; the re-made entries then replay the stored models, so they must equal the committed
+ones (a check of the board). Use it when a change touches one algorithm only. Entries are scored by greedy episodes on the leaderboard's evaluation seeds (under drift, on every
 context held fixed); beside them the study reports the paper's metric, the area under the
 training-return curve. MinAtar runs (3 seeds, fewer than an official entry needs) are tagged
 "minatar". Writes leaderboard/entries/*, leaderboard/Interference-study.{png,json},
@@ -24,14 +29,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 
 import torch
 
-from agents.common.evaluation import EVALUATION_SEEDS, save_entry, trained_agents_entry
+from agents.common.evaluation import EVALUATION_SEEDS, save_entry, stored_model_dir, trained_agents_entry
 from agents.common.interference import STUDY_SETTINGS, context_env_kwargs, evaluation_contexts
 from agents.common.jobs import run_jobs
-from agents.common.leaderboard import LEADERBOARD_DIR, aggregate, render
+from agents.common.leaderboard import LEADERBOARD_DIR, aggregate, entry_path, render
 from agents.common.parallel import add_worker_arguments, start_ray
 from agents.common.registry import load_hyperparams
 from agents.common.reports.interference import context_matrix_figure, report, train_interference_run
@@ -46,6 +52,32 @@ def entry_name(algo: str, setting: str) -> str:
     """The entry's name: the algorithm on a plain env (CartPole-v1, Acrobot-v1, MinAtar), else
     ``<algo>_<setting>``."""
     return f"{algo}_{setting}" if STUDY_SETTINGS.get(setting, {}).get("env_id") == "InterferenceCartPole-v0" else algo
+
+
+RUN_FILES = ("model.zip", "config.json", "interference.json")
+
+
+def restore_runs(env_id: str, name: str, tag: str, dirs: list[Path], directory: Path) -> int:
+    """Fill the unfinished run folders ``dirs`` (``.../seed_<s>``) from the stored models of the committed
+    entry ``name`` (tag ``tag``) in the leaderboard ``directory``; returns how many were filled. Fails,
+    naming the entry, when it is missing or lacks one of the seeds."""
+    path = entry_path(env_id, name, tag, directory)
+    if not path.is_file():
+        raise FileNotFoundError(f"--reuse-entries: no entry {path} to take {name}'s runs from")
+    runs = {run["training_seed"]: run for run in json.loads(path.read_text())["runs"]}
+    filled = 0
+    for d in dirs:
+        if (d / "interference.json").is_file():
+            continue
+        seed = int(d.name.split("_")[1])
+        if seed not in runs:
+            raise ValueError(f"--reuse-entries: {path} has no run of training seed {seed}")
+        source = stored_model_dir(runs[seed], directory)  # checks the model against the entry's sha256
+        d.mkdir(parents=True, exist_ok=True)
+        for file in RUN_FILES:
+            shutil.copy2(source / file, d / file)
+        filled += 1
+    return filled
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -69,6 +101,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="transitions per context on which the context-interference matrix measures the TD loss")
     parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR)
     parser.add_argument("--report-only", action="store_true", help="skip training; build entries and plots")
+    parser.add_argument("--reuse-entries", nargs="+", default=[], metavar="ALGO",
+                        help="take these algorithms' runs from their committed entries' stored models, not training")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -84,6 +118,11 @@ def main(argv: list[str] | None = None) -> None:
                 dirs = [args.runs / f"minatar_{game.lower()}" / algo / f"seed_{s}" for s in args.minatar_seeds]
                 groups.append((f"minatar_{game.lower()}", f"MinAtar-{game}-v1", {}, algo, "minatar", dirs))
 
+    for setting, env_id, kwargs, algo, tag, dirs in groups:
+        if algo in args.reuse_entries:
+            filled = restore_runs(env_id, entry_name(algo, setting), tag, dirs, args.leaderboard_dir)
+            if filled:
+                print(f"{setting} {algo}: {filled} runs taken from the committed entry")
     jobs = []
     for setting, env_id, kwargs, algo, _, dirs in groups:
         minatar = env_id.startswith("MinAtar")

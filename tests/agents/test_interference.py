@@ -2,6 +2,7 @@
 the study's report, the entries scored on every context, and the study script at a tiny budget."""
 
 import json
+import runpy
 from pathlib import Path
 
 import gymnasium as gym
@@ -452,3 +453,26 @@ def test_study_script_runs_end_to_end_at_a_tiny_budget(tmp_path, run_script):
     assert entry["training_return_auc"]["runs"] == 1
     assert verify_entry(board / "entries" / "CartPole-v1__iq__pytest.json", board, progress=False) == []
 
+    # --reuse-entries: a fresh runs folder filled from the entries' stored models gives the same entries
+    # without training, and a missing entry is named.
+    before = {p.name: json.loads(p.read_text()) for p in (board / "entries").glob("*dqn*.json")}
+    fresh = tmp_path / "fresh_runs"
+    argv_reuse = [a if a != str(tmp_path / "runs") else str(fresh) for a in argv]
+    argv_reuse[argv_reuse.index("--algos") + 1: argv_reuse.index("--algos") + 3] = ["dqn"]
+    run_script("interference_study", *argv_reuse, "--reuse-entries", "dqn")
+    assert not (fresh / "cartpole" / "dqn" / "seed_0" / "tb").exists()  # taken, not trained
+    for name, old in before.items():
+        new = json.loads((board / "entries" / name).read_text())
+        assert [r["episodes"] for r in new["runs"]] == [r["episodes"] for r in old["runs"]], name
+        assert [r["model_sha256"] for r in new["runs"]] == [r["model_sha256"] for r in old["runs"]], name
+    script = runpy.run_path(str(Path(__file__).parents[2] / "scripts" / "interference_study.py"))
+    with pytest.raises(FileNotFoundError, match="no entry .*CartPole-v1__qrdqn__pytest"):
+        script["restore_runs"]("CartPole-v1", "qrdqn", "pytest", [tmp_path / "other" / "seed_0"], board)
+    with pytest.raises(ValueError, match="no run of training seed 7"):
+        script["restore_runs"]("CartPole-v1", "dqn", "pytest", [tmp_path / "other" / "seed_7"], board)
+    # A stored model that is not the entry's is refused, not copied.
+    dqn = json.loads((board / "entries" / "CartPole-v1__dqn__pytest.json").read_text())
+    stored = board / dqn["runs"][0]["model"] / "model.zip"
+    stored.write_bytes(stored.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match="sha256"):
+        script["restore_runs"]("CartPole-v1", "dqn", "pytest", [tmp_path / "other" / "seed_0"], board)
