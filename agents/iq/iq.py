@@ -320,9 +320,13 @@ class IQ(DQN):
 
     # -- training ----------------------------------------------------------------------------------
     @th.no_grad()
-    def _targets(self, replay_data: ContextReplayBufferSamples) -> tuple[th.Tensor, th.Tensor]:
+    def _targets(
+        self, replay_data: ContextReplayBufferSamples, anchor_values: bool = True
+    ) -> tuple[th.Tensor, th.Tensor | None]:
         """The TD target r + γ(1 − d)·max_a' Q_target^{c'}(s', a') with c' = ω(s') (B, 1), and the
-        anchor's Q-values of every head at (s, a) (B, k)."""
+        anchor's Q-values of every head at (s, a) (B, k); None without ``anchor_values`` when the anchor is
+        a network of its own (its pass is skipped), while the target network as anchor keeps its one pass
+        over s and s' together, so that the target is the same float for float either way."""
         discounts = replay_data.discounts if replay_data.discounts is not None else self.gamma
         batch = len(replay_data.observations)
         anchor = self.policy.distillation_anchor
@@ -331,19 +335,24 @@ class IQ(DQN):
             both = self.q_net_target(th.cat([replay_data.observations, replay_data.next_observations]))
             earlier, next_q = both[:batch], both[batch:]
         else:
-            earlier, next_q = anchor(replay_data.observations), self.q_net_target(replay_data.next_observations)
+            earlier = anchor(replay_data.observations) if anchor_values else None
+            next_q = self.q_net_target(replay_data.next_observations)
         next_q = next_q[th.arange(batch, device=next_q.device), replay_data.next_contexts]
         target = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q.max(dim=1).values.reshape(-1, 1)
-        return target, taken_action_values(earlier, replay_data.actions)
+        return target, None if earlier is None else taken_action_values(earlier, replay_data.actions)
 
     def losses(self, replay_data: ContextReplayBufferSamples, distillation_weight: float) -> dict[str, th.Tensor]:
         """The terms of one gradient step: ``td`` (Huber on each sample's own head, bootstrapped from
         the next state's head), ``distillation`` (L_KD on the other heads, against the anchor) and
-        ``loss`` = td + λ·distillation."""
+        ``loss`` = td + λ·distillation. With λ = 0 (the warm-up, or training without distillation) the
+        distillation term is not computed and ``loss`` is ``td``: the same loss and gradients to the last
+        bit (λ·L_KD adds exact zeros), without the anchor's pass and L_KD's backward."""
         contexts = replay_data.contexts
-        target_q, earlier_q = self._targets(replay_data)
+        target_q, earlier_q = self._targets(replay_data, anchor_values=bool(distillation_weight))
         online_q = taken_action_values(self.q_net(replay_data.observations), replay_data.actions)
         td = F.smooth_l1_loss(online_q.gather(1, contexts[:, None]), target_q)
+        if not distillation_weight:
+            return {"td": td, "loss": td}
         distillation = head_distillation_loss(online_q, earlier_q, contexts)
         return {"td": td, "distillation": distillation, "loss": td + distillation_weight * distillation}
 
@@ -351,7 +360,7 @@ class IQ(DQN):
     def td_errors(self, samples: ContextReplayBufferSamples) -> th.Tensor:
         """Each sample's TD error on its own head, target − Q^c(s, a), (B,)."""
         current_q = self.q_net.q_values(samples.observations, samples.contexts).gather(1, samples.actions.long())
-        return (self._targets(samples)[0] - current_q).flatten()
+        return (self._targets(samples, anchor_values=False)[0] - current_q).flatten()
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
         # DQN.train's structure with IQ's loss.
@@ -377,11 +386,13 @@ class IQ(DQN):
         self._n_updates += gradient_steps
 
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
-        # One synchronisation per training call rather than three per gradient step.
-        means = {name: th.stack(values).mean().item() if values else float("nan") for name, values in terms.items()}
+        # One synchronisation per training call rather than three per gradient step. Where λ = 0 throughout
+        # the call, L_KD was not computed and is not logged.
+        means = {name: th.stack(values).mean().item() for name, values in terms.items() if values}
         self.logger.record("train/loss", means["loss"])
         self.logger.record("train/td_loss", means["td"])
-        self.logger.record("train/distillation_loss", means["distillation"])
+        if "distillation" in means:
+            self.logger.record("train/distillation_loss", means["distillation"])
         self.logger.record("train/distillation_weight", weight)
         for c, count in enumerate(self.policy.context_model.kmeans.counts.tolist()):
             self.logger.record(f"rollout/context_{c}_states", count)

@@ -365,7 +365,7 @@ def test_one_context_without_distillation_is_dqn():
         model.train(gradient_steps=3, batch_size=16)
     # The same loss, averaged in float32 here and in float64 by DQN.
     assert iq.logger.name_to_value["train/loss"] == pytest.approx(dqn.logger.name_to_value["train/loss"], rel=1e-6)
-    assert iq.logger.name_to_value["train/distillation_loss"] == 0.0
+    assert "train/distillation_loss" not in iq.logger.name_to_value  # λ = 0: L_KD is not computed
     for ours, theirs in ((iq.q_net.shared[0], dqn.q_net.q_net[0]), (iq.q_net.heads, dqn.q_net.q_net[2])):
         for name, value in ours.state_dict().items():
             torch.testing.assert_close(value, theirs.state_dict()[name], rtol=0, atol=1e-7)
@@ -455,8 +455,8 @@ def test_learn_logs_the_terms_and_uses_several_contexts(trained):
     with open(folder / "progress.csv") as f:
         rows = [row for row in csv.DictReader(f) if row.get("train/td_loss")]
     assert rows and all(np.isfinite(float(r["train/td_loss"])) for r in rows)
-    assert all(float(r["train/distillation_loss"]) >= 0 for r in rows)
-    assert any(float(r["train/distillation_loss"]) > 0 for r in rows)
+    distillation = [float(r["train/distillation_loss"]) for r in rows if r["train/distillation_loss"]]
+    assert distillation and all(d >= 0 for d in distillation) and any(d > 0 for d in distillation)
     contexts = model.replay_buffer.contexts[:LEARN_STEPS, 0]
     assert len(np.unique(contexts)) > 1
     assert (model.policy.context_model.kmeans.counts > 0).sum() > 1
@@ -629,6 +629,59 @@ PINNED_RUNS = {
         "8dbf05a8c77bb1a93f6e1173418505670d2c8c1e99cdc74cdcfb7f01a60505f5",
     ),
 }
+
+
+# Training from step 100 with the fit at 500, so that six training calls fall in the warm-up (λ = 0):
+# computed with the warm-up as documented (commit 06319f6) before λ = 0 skipped the anchor's pass and
+# L_KD, which must leave every weight as it was.
+PINNED_WARMUP_RUNS = {
+    "anchor, constant λ": (
+        dict(anchor_update_interval=200, distillation_weight=0.1),
+        "f4966cb2b0bf8ec6594d944f7c7ab178f8e2c40834c54c1ec7f6528487ac84d2",
+        "7d70c151c47ce6d5670587bd8681fe319efd5f957a8f1a834e652e534317fb1a",
+    ),
+    "target as anchor, λ = 1 − ε": (
+        dict(anchor_update_interval=None, distillation_weight="1-eps"),
+        "2072977a3ef31e31633d8d4c0fb62ee5f02480c8a0990a611eaf08ba5786bc45",
+        "f27e9800279e55a6387c91881334e56812189ffe1d58e7521358be3502bef564",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PINNED_WARMUP_RUNS))
+def test_a_run_that_trains_in_the_warm_up_trains_the_pinned_weights(case):
+    """1216 steps on the conflicting cyclic drift, training from step 100 and fitting the contexts at 500:
+    skipping the anchor and L_KD while λ = 0 changes no weight and no context."""
+    from agents.common.interference import STUDY_SETTINGS
+
+    settings, weights_sha, contexts_sha = PINNED_WARMUP_RUNS[case]
+    env = gym.make("InterferenceCartPole-v0", **{**STUDY_SETTINGS["conflict_visible"]["env_kwargs"], "phase_length": 300})
+    model = IQ("MlpPolicy", env, seed=3, learning_starts=100, cluster_warmup=500, buffer_size=5000, batch_size=32,
+               gradient_steps=16, train_freq=64, learning_rate=2.3e-3, target_update_interval=10,
+               exploration_fraction=0.3, policy_kwargs=dict(net_arch=[32, 32]), **settings)  # fmt: skip
+    model.learn(1216)
+    state = model.policy.state_dict()
+    weights = [value for name, tensor in state.items() for value in (np.frombuffer(name.encode(), np.uint8),
+                                                                     tensor.cpu().numpy())]  # fmt: skip
+    assert _sha256(*weights) == weights_sha
+    assert _sha256(model.replay_buffer.contexts[:1216], model.replay_buffer.next_contexts[:1216]) == contexts_sha
+
+
+def test_the_warm_up_computes_neither_the_anchor_nor_l_kd(monkeypatch):
+    """λ = 0: the loss is the TD term alone, the anchor network is never called, and it is the loss that
+    λ·L_KD with λ = 0 gives, to the last bit."""
+    model = IQ("MlpPolicy", "CartPole-v1", seed=0, learning_starts=0, buffer_size=500, batch_size=16,
+               cluster_warmup=200, anchor_update_interval=100, distillation_weight=0.1,
+               policy_kwargs=dict(net_arch=[16]))  # fmt: skip
+    model.learn(150)
+    assert model.current_distillation_weight == 0.0  # not fitted yet
+    data = model.replay_buffer.sample(16)
+    full = model.losses(data, 1.0)
+    calls = []
+    monkeypatch.setattr(model.policy.q_net_anchor, "forward", lambda *a: calls.append(a) or 1 / 0)
+    warm = model.losses(data, 0.0)
+    assert calls == [] and set(warm) == {"td", "loss"}
+    assert warm["loss"].item() == (full["td"] + 0.0 * full["distillation"]).item() == full["td"].item()
 
 
 @pytest.mark.parametrize("case", sorted(PINNED_RUNS))
