@@ -787,6 +787,24 @@ def _numeric_difference(old: Any, new: Any) -> float:
     return float("inf")
 
 
+def record_machine(path: str | Path, result: Verification, when: str, commit: str | None) -> bool:
+    """Record this machine's kind (:func:`machine_kind`) in an entry that records none, once ``result``
+    (:func:`verify` of ``path`` here) is OK: every number replayed exactly, so the entry is exact on this
+    kind. ``machine_note`` says how the field was added (``when``, by which command at which ``commit``):
+    the entry's maker did not record it. Returns whether the file was changed; an entry that records a
+    machine kind, or whose replay was not exact, is left as it is."""
+    path = Path(path)
+    entry = json.loads(path.read_text())
+    if result.status != "OK" or "machine" in entry:
+        return False
+    entry["machine"] = machine_kind()
+    entry["machine_note"] = (f"added {when} by `kd-gym leaderboard --verify --record-machine` at commit "
+                             f"{commit or 'unknown'}: every recorded number replayed exactly on this machine kind; "
+                             "the entry's maker did not record it")  # fmt: skip
+    write_entry(entry, path)
+    return True
+
+
 def verify_entry(path: str | Path, directory: Path = LEADERBOARD_DIR, progress: bool = True) -> list[str]:
     """:func:`verify` as a list: the entry's problems and every recorded number the replay did not
     reproduce exactly (empty when every number matches)."""

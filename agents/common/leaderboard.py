@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.common.figures import save_figure
 from kd_envs.tasks import atomic_write, task_json
 
 # The default leaderboard folder, relative to the working directory (the repository root for `make` and
@@ -262,7 +263,7 @@ def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
         ax.set_xlabel(f"{metric} (IQM, 95% CI; gray: runs)")
         ax.set_title(env_id)
         fig.tight_layout()
-        fig.savefig(plot, dpi=120)
+        save_figure(fig, plot, dpi=120)
         plt.close(fig)
         plots.append(plot)
         lines += ["", f"![{env_id}]({plot.name})", ""]
@@ -389,7 +390,7 @@ def _render_temperature_response(env_id: str, entries: list[tuple[Path, dict[str
     ax.legend(fontsize=7)
     fig.tight_layout()
     plot = directory / f"{env_id}-temperature-response.png"
-    fig.savefig(plot, dpi=120)
+    save_figure(fig, plot, dpi=120)
     plt.close(fig)
     lines = [f"### Temperature response ({env_id})", "",
              "| T | IQM [95% CI] | mean ± std |", "|---|---|---|"]  # fmt: skip
@@ -440,6 +441,6 @@ def _render_students(env_id: str, searches: list[tuple[Path, dict[str, Any]]], d
     fig.suptitle(env_id)
     fig.tight_layout()
     plot = directory / f"{env_id}-students.png"
-    fig.savefig(plot, dpi=120)
+    save_figure(fig, plot, dpi=120)
     plt.close(fig)
     return lines + ["", f"![best students and search progress]({plot.name})", ""], plot

@@ -197,3 +197,21 @@ def test_two_stage_search_shrinks_the_best_removal(tmp_path, tiny_n2n_kwargs):
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["env_kwargs"] == tiny_n2n_kwargs and config["protocol"]["parent_removed_layers"] == parent
     assert (tmp_path / "model.zip").is_file()
+
+
+@pytest.mark.parametrize("stem", ["N2N-study", "N2N-study-budget"])
+def test_the_committed_study_tables_are_what_the_report_makes_of_their_numbers(stem):
+    """leaderboard/<stem>.md is study_table of the committed <stem>.json, and each of its tables is whole: a
+    header, then rows with the header's columns (the budget table once sat inside the first one)."""
+    from agents.common.leaderboard import LEADERBOARD_DIR
+    from agents.common.reports.n2n import study_table
+
+    study = json.loads((LEADERBOARD_DIR / f"{stem}.json").read_text())
+    text = study_table(study) + "\n"
+    assert (LEADERBOARD_DIR / f"{stem}.md").read_text() == text
+    tables = [block.splitlines() for block in text.split("\n\n") if block.startswith("|")]
+    assert tables and all(len(t) >= 3 for t in tables)
+    for table in tables:
+        columns = table[0].count("|")
+        assert set(table[1].replace("|", "")) == {"-"} and table[1].count("|") == columns
+        assert all(row.startswith("|") and row.count("|") == columns for row in table[2:]), table

@@ -473,3 +473,33 @@ def test_verify_elsewhere_is_consistent_only_for_small_differences_without_a_dir
     saved["machine"] = machine_kind()
     path.write_text(json.dumps(saved))
     assert verify(path, tmp_path, progress=False).status == "MISMATCH"
+
+
+def test_record_machine_writes_the_kind_only_into_entries_that_replay_exactly(
+    tmp_path, tiny_json_kwargs, capsys, fast_bootstrap
+):
+    from agents.common.commands import leaderboard
+
+    entry = _sound_entry(tmp_path, tiny_json_kwargs)
+    entry.pop("machine")  # as the entries made before the field existed
+    exact, forged, kept = tmp_path / "exact.json", tmp_path / "forged.json", tmp_path / "kept.json"
+    exact.write_text(json.dumps(entry))
+    # A forger's entry without a machine kind: recording one would let a later replay call it CONSISTENT.
+    shifted = _as_if_made_elsewhere(copy.deepcopy(entry), [0.001])
+    shifted.pop("machine")
+    forged.write_text(json.dumps(shifted))
+    kept.write_text(json.dumps({**entry, "machine": "Linux x86_64, another CPU, torch 0.0"}))
+    before = {p: p.read_text() for p in (forged, kept)}
+    status = leaderboard.main(["--verify", str(exact), str(forged), str(kept), "--record-machine",
+                               "--leaderboard-dir", str(tmp_path)])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 1 and f"OK {exact}: every recorded number matches exactly; recorded this machine kind" in out
+    assert f"MISMATCH {forged}" in out and "the entry records no machine kind" in out
+    assert {p: p.read_text() for p in (forged, kept)} == before  # not exact, or already recorded: untouched
+    recorded = json.loads(exact.read_text())
+    assert recorded["machine"] == machine_kind()
+    assert "--record-machine" in recorded["machine_note"] and "replayed exactly" in recorded["machine_note"]
+    assert {k: v for k, v in recorded.items() if k not in ("machine", "machine_note")} == entry
+    assert verify(exact, tmp_path, progress=False).status == "OK"
+    with pytest.raises(SystemExit):
+        leaderboard.main(["--record-machine"])

@@ -257,3 +257,28 @@ def test_every_tracked_trained_agent_is_what_its_stored_configs_say():
     entries = load_entries(REPO_LEADERBOARD)
     problems = {path.name: stored_config_problems(entry, REPO_LEADERBOARD) for path, entry in entries}
     assert {name: p for name, p in problems.items() if p} == {}
+
+
+def test_figures_are_written_as_small_palette_pngs(tmp_path):
+    """save_figure keeps the picture (size in pixels, colours within a palette's rounding) in about a third
+    of matplotlib's bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from agents.common.figures import save_figure
+
+    fig, ax = plt.subplots(figsize=(6, 3))
+    for k in range(6):
+        ax.plot(np.sin(np.linspace(0, 6, 200) + k), label=f"curve {k}")
+    ax.legend()
+    fig.savefig(tmp_path / "plain.png", dpi=110)
+    save_figure(fig, tmp_path / "compact.png", dpi=110)
+    plt.close(fig)
+    plain, compact = Image.open(tmp_path / "plain.png"), Image.open(tmp_path / "compact.png")
+    assert compact.mode == "P" and compact.size == plain.size
+    assert (tmp_path / "compact.png").stat().st_size < 0.6 * (tmp_path / "plain.png").stat().st_size
+    difference = np.abs(np.asarray(compact.convert("RGB"), float) - np.asarray(plain.convert("RGB"), float))
+    assert difference.mean() < 2.0  # out of 255: the same picture

@@ -19,7 +19,9 @@ factory=): --verify imports and calls it, checks the teacher's and the data's sh
 replays; a note says so. Where the factory cannot be imported here (its module is not on the path) or the
 entry records a task made without a factory, it says the task cannot be rebuilt, by name, and fails.
 
-A replay is exact on the machine kind that made the entry (recorded as "machine"). On another kind it is
+A replay is exact on the machine kind that made the entry (recorded as "machine"; --record-machine
+writes this machine's kind, with a "machine_note" saying how it was added, into each entry that records
+none and replayed exactly here). On another kind it is
 CONSISTENT only if every recorded per-episode number is within 0.002 of the re-run's and no number's
 differences have a direction (a paired t-interval of the mean difference that holds 0: the score's at
 95%, the other numbers' at 95% together); a uniform shift is a MISMATCH, however small above 1e-6.
@@ -28,13 +30,14 @@ differences have a direction (a paired t-interval of the mean difference that ho
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 from pathlib import Path
 
 import torch
 
-from agents.common.evaluation import verify
-from agents.common.leaderboard import LEADERBOARD_DIR, render
+from agents.common.evaluation import record_machine, verify
+from agents.common.leaderboard import LEADERBOARD_DIR, git_commit, render
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -45,11 +48,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="with --verify: also re-run a recorded selection (best_constant's grid on its seeds)")
     parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR,
                         help="the folder holding entries/ and models/ (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--record-machine", action="store_true",
+                        help="with --verify: record this machine's kind in each entry that lacks one and replayed "
+                             "exactly (OK) here")  # fmt: skip
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads while rendering; --verify replays each entry on the count it records")
     args = parser.parse_args(argv)
     if args.deep and not args.verify:
         parser.error("--deep re-runs selections of the entries given to --verify")
+    if args.record_machine and not args.verify:
+        parser.error("--record-machine records the machine kind in the entries given to --verify")
+    when, commit = datetime.date.today().isoformat(), git_commit()
     torch.set_num_threads(args.threads)
     if not args.verify:
         readme, plots = render(args.leaderboard_dir)
@@ -65,8 +74,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
             continue
         notes = "".join(f"\n  note: {note}" for note in result.notes)
         if result.status == "OK":
+            recorded = args.record_machine and record_machine(path, result, when, commit)
             print(f"OK {path}: every recorded number matches exactly"
-                  + (", its selection's re-run too" if result.reran_selection else "") + notes)
+                  + (", its selection's re-run too" if result.reran_selection else "")
+                  + ("; recorded this machine kind in it" if recorded else "") + notes)
             continue
         failed += result.status == "MISMATCH"
         print(f"{result.status} {path}:\n  " + "\n  ".join(result.lines()) + notes)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
+from agents.common.figures import save_figure
 from agents.common.interference import (
     CURVE_EVALUATION_SEEDS,
     ContextEvaluationCallback,
@@ -174,7 +175,7 @@ def report(records: dict[str, dict[str, list[dict]]], stem: Path, scores: dict |
         aei_ax.set_yscale("symlog", linthresh=1e-2)
         aei_ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(f"{stem}.png", dpi=110)
+    save_figure(fig, f"{stem}.png", dpi=110)
     plt.close(fig)
 
     drift = [s for s in settings if len(next(iter(records[s].values()))[0]["phases"]) > 1]
@@ -205,7 +206,7 @@ def report(records: dict[str, dict[str, list[dict]]], stem: Path, scores: dict |
             fig.colorbar(image, ax=ax)
         fig.suptitle(f"{setting}: greedy return per context at each phase end (mean over seeds)", fontsize=10)
         fig.tight_layout()
-        fig.savefig(f"{stem}-{setting}-forgetting.png", dpi=110)
+        save_figure(fig, f"{stem}-{setting}-forgetting.png", dpi=110)
         plt.close(fig)
     Path(f"{stem}.json").write_text(json.dumps(numbers, indent=1))
     if scores:
@@ -283,7 +284,7 @@ def context_matrix_figure(records: dict[str, dict[str, list[dict]]], path: Path)
             fig.colorbar(image, ax=ax, fraction=0.046)
     fig.suptitle("Context-interference matrix: relative change of the Huber TD loss (mean over seeds)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     print(f"wrote {path}")
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from agents.common.compression import final_evaluation
 from agents.common.evaluation import SEARCH_EVALUATION_SEEDS
+from agents.common.figures import save_figure
 from agents.common.leaderboard import aggregate
 from kd_envs.envs.n2n_compress import DEFAULT_PARAMETER_BUDGET
 from kd_envs.tasks.architecture import Architecture
@@ -188,13 +189,13 @@ def study_table(study: dict[str, Any]) -> str:
              "| agent | final reward (test), IQM [95% CI] | mean ± std | best search reward (validation), IQM [95% CI] "
              "| mean reward, last 20 episodes | distinct students | best student ≥ 10× smaller at ≥ 95% accuracy |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
-    if study.get("env_kwargs", {}).get("reward") == "budget":
-        lines += _budget_lines(study, ci)
     for name, row in study["agents"].items():
         f = row["final_reward"]
         lines.append(f"| `{name}` | {ci(f)} | {f['mean']:.4f} ± {f['std']:.4f} | {ci(row['best_search_reward'])} "
                      f"| {row['last20_mean_reward']['mean']:.3f} | {int(np.mean(row['unique_students']))} "
                      f"| {row['searches_meeting_target']} of {row['searches']} |")  # fmt: skip
+    if study.get("env_kwargs", {}).get("reward") == "budget":
+        lines += _budget_lines(study, ci)[:-1]  # after the first table, not inside it
     t = study.get("transfer")
     if t:
         lines += ["", f"Policy transfer ({t['source_task']} → the searches' task, seeds {t['seeds']}): mean search "
@@ -239,5 +240,5 @@ def plot_transfer(transfer: dict[str, Any], path: Path) -> None:
     ax.set_title(f"policy transfer from {transfer['source_task']}")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)

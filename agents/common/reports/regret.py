@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from agents.common.fidelity import table_fidelity
+from agents.common.figures import save_figure
 from agents.common.regret import BUDGETS, Landscape, compare, regret_curves, separated
 from kd_envs.tasks.tables import StudentTable
 
@@ -178,6 +179,6 @@ def plot_regret(landscapes: Mapping[str, Landscape], searches: Mapping[str, Sequ
         axes[i][0].legend(fontsize=8)
     fig.suptitle("Regret on the student table (mean over searches, 95% bootstrap band)")
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    save_figure(fig, path, dpi=80)
     plt.close(fig)
     return path

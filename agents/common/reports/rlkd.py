@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.common.figures import save_figure
 from agents.temperature.specs import FIXED_POLICIES, fixed_policy
 
 
@@ -83,5 +84,5 @@ def plot(summary: dict, curves: dict, percentiles: dict, path: Path) -> None:
     ax_t.set_title("RLKD's temperatures over training")
     ax_t.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 import kd_envs  # noqa: F401
 from agents.common.evaluation import entry_policies, run_episode
+from agents.common.figures import save_figure
 from kd_envs.metrics import expected_calibration_error, fit_temperature, reliability_bins
 from kd_envs.tasks import predict_logits
 
@@ -74,7 +75,7 @@ def plot_reliability(reports: Sequence[dict], path: Path) -> None:
         ax.legend(fontsize=8, loc="upper left")
     fig.suptitle(f"{ENV_ID}: reliability of the final student, best entry against cross-entropy alone")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
     plt.close(fig)
 
 
