@@ -202,6 +202,17 @@ def load_entries(directory: Path = LEADERBOARD_DIR) -> list[tuple[Path, dict[str
     return [(p, json.loads(p.read_text())) for p in sorted((Path(directory) / "entries").glob("*.json"))]
 
 
+def unreferenced_models(directory: Path = LEADERBOARD_DIR) -> list[Path]:
+    """The folders of ``models/`` that no entry's run refers to (left behind when an entry is re-made
+    with other models), sorted."""
+    directory = Path(directory)
+    referenced = {run["model"] for _, entry in load_entries(directory) for run in entry.get("runs", [])
+                  if isinstance(run, dict) and run.get("model")}  # fmt: skip
+    models = directory / "models"
+    folders = sorted(p for p in models.iterdir() if p.is_dir()) if models.is_dir() else []
+    return [p for p in folders if p.relative_to(directory).as_posix() not in referenced]
+
+
 def render(directory: Path = LEADERBOARD_DIR) -> tuple[Path, list[Path]]:
     """Write ``README.md`` (one table per env id, best IQM first) and one PNG per env id."""
     import matplotlib

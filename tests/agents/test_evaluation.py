@@ -503,3 +503,21 @@ def test_record_machine_writes_the_kind_only_into_entries_that_replay_exactly(
     assert verify(exact, tmp_path, progress=False).status == "OK"
     with pytest.raises(SystemExit):
         leaderboard.main(["--record-machine"])
+
+
+def test_prune_removes_only_the_models_no_entry_refers_to(tmp_path, tiny_ppo_dirs, capsys, fast_bootstrap):
+    from agents.common.commands import leaderboard
+    from agents.common.leaderboard import unreferenced_models
+
+    entry = trained_agents_entry(tiny_ppo_dirs, SEEDS, "test", "ppo", tmp_path, progress=False)
+    save_entry(entry, tmp_path)
+    kept = {tmp_path / run["model"] for run in entry["runs"]}
+    stale = tmp_path / "models" / ("f" * 64)
+    shutil.copytree(next(iter(kept)), stale)  # as a re-made entry leaves its old model behind
+    assert unreferenced_models(tmp_path) == [stale]
+    assert leaderboard.main(["--prune", "--leaderboard-dir", str(tmp_path)]) == 0
+    assert f"removed {stale}" in capsys.readouterr().out
+    assert not stale.exists() and all(folder.is_dir() for folder in kept)
+    assert unreferenced_models(tmp_path) == []
+    with pytest.raises(SystemExit):
+        leaderboard.main(["--prune", "--verify", "x.json"])

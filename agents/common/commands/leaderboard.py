@@ -1,6 +1,7 @@
 """Render leaderboard/README.md and its plots from the entries, or verify an entry by re-running it.
 
 kd-gym leaderboard                     # render
+kd-gym leaderboard --prune             # delete stored models no entry refers to, then render
 kd-gym leaderboard --verify leaderboard/entries/TemperatureKD-v0__constant_t4__quick.json
 kd-gym leaderboard --verify leaderboard/entries/TemperatureKD-v0__best_constant__official.json --deep
 
@@ -31,13 +32,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 
 from agents.common.evaluation import record_machine, verify
-from agents.common.leaderboard import LEADERBOARD_DIR, git_commit, render
+from agents.common.leaderboard import LEADERBOARD_DIR, git_commit, render, unreferenced_models
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
@@ -48,6 +50,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
                         help="with --verify: also re-run a recorded selection (best_constant's grid on its seeds)")
     parser.add_argument("--leaderboard-dir", type=Path, default=LEADERBOARD_DIR,
                         help="the folder holding entries/ and models/ (default: %(default)s)")  # fmt: skip
+    parser.add_argument("--prune", action="store_true",
+                        help="delete the stored models no entry refers to (after entries were re-made), then render")
     parser.add_argument("--record-machine", action="store_true",
                         help="with --verify: record this machine's kind in each entry that lacks one and replayed "
                              "exactly (OK) here")  # fmt: skip
@@ -60,7 +64,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error("--record-machine records the machine kind in the entries given to --verify")
     when, commit = datetime.date.today().isoformat(), git_commit()
     torch.set_num_threads(args.threads)
+    if args.prune and args.verify:
+        parser.error("--prune renders the board; run it apart from --verify")
     if not args.verify:
+        if args.prune:
+            for folder in unreferenced_models(args.leaderboard_dir):
+                shutil.rmtree(folder)
+                print(f"removed {folder}: no entry refers to it")
         readme, plots = render(args.leaderboard_dir)
         print(f"wrote {readme} and {', '.join(map(str, plots))}")
         return 0
