@@ -174,7 +174,7 @@ def _budget_lines(study: dict[str, Any], ci) -> list[str]:
         r = row["test_accuracy_ratio"]
         lines.append(f"| `{name}` | {ci(r)} | {r['mean']:.4f} ± {r['std']:.4f} | "
                      f"{int(np.mean(row['student_parameters'])):,} |")  # fmt: skip
-    return [*lines, ""]
+    return lines
 
 
 def study_table(study: dict[str, Any]) -> str:
@@ -195,7 +195,7 @@ def study_table(study: dict[str, Any]) -> str:
                      f"| {row['last20_mean_reward']['mean']:.3f} | {int(np.mean(row['unique_students']))} "
                      f"| {row['searches_meeting_target']} of {row['searches']} |")  # fmt: skip
     if study.get("env_kwargs", {}).get("reward") == "budget":
-        lines += _budget_lines(study, ci)[:-1]  # after the first table, not inside it
+        lines += _budget_lines(study, ci)  # after the first table, not inside it
     t = study.get("transfer")
     if t:
         lines += ["", f"Policy transfer ({t['source_task']} → the searches' task, seeds {t['seeds']}): mean search "
