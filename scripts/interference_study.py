@@ -18,7 +18,9 @@ runs/interference/<setting>/<algo>/seed_<s>; finished runs are skipped, so the c
 training them: each entry stores every run's model.zip, config.json and interference.json
 (leaderboard/models/<sha256>/, checked against the entry's model_sha256), which is all the report and a
 new entry need; the re-made entries then replay the stored models, so they must equal the committed
-ones (a check of the board). Use it when a change touches one algorithm only. Entries are scored by greedy episodes on the leaderboard's evaluation seeds (under drift, on every
+ones (a check of the board). Use it when a change touches one algorithm only.
+
+Entries are scored by greedy episodes on the leaderboard's evaluation seeds (under drift, on every
 context held fixed); beside them the study reports the paper's metric, the area under the
 training-return curve. MinAtar runs (3 seeds, fewer than an official entry needs) are tagged
 "minatar". Writes leaderboard/entries/*, leaderboard/Interference-study.{png,json},
@@ -38,7 +40,7 @@ from agents.common.evaluation import EVALUATION_SEEDS, save_entry, stored_model_
 from agents.common.interference import STUDY_SETTINGS, context_env_kwargs, evaluation_contexts
 from agents.common.jobs import run_jobs
 from agents.common.leaderboard import LEADERBOARD_DIR, aggregate, entry_path, render
-from agents.common.parallel import add_worker_arguments, start_ray
+from agents.common.parallel import add_worker_arguments, ray_workers, start_ray
 from agents.common.registry import load_hyperparams
 from agents.common.reports.interference import context_matrix_figure, report, train_interference_run
 
@@ -118,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                 dirs = [args.runs / f"minatar_{game.lower()}" / algo / f"seed_{s}" for s in args.minatar_seeds]
                 groups.append((f"minatar_{game.lower()}", f"MinAtar-{game}-v1", {}, algo, "minatar", dirs))
 
-    for setting, env_id, kwargs, algo, tag, dirs in groups:
+    for setting, env_id, _kwargs, algo, tag, dirs in groups:
         if algo in args.reuse_entries:
             filled = restore_runs(env_id, entry_name(algo, setting), tag, dirs, args.leaderboard_dir)
             if filled:
@@ -142,7 +144,8 @@ def main(argv: list[str] | None = None) -> None:
     # The longest first, so the two workers finish together.
     jobs.sort(key=lambda job: (job["algo"] == "iq_re", job["env_id"].startswith("MinAtar")), reverse=True)
     if args.workers > 1 or args.ray_address:
-        start_ray(args.workers, args.ray_address)  # one Ray for the training runs and every entry's episodes
+        # One Ray for the training runs and every entry's episodes (on this machine, this process is a worker too).
+        start_ray(ray_workers(args.workers, args.ray_address), args.ray_address)
     if jobs and not args.report_only:
         run_jobs(train_interference_run, jobs, args.workers, "training runs", "run", args.ray_address)
 

@@ -16,6 +16,8 @@ one N2N search, stays one task: each episode depends on the policy learnt so far
 
 from __future__ import annotations
 
+import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, as_completed
 from typing import Any
@@ -47,10 +49,7 @@ def start_ray(workers: int = 2, address: str | None = None) -> bool:
     (``ray start --head`` printed it; ``"auto"`` finds one on this machine), unless Ray is already
     initialised in this process (a test's fixture, a user's own ``ray.init``), which is then used as it
     is. Returns whether it started one (the caller shuts down what it started)."""
-    try:
-        import ray
-    except ImportError as error:
-        raise ImportError("workers > 1 and a Ray address need Ray: pip install 'kd-gym[ray]'") from error
+    ray = _import_ray()
     if ray.is_initialized():
         return False
     # Workers' output stays in Ray's logs (/tmp/ray/session_latest/logs); their errors reach the caller.
@@ -64,26 +63,156 @@ def start_ray(workers: int = 2, address: str | None = None) -> bool:
     return True
 
 
+def _import_ray():
+    try:
+        import ray
+    except ImportError as error:
+        raise ImportError("workers > 1 and a Ray address need Ray: pip install 'kd-gym[ray]'") from error
+    return ray
+
+
+def ray_workers(workers: int, address: str | None = None) -> int:
+    """How many of ``workers`` are Ray's workers: on a cluster (``address``) all of them; on this machine
+    one fewer, since the calling process runs tasks too (it would otherwise wait on its workers' results,
+    and it starts warm: its imports done, its task loaded)."""
+    return workers if address is not None else workers - 1
+
+
 class RayExecutor(Executor):
-    """An executor whose calls are Ray tasks of one CPU and one torch thread each, on this machine
-    (``workers`` CPUs) or on the cluster at ``address`` (:func:`start_ray`); ``submit`` returns a
-    :class:`concurrent.futures.Future`, so callers wait on it as on any pool's. Shuts down the Ray it
-    started."""
+    """An executor whose calls run on ``workers`` workers at once, one CPU and one torch thread each: Ray
+    tasks on the cluster at ``address``, or on this machine the calling process and ``workers - 1`` Ray
+    workers (:func:`ray_workers`). Every call gets its own copy of its function and arguments, taken when
+    it is submitted (cloudpickle, as Ray sends them), wherever it runs; ``submit`` returns a
+    :class:`concurrent.futures.Future`, so callers wait on it as on any pool's.
+
+    Each worker is a thread of this process that takes the next call in submission order as soon as its
+    last one is done: one runs calls here, the others each keep one Ray task in flight. A worker that
+    starts slow (a fresh Ray worker importing torch and loading the task) therefore takes fewer calls,
+    and none waits while calls are left. Ray starts (:func:`start_ray`, with ``workers - 1`` CPUs) at the
+    first ``submit``, while the calling process already runs that call. Leaving the executor cancels the
+    calls not started and shuts down the Ray it started."""
 
     def __init__(self, workers: int = 2, address: str | None = None) -> None:
-        import ray
+        import cloudpickle  # Ray's serialiser (and Gymnasium's)
 
-        self._started = start_ray(workers, address)
-        self._ray = ray
-        self._task = ray.remote(num_cpus=1)(_one_thread_call)
+        check_workers(workers, address)
+        self._ray, self._pickle = _import_ray(), cloudpickle
+        self._workers, self._address = workers, address
+        self._pending: deque[tuple[Future, bytes]] = deque()
+        self._ready = threading.Condition()
+        self._closed = False
+        self._started = False
+        self._threads: list[threading.Thread] = []
+        self._threads_before: int | None = None
+        if address is None:  # the calling process's worker, started now: it begins with the first call
+            self._threads_before = _torch_threads()
+            self._start_worker(self._run_here, "here")
 
+    # -- the workers ------------------------------------------------------------------------------
+    def _start_worker(self, target: Callable[[bytes], Any], name: str) -> None:
+        thread = threading.Thread(target=self._work, args=(target,), name=f"kd-gym worker {name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _next_call(self) -> tuple[Future, bytes] | None:
+        with self._ready:
+            while True:
+                while self._pending:
+                    future, payload = self._pending.popleft()
+                    if future.set_running_or_notify_cancel():
+                        return future, payload
+                if self._closed:
+                    return None
+                self._ready.wait()
+
+    def _work(self, target: Callable[[bytes], Any]) -> None:
+        while (call := self._next_call()) is not None:
+            future, payload = call
+            try:
+                result = target(payload)
+            except BaseException as error:  # noqa: BLE001 - handed to the caller through future.result()
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+    @staticmethod
+    def _run_here(payload: bytes) -> Any:
+        import cloudpickle
+
+        return _one_thread_call(*cloudpickle.loads(payload))
+
+    def _run_on_ray(self, payload: bytes) -> Any:
+        return self._ray.get(self._task.remote(payload))
+
+    def _start_ray_workers(self) -> None:
+        self._started = start_ray(ray_workers(self._workers, self._address), self._address)
+        self._task = self._ray.remote(num_cpus=1)(_unpickled_call)
+        for i in range(ray_workers(self._workers, self._address)):
+            self._start_worker(self._run_on_ray, f"ray {i}")
+
+    # -- Executor ---------------------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
-        return self._task.remote(fn, args, kwargs).future()
+        if self._closed:
+            raise RuntimeError("RayExecutor: submit after shutdown")
+        future: Future = Future()
+        payload = self._pickle.dumps((fn, args, kwargs))
+        with self._ready:
+            self._pending.append((future, payload))
+            self._ready.notify()
+        if len(self._threads) < self._workers:
+            self._start_ray_workers()
+        return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._ready:
+            self._closed = True
+            if cancel_futures:
+                while self._pending:
+                    self._pending.popleft()[0].cancel()
+            self._ready.notify_all()
+        if wait:
+            for thread in self._threads:
+                thread.join()
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
             self._started = False
+        if self._threads_before is not None and wait:
+            _set_torch_threads(self._threads_before)
+            self._threads_before = None
+
+    def __exit__(self, exc_type, exc_val, exc_tb) -> bool:
+        # Leaving on an error (the first failed call, a Ctrl-C) cancels the calls not started; the call
+        # running here ends first, and the Ray tasks end with the Ray this started.
+        if exc_type is not None:
+            with self._ready:
+                self._closed = True
+                while self._pending:
+                    self._pending.popleft()[0].cancel()
+                self._ready.notify_all()
+            if self._started and self._ray.is_initialized():
+                self._ray.shutdown()
+                self._started = False
+        self.shutdown(wait=True)
+        return False
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _set_torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _unpickled_call(payload: bytes) -> Any:
+    """A Ray task's body: the call that :meth:`RayExecutor.submit` pickled, on one torch thread."""
+    import cloudpickle
+
+    return _one_thread_call(*cloudpickle.loads(payload))
 
 
 def check_workers(workers: int, address: str | None = None) -> None:

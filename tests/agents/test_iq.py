@@ -655,7 +655,8 @@ def test_a_run_that_trains_in_the_warm_up_trains_the_pinned_weights(case):
     from agents.common.interference import STUDY_SETTINGS
 
     settings, weights_sha, contexts_sha = PINNED_WARMUP_RUNS[case]
-    env = gym.make("InterferenceCartPole-v0", **{**STUDY_SETTINGS["conflict_visible"]["env_kwargs"], "phase_length": 300})
+    kwargs = {**STUDY_SETTINGS["conflict_visible"]["env_kwargs"], "phase_length": 300}
+    env = gym.make("InterferenceCartPole-v0", **kwargs)
     model = IQ("MlpPolicy", env, seed=3, learning_starts=100, cluster_warmup=500, buffer_size=5000, batch_size=32,
                gradient_steps=16, train_freq=64, learning_rate=2.3e-3, target_update_interval=10,
                exploration_fraction=0.3, policy_kwargs=dict(net_arch=[32, 32]), **settings)  # fmt: skip

@@ -5,6 +5,7 @@ hyperparameter search with Optuna and through Ray Tune."""
 import json
 import os
 import sys
+import time
 
 import pytest
 import torch
@@ -38,6 +39,41 @@ def ray_two_cpus():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+# Functions travel to Ray's workers by pickle: lambdas by value, not this test module's functions.
+_where = lambda x, pause: (time.sleep(pause), x, os.getpid())[1:]  # noqa: E731
+_append_and_count = lambda items, x: items.append(x) or len(items)  # noqa: E731
+_fail_on = lambda x, bad: x if x != bad else {}[f"call {x} failed"]  # noqa: E731
+
+
+def test_two_workers_here_are_this_process_and_one_ray_worker_each_taking_the_next_call(ray_two_cpus):
+    # Six calls of 0.3 s: this process starts at once, the Ray worker as soon as Ray hands it a call; each
+    # takes the next call when its last is done, so both run calls and the results keep the calls' order.
+    results = map_tasks(_where, [{"x": x, "pause": 0.3} for x in range(6)], workers=2)
+    assert [x for x, _ in results] == list(range(6))
+    pids = {pid for _, pid in results}
+    assert os.getpid() in pids and len(pids) == 2
+
+
+def test_every_call_gets_its_own_copy_of_its_arguments_wherever_it_runs(ray_two_cpus):
+    # The same list goes to every call: each call appends to its own copy, here as on Ray (as Ray sends
+    # them, pickled when submitted), so every count is 1 and the caller's list stays empty.
+    items = []
+    assert map_tasks(_append_and_count, [{"items": items, "x": x} for x in range(4)], workers=2) == [1, 1, 1, 1]
+    assert items == []
+
+
+def test_a_failed_call_raises_its_error_in_the_caller_and_the_caller_keeps_its_torch_threads(ray_two_cpus):
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for bad in (0, 1):  # the first call runs here, the second on Ray (or here, if Ray is slower)
+            with pytest.raises(KeyError, match=f"call {bad} failed"):
+                map_tasks(_fail_on, [{"x": x, "bad": bad} for x in range(4)], workers=2)
+            assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.slow  # Ray's start and two workers importing torch: several seconds on two cores

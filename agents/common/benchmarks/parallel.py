@@ -1,11 +1,15 @@
 """Benchmark many seeds on Ray: the official evaluation of a fixed TemperatureKD-v0 policy (one episode
-per evaluation seed) one after the other here, then as Ray tasks on ``--workers`` local workers; prints
-the ratio serial / parallel and checks that both gave the same episodes.
+per evaluation seed) one after the other here, then on ``--workers`` local workers (this process and
+``workers - 1`` Ray workers, :class:`agents.common.parallel.RayExecutor`); prints the ratio serial /
+parallel and checks that every run gave the same episodes.
 
-The parallel time is given twice: with Ray's start (what ``kd-gym evaluate --workers N`` pays) and from
-a started Ray (its workers still start, import torch and run a first, slower episode: a fixed cost of
-several seconds per command that a longer evaluation spreads thinner). The serial time is measured
-after a warm-up episode in this process, so it leaves out the serial run's own first-episode cost.
+The parallel time is given three times: with Ray's start (what ``kd-gym evaluate --workers N`` pays:
+Ray starts while this process runs the first episode), from a started Ray (its fresh workers still
+import torch, and torch's optimizer imports torch._dynamo on their first episode: a fixed cost per
+worker and command that a longer evaluation spreads thinner), and from the same Ray again, whose
+workers have run episodes (what a study that keeps one Ray for all its evaluations gets). The serial
+time is measured after a warm-up episode in this process, so it leaves out the serial run's own
+first-episode cost; so does this process's share of the parallel runs.
 
     kd-gym bench parallel                        # constant_t4, the default task, 10 seeds, 2 workers
     kd-gym bench parallel --epochs 10            # shorter episodes: Ray's start weighs more
@@ -25,7 +29,7 @@ import torch
 
 from agents.common.benchmarks import Figure
 from agents.common.evaluation import EVALUATION_SEEDS, evaluate
-from agents.common.parallel import start_ray
+from agents.common.parallel import ray_workers, start_ray
 from agents.temperature.specs import FIXED_POLICIES, fixed_policy
 
 # What a Ray worker runs for an evaluation task, timed in a fresh process: its imports, then two episodes.
@@ -48,12 +52,31 @@ print(json.dumps([t1 - t0, t2 - t1, *times]))
 """
 
 
-def fresh_worker_costs(policy: str, env_kwargs: dict, seeds) -> list[float]:
-    """Seconds of a fresh process's torch import, its other imports and two episodes (a worker's calls)."""
+def _worker_command(policy: str, env_kwargs: dict, seeds) -> tuple[list[str], dict[str, str]]:
     path = os.pathsep.join(p for p in sys.path if p)
     command = [sys.executable, "-c", _WORKER_CALLS, json.dumps([policy, env_kwargs, list(seeds)])]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": path})
+    return command, {**os.environ, "PYTHONPATH": path}
+
+
+def fresh_worker_costs(policy: str, env_kwargs: dict, seeds) -> list[float]:
+    """Seconds of a fresh process's torch import, its other imports and its episodes (a worker's calls)."""
+    command, env = _worker_command(policy, env_kwargs, seeds)
+    out = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.splitlines()[-1])
+
+
+def machine_ceiling(policy: str, env_kwargs: dict, seeds, processes: int) -> tuple[float, list[float]]:
+    """The most ``processes`` workers can give on this machine: ``processes`` plain processes (no Ray) run
+    the same episodes at once; returns ``processes`` × (an episode's seconds alone) / (its seconds beside
+    the others), the first episode of each process left out, and the costs of the lone process."""
+    alone = fresh_worker_costs(policy, env_kwargs, seeds)
+    command, env = _worker_command(policy, env_kwargs, seeds)
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)]
+    together = [json.loads(child.communicate()[0].splitlines()[-1]) for child in children]
+    if any(child.returncode for child in children):
+        raise RuntimeError("bench parallel: a process of the machine's ceiling failed")
+    beside = sum(sum(costs[3:]) for costs in together) / sum(len(costs[3:]) for costs in together)
+    return processes * (sum(alone[3:]) / len(alone[3:])) / beside, alone
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]:
@@ -76,30 +99,44 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]
     serial_seconds = time.perf_counter() - start
     print(f"serial: {serial_seconds:.1f}s for {len(seeds)} episodes")
 
+    # As `kd-gym evaluate --workers 2` runs: evaluate() starts Ray while this process runs the first episode.
     start = time.perf_counter()
-    start_ray(args.workers)
-    started = time.perf_counter()
+    cold = evaluate(policy, "TemperatureKD-v0", env_kwargs, seeds, progress=False, workers=args.workers)
+    cold_seconds = time.perf_counter() - start
+    start_ray(ray_workers(args.workers))  # as evaluate() starts it: this process is one of the workers
     try:
+        start = time.perf_counter()
         parallel = evaluate(policy, "TemperatureKD-v0", env_kwargs, seeds, progress=False, workers=args.workers)
+        started_seconds = time.perf_counter() - start
+        start = time.perf_counter()  # the same Ray again: its workers have run an episode (as in a study)
+        warm = evaluate(policy, "TemperatureKD-v0", env_kwargs, seeds, progress=False, workers=args.workers)
+        warm_seconds = time.perf_counter() - start
     finally:
         ray.shutdown()
-    end = time.perf_counter()
-    print(f"{args.workers} Ray workers: {end - start:.1f}s with Ray's start ({started - start:.1f}s of it), "
-          f"{end - started:.1f}s from a started Ray")  # fmt: skip
+    print(f"{args.workers} workers (this process and {ray_workers(args.workers)} Ray worker): {cold_seconds:.1f}s with "
+          f"Ray's start, {started_seconds:.1f}s from a started Ray, {warm_seconds:.1f}s from a Ray whose workers "
+          "have run episodes")  # fmt: skip
     # Other jobs on the machine take cores from the workers: the load says how many were free.
     print(f"\npolicy={args.policy} epochs={args.epochs or 'default'} episodes={len(seeds)} workers={args.workers} "
           f"cores={os.cpu_count()} load average before={load:.2f} after={os.getloadavg()[0]:.2f}")  # fmt: skip
-    print(f"ratio serial/parallel = {serial_seconds / (end - start):.2f} with Ray's start, "
-          f"{serial_seconds / (end - started):.2f} from a started Ray; identical episodes: {parallel == serial}")
-    if parallel != serial:
+    same = cold == parallel == warm == serial
+    print(f"ratio serial/parallel = {serial_seconds / cold_seconds:.2f} with Ray's start, "
+          f"{serial_seconds / started_seconds:.2f} from a started Ray, {serial_seconds / warm_seconds:.2f} from a Ray "
+          f"whose workers have run episodes; identical episodes: {same}")  # fmt: skip
+    if not same:
         raise RuntimeError("bench parallel: the Ray workers' episodes differ from the serial ones")
     ideal = serial_seconds / args.workers
-    costs = fresh_worker_costs(args.policy, env_kwargs, seeds[:2])
-    print(f"where the time goes: {end - started - ideal:.1f}s from a started Ray above the ideal {ideal:.1f}s "
+    ceiling, costs = machine_ceiling(args.policy, env_kwargs, seeds[:4], args.workers)
+    print(f"where the time goes: {started_seconds - ideal:.1f}s from a started Ray above the ideal {ideal:.1f}s "
           f"(serial / workers); a fresh process running a worker's calls: torch import {costs[0]:.1f}s, the "
-          f"episode's other imports {costs[1]:.1f}s, first episode {costs[2]:.1f}s, second {costs[3]:.1f}s (the "
-          f"first's extra: the task's load and torch's lazy imports)")  # fmt: skip
-    return [Figure(f"parallel - serial / {args.workers} Ray workers with Ray's start", serial_seconds / (end - start),
+          f"episode's other imports {costs[1]:.1f}s, first episode {costs[2]:.1f}s, then {costs[3]:.1f}s, "
+          f"{costs[4]:.1f}s and {costs[5]:.1f}s (the first's extra: torch's lazy import of torch._dynamo by the "
+          "optimizer, the task's load)")  # fmt: skip
+    print(f"this machine's ceiling: {args.workers} plain processes running episodes at once give {ceiling:.2f}x one "
+          f"process's speed (each episode is slower beside the others: shared caches and memory); the figures are "
+          f"{serial_seconds / cold_seconds / ceiling:.0%} and {serial_seconds / started_seconds / ceiling:.0%} of "
+          "it")  # fmt: skip
+    return [Figure(f"parallel - serial / {args.workers} workers with Ray's start", serial_seconds / cold_seconds,
                    1.5, at_least=True),
-            Figure(f"parallel - serial / {args.workers} Ray workers from a started Ray",
-                   serial_seconds / (end - started), 1.8, at_least=True)]  # fmt: skip
+            Figure(f"parallel - serial / {args.workers} workers from a started Ray",
+                   serial_seconds / started_seconds, 1.8, at_least=True)]  # fmt: skip
