@@ -90,8 +90,9 @@ class ContextReplayBuffer(ReplayBuffer):
         )
         return ContextReplayBufferSamples(
             *map(self.to_torch, data),
-            contexts=self.to_torch(self.contexts[batch_inds, env_indices]),
-            next_contexts=self.to_torch(self.next_contexts[batch_inds, env_indices]),
+            # Fancy indexing made new arrays: the tensors may share their memory (no second copy).
+            contexts=self.to_torch(self.contexts[batch_inds, env_indices], copy=False),
+            next_contexts=self.to_torch(self.next_contexts[batch_inds, env_indices], copy=False),
         )
 
 

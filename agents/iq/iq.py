@@ -337,7 +337,7 @@ class IQ(DQN):
         else:
             earlier = anchor(replay_data.observations) if anchor_values else None
             next_q = self.q_net_target(replay_data.next_observations)
-        next_q = next_q[th.arange(batch, device=next_q.device), replay_data.next_contexts]
+        next_q = next_q[self.q_net.batch_rows(batch, next_q.device), replay_data.next_contexts]
         target = replay_data.rewards + (1 - replay_data.dones) * discounts * next_q.max(dim=1).values.reshape(-1, 1)
         return target, None if earlier is None else taken_action_values(earlier, replay_data.actions)
 

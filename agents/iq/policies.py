@@ -271,6 +271,16 @@ class MultiHeadQNetwork(BasePolicy):
         # The k heads as one linear layer: rows h·A … (h+1)·A − 1 of its weight are head h (one matmul
         # instead of k; each row block is initialised as a separate Linear(last_dim, A) would be).
         self.heads = nn.Linear(last_dim, n_contexts * int(action_space.n))
+        # For forward, which runs three times per gradient step and once per env step: the layers in order
+        # (plain attributes, read without nn.Module's lookup), the action count, whether the features are
+        # the flattened float observation (FlattenExtractor on a Box, as preprocess_obs and nn.Flatten
+        # compute them), and the row indices 0..B-1 by batch size.
+        self._layers = (*self.shared, self.heads)
+        self._n_actions = int(action_space.n)
+        self._flat_observations = type(features_extractor) is FlattenExtractor and isinstance(
+            observation_space, spaces.Box
+        )
+        self._rows: dict[tuple[int, th.device], th.Tensor] = {}
 
     def head_rows(self, h: int) -> slice:
         """The rows of ``heads.weight`` and ``heads.bias`` (and of any per-parameter optimizer state) that
@@ -294,18 +304,28 @@ class MultiHeadQNetwork(BasePolicy):
 
     def forward(self, obs: PyTorchObs) -> th.Tensor:
         """The Q-values of every head, (B, k, A)."""
-        latent = self.extract_features(obs, self.features_extractor)
+        if self._flat_observations:
+            latent = obs.float().flatten(1)
+        else:
+            latent = self.extract_features(obs, self.features_extractor)
         # The layers' own forward, not their __call__: the same arithmetic without nn.Module's dispatch,
         # which costs as much as the small layers' compute (three passes per gradient step, one per env
-        # step). Hooks on the shared layers and the heads are therefore not called.
-        for layer in self.shared:
+        # step). Hooks on the features extractor, the shared layers and the heads are therefore not called.
+        for layer in self._layers:
             latent = layer.forward(latent)
-        return self.heads.forward(latent).view(len(latent), self.n_contexts, int(self.action_space.n))
+        return latent.view(latent.shape[0], self.n_contexts, self._n_actions)
+
+    def batch_rows(self, n: int, device: th.device) -> th.Tensor:
+        """``th.arange(n, device=device)``, made once per batch size."""
+        rows = self._rows.get((n, device))
+        if rows is None:
+            rows = self._rows[(n, device)] = th.arange(n, device=device)
+        return rows
 
     def q_values(self, obs: PyTorchObs, contexts: th.Tensor) -> th.Tensor:
         """The Q-values (B, A) of each observation's own head, ``contexts`` (B,)."""
         q = self(obs)
-        return q[th.arange(len(q), device=q.device), contexts]
+        return q[self.batch_rows(q.shape[0], q.device), contexts]
 
     def _predict(self, observation: PyTorchObs, deterministic: bool = True, contexts: th.Tensor | None = None):
         if contexts is None:
