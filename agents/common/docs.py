@@ -221,14 +221,18 @@ def _task_set_instances(arg: str, page: str, leaderboard_dir: Path) -> str:
 
 def _benchmarks(arg: str, page: str, leaderboard_dir: Path) -> str:
     """The figures of the last ``kd-gym bench all`` (``benchmarks.json``), with where and when."""
+    from agents.common.benchmarks import Figure
+
     path = leaderboard_dir / "benchmarks.json"
     if not path.exists():
         return "(no `kd-gym bench all` recorded yet)"
     record = json.loads(path.read_text())
-    rows = ["| figure | ratio | target | met |", "|---|---|---|---|"]
+    rows = ["| figure | ratio | middle half of the repeats | target | met |", "|---|---|---|---|---|"]
     for f in record["figures"]:
         target = f"{'≥' if f['at_least'] else '≤'} {f['target']:g}"
-        rows.append(f"| {f['name']} | {f['ratio']:.3f} | {target} | {'yes' if f['met'] else '**no**'} |")
+        spread = Figure(f["name"], f["ratio"], f["target"], f["at_least"], tuple(f.get("repeats", ()))).spread
+        middle = "one run" if spread is None else f"{spread[0]:.3f}–{spread[1]:.3f} ({len(f['repeats'])} pairs)"
+        rows.append(f"| {f['name']} | {f['ratio']:.3f} | {middle} | {target} | {'yes' if f['met'] else '**no**'} |")
     load = record["load_average"]
     commit = (record["commit"] or "unknown")[:12]
     return "\n".join([*rows, "", f"Measured {record['date']} on {record['machine']} ({record['cores']} cores), "

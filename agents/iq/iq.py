@@ -219,11 +219,12 @@ class IQ(DQN):
         return float(self.distillation_weight)
 
     # -- context division while collecting ---------------------------------------------------------
-    def _observe(self, encoded: th.Tensor) -> th.Tensor:
+    def _observe(self, encoded: th.Tensor, fitted: bool | None = None) -> th.Tensor:
         """The contexts of newly observed (encoded) states: sequential k-means once fitted (the centres
-        move), placeholders of 0 during the warm-up."""
+        move), placeholders of 0 during the warm-up. ``fitted``: whether the contexts are fitted, if the
+        caller already knows."""
         kmeans = self.policy.context_model.kmeans
-        if kmeans.fitted:
+        if kmeans.fitted if fitted is None else fitted:
             return kmeans.update(encoded)
         return th.zeros(len(encoded), dtype=th.long, device=encoded.device)
 
@@ -253,6 +254,7 @@ class IQ(DQN):
         infos: list[dict[str, Any]],
     ) -> None:
         context_model = self.policy.context_model
+        fitted = bool(context_model.kmeans.fitted)
         contexts, encoded = self._last_obs_contexts()
         # s_{t+1} as the policy sees it: the terminal observation where an episode ended (VecEnv reset
         # already), normalised by VecNormalize as the policy's input is.
@@ -260,15 +262,16 @@ class IQ(DQN):
         next_view = np.array(new_obs, copy=True) if ended else new_obs
         for i in ended:
             next_view[i] = infos[i]["terminal_observation"]
-        next_encoded = context_model.encode_observations(next_view, self.device)
-        next_contexts = self._observe(next_encoded)
+        device = self.device
+        next_encoded = context_model.encode_observations(next_view, device)
+        next_contexts = self._observe(next_encoded, fitted)
         # The states of new_obs (the next step's s_t): s_{t+1}, except where a new episode began.
         new_contexts, new_encoded = next_contexts, next_encoded
         if ended:
             new_contexts, new_encoded = next_contexts.clone(), next_encoded.clone()
-            first = context_model.encode_observations(np.asarray(new_obs)[ended], self.device)
-            new_contexts[ended], new_encoded[ended] = self._observe(first), first
-        if not context_model.kmeans.fitted:
+            first = context_model.encode_observations(np.asarray(new_obs)[ended], device)
+            new_contexts[ended], new_encoded[ended] = self._observe(first, fitted), first
+        if not fitted:
             self._warmup_states.append(encoded)
             self._warmup_next_states.append(next_encoded)
             self._warmup_positions.append(replay_buffer.pos)
@@ -276,7 +279,7 @@ class IQ(DQN):
         replay_buffer.set_pending_contexts(contexts.cpu().numpy(), next_contexts.cpu().numpy())
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
         self._observed = (self._last_obs, new_contexts, new_encoded)
-        if not context_model.kmeans.fitted and self._warmup_count >= self.cluster_warmup:
+        if not fitted and self._warmup_count >= self.cluster_warmup:
             self._fit_contexts(replay_buffer)
             self._observed = (self._last_obs, self._observe(new_encoded), new_encoded)
 

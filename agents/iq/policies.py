@@ -85,25 +85,53 @@ class OnlineKMeans(nn.Module):
             return th.zeros(len(x), dtype=th.long, device=x.device)
         return self._nearest(self.normalize(x))
 
-    @th.no_grad()
     def update(self, x: th.Tensor) -> th.Tensor:
         """Sequential k-means, row by row in order: c = nearest centre, n_c += 1, μ_c += (z − μ_c)/n_c.
         Returns each row's c (chosen before its centre moved)."""
-        if not self.fitted:
+        if not self._buffers["fitted"]:
             raise RuntimeError("OnlineKMeans.update before fit: the centres are not initialised")
+        views = self._cpu_views()
+        if views is not None and x.device.type == "cpu":
+            return th.from_numpy(self._update_on_numpy_views(x.detach().numpy(), *views))
+        with th.no_grad():
+            return self._update_with_torch(x)
+
+    def _cpu_views(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+        """NumPy views of centres, counts, mean and std when they are on the CPU (None elsewhere), made
+        once per set of buffer tensors: ``.numpy()`` costs as much as a step of the update itself. A
+        move (``.to``) or a load that assigns new tensors makes new views; copies and pickles drop them
+        (:meth:`__getstate__`), since theirs would look at the original's memory."""
+        b = self._buffers
+        cached = self.__dict__.get("_views")
+        tensors = (b["centres"], b["counts"], b["mean"], b["std"])
+        if cached is None or any(old is not new for old, new in zip(cached[0], tensors)):
+            views = tuple(t.numpy() for t in tensors) if all(t.device.type == "cpu" for t in tensors) else None
+            cached = self.__dict__["_views"] = (tensors, views)
+        return cached[1]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_views", None)
+        return state
+
+    @staticmethod
+    def _update_on_numpy_views(x: np.ndarray, centres: np.ndarray, counts: np.ndarray, mean: np.ndarray,
+                               std: np.ndarray) -> np.ndarray:  # fmt: skip
+        # The same float32 arithmetic on NumPy views of the buffers, which move in place: with one state
+        # per env step, torch's per-operation cost would be the whole cost (z − μ broadcasts over the
+        # centres; its square is d·d, as ** 2 computes it).
+        z_all = (x.astype(np.float32, copy=False) - mean) / std
+        labels = np.empty(len(z_all), dtype=np.int64)
+        for i, z in enumerate(z_all):
+            d = z - centres
+            c = int((d * d).sum(axis=1).argmin())
+            counts[c] += 1
+            centres[c] += (z - centres[c]) / np.float32(counts[c])
+            labels[i] = c
+        return labels
+
+    def _update_with_torch(self, x: th.Tensor) -> th.Tensor:
         labels = []
-        centres = self.centres
-        if centres.device.type == "cpu" and x.device.type == "cpu":
-            # The same float32 arithmetic on NumPy views of the buffers: with one state per env step,
-            # torch's per-operation cost would be the whole cost.
-            centres, counts = centres.numpy(), self.counts.numpy()
-            z_all = (x.numpy().astype(np.float32, copy=False) - self.mean.numpy()) / self.std.numpy()
-            for z in z_all:
-                c = int(((z[None, :] - centres) ** 2).sum(axis=1).argmin())
-                counts[c] += 1
-                centres[c] += (z - centres[c]) / np.float32(counts[c])
-                labels.append(c)
-            return th.from_numpy(np.array(labels, dtype=np.int64))
         for z in self.normalize(x):
             c = int(self._nearest(z[None])[0])
             self.counts[c] += 1
@@ -223,12 +251,11 @@ class ContextModel(nn.Module):
     def encode(self, obs: th.Tensor) -> th.Tensor:
         return self.encoder(obs)
 
-    @th.no_grad()
     def encode_observations(self, obs: np.ndarray, device: th.device | str) -> th.Tensor:
         """``encode(obs_as_tensor(obs, device))`` for a batch of observations as the env gives them,
         the same float32 values; on the CPU with the observation encoder of a Box, without torch (and
         without the encoder's forward hooks)."""
-        if self._observations_as_features and th.device(device).type == "cpu":
+        if self._observations_as_features and (device == "cpu" or getattr(device, "type", None) == "cpu"):
             return th.from_numpy(np.asarray(obs, dtype=np.float32).reshape(len(obs), -1))
         return self.encode(obs_as_tensor(obs, device))
 

@@ -30,6 +30,8 @@ CARTPOLE_CONFLICTING_CONTEXTS = (
     MappingProxyType({**_STANDARD, "push_direction": -1.0}),
 )
 CONTEXT_PRESETS = {"physics": CARTPOLE_CONTEXTS, "conflicting": CARTPOLE_CONFLICTING_CONTEXTS}
+# Where a context parameter is held when it is not an attribute of its own name (force_mag's sign is push_direction).
+_ATTRIBUTES = {"force_mag": "_force_magnitude"}
 
 
 class InterferenceCartPoleEnv(CartPoleEnv):
@@ -182,7 +184,7 @@ class InterferenceCartPoleEnv(CartPoleEnv):
         """:meth:`set_context` without the checks, for a wrapper that checked its contexts once and
         only sets them or their interpolations (the smooth drift, every step)."""
         for name, value in params.items():
-            setattr(self, "_force_magnitude" if name == "force_mag" else name, float(value))
+            setattr(self, _ATTRIBUTES.get(name, name), float(value))
         # CartPoleEnv's step reads force_mag (signed here), total_mass and polemass_length, which it
         # computes once in __init__: a context change that skips them silently keeps the old dynamics.
         self.force_mag = self.push_direction * self._force_magnitude

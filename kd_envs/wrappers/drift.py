@@ -7,7 +7,6 @@ context back (``cyclic``) shows whether it was forgotten.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -288,14 +287,15 @@ class ContextDrift(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def _move_smoothly(self) -> None:
         """Set the smooth schedule's parameters for the step about to be taken."""
-        n, c0 = len(self.contexts), self.schedule.context
-        position = self._total_steps / self.schedule.phase_length
-        i = math.floor(position)
+        schedule = self.schedule
+        position = self._total_steps / schedule.phase_length
+        i = int(position)  # floor: position >= 0
         w = position - i
-        self._phase, self._context, self._w = i, (c0 + i) % n, w
-        fixed, moving = self._segments[self._context]
+        context = (schedule.context + i) % len(self._segments)
+        self._phase, self._context, self._w = i, context, w
+        fixed, moving = self._segments[context]
         # Fresh dicts each step (never mutated afterwards), so the info may hold one without a copy.
-        params, moved = dict(fixed), {}
+        params, moved = fixed.copy(), {}
         for name, start, change in moving:
             params[name] = moved[name] = start + w * change
         self._params, self._moved = params, moved

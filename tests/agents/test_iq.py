@@ -135,6 +135,33 @@ def test_fit_assign_and_frozen_standardisation():
         OnlineKMeans(2, 2, normalization="minmax")
 
 
+def test_a_copy_of_the_k_means_moves_its_own_centres_and_a_load_moves_the_loaded_ones():
+    """update() works on NumPy views of the buffers, kept between calls: a deep copy, a pickle and a
+    load_state_dict(assign=True) must each update the centres they hold, never the original's."""
+    import copy
+    import pickle
+
+    kmeans = OnlineKMeans(2, 2, normalization="none")
+    kmeans.centres.copy_(torch.tensor([[0.0, 0.0], [4.0, 0.0]]))
+    kmeans.counts.copy_(torch.tensor([1, 1]))
+    kmeans.fitted.fill_(True)
+    kmeans.update(torch.tensor([[1.0, 0.0]]))  # the views are made here: centre 0 -> (0.5, 0)
+    before = kmeans.state_dict()
+    before = {k: v.clone() for k, v in before.items()}
+    assigned = OnlineKMeans(2, 2, normalization="none")
+    assigned.fitted.fill_(True)
+    assigned.update(torch.tensor([[9.0, 9.0]]))  # views of its first tensors, which the load replaces
+    assigned.load_state_dict({k: v.clone() for k, v in before.items()}, assign=True)
+    for other in (copy.deepcopy(kmeans), pickle.loads(pickle.dumps(kmeans)), assigned):
+        assert other.update(torch.tensor([[3.0, 0.0]])).tolist() == [1]  # centre 1 -> (3.5, 0)
+        torch.testing.assert_close(other.centres, torch.tensor([[0.5, 0.0], [3.5, 0.0]]))
+        assert other.counts.tolist() == [2, 2]
+        assert all(torch.equal(kmeans.state_dict()[k], before[k]) for k in before)  # the original: untouched
+    # The original's own views still move its own centres.
+    kmeans.update(torch.tensor([[3.0, 0.0]]))
+    assert kmeans.counts.tolist() == [2, 2]
+
+
 def test_std_is_floored_for_constant_dimensions():
     kmeans = OnlineKMeans(2, 2)
     kmeans.fit(torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0], [3.0, 1.0]]), seed=0)

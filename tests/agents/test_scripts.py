@@ -248,7 +248,8 @@ def test_bench_all_runs_each_benchmark_and_ends_with_lines_a_script_reads_back(c
     from agents.common.commands import bench
     from agents.common.docs import BLOCKS
 
-    figures = {"fast": [Figure("fast - env / hand loop", 1.02, 1.05, at_least=False)],
+    # Paired repeats 0.98, 1.10, 1.02: median 1.02; inclusive quartiles 1.00 and 1.06.
+    figures = {"fast": [Figure.of_repeats("fast - env / hand loop", [0.98, 1.10, 1.02], 1.05, at_least=False)],
                "slow": [Figure("slow - serial / parallel", 1.4, 1.5, at_least=True),
                         Figure("slow - cached speed-up", 162.0, 100, at_least=True)]}  # fmt: skip
     calls = []
@@ -268,7 +269,9 @@ def test_bench_all_runs_each_benchmark_and_ends_with_lines_a_script_reads_back(c
     record = json.loads((tmp_path / "benchmarks.json").read_text())
     assert [f["met"] for f in record["figures"]] == [True, False, True]
     table = BLOCKS["benchmarks"]("", "benchmarks.md", tmp_path)
-    assert "| slow - serial / parallel | 1.400 | ≥ 1.5 | **no** |" in table
+    assert "| slow - serial / parallel | 1.400 | one run | ≥ 1.5 | **no** |" in table
+    assert "| fast - env / hand loop | 1.020 | 1.000–1.060 (3 pairs) | ≤ 1.05 | yes |" in table
+    assert record["figures"][0]["repeats"] == [0.98, 1.1, 1.02]
     assert f"({record['cores']} cores)" in table and record["date"] in table
     with pytest.raises(ValueError, match="without ':'"):
         Figure("a: b", 1.0, 1.0, at_least=True)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
+import statistics
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,12 +30,32 @@ class Figure:
     :param ratio: the measured ratio (a median over repeats, measured in one process)
     :param target: the bound it should meet
     :param at_least: True when the ratio should be >= target (a speed-up), False for <= (an overhead)
+    :param repeats: the ratio of each repeat, where the benchmark pairs its two sides run by run
+        (:meth:`of_repeats`; ``ratio`` is then their median); empty for a single measurement
     """
 
     name: str
     ratio: float
     target: float
     at_least: bool
+    repeats: tuple[float, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def of_repeats(cls, name: str, repeats: Sequence[float], target: float, at_least: bool) -> Figure:
+        """The figure of paired repeats: each the ratio of the two sides run one right after the other
+        (in alternating order), so that the machine's slow drifts cancel within a pair; ``ratio`` is
+        their median."""
+        if not repeats:
+            raise ValueError(f"Figure.of_repeats: {name!r} has no repeats")
+        return cls(name, float(statistics.median(repeats)), target, at_least, tuple(float(r) for r in repeats))
+
+    @property
+    def spread(self) -> tuple[float, float] | None:
+        """The middle half of the repeats' ratios (quartiles, inclusive); None without repeats."""
+        if len(self.repeats) < 2:
+            return None
+        q1, _, q3 = statistics.quantiles(self.repeats, n=4, method="inclusive")
+        return q1, q3
 
     def __post_init__(self) -> None:
         if ":" in self.name or "\n" in self.name:
@@ -71,5 +93,5 @@ def benchmark_record(figures: list[Figure], load_before: float, seconds: float) 
         "commit": git_commit(),
         "load_average": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
         "seconds": round(seconds),
-        "figures": [{**asdict(f), "met": f.met} for f in figures],
+        "figures": [{**asdict(f), "repeats": [round(r, 4) for r in f.repeats], "met": f.met} for f in figures],
     }
