@@ -20,6 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future, as_completed
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 
@@ -103,14 +104,18 @@ class RayExecutor(Executor):
         self._closed = False
         self._started = False
         self._threads: list[threading.Thread] = []
+        self._futures: list[Future] = []
+        self._in_flight: set = set()  # the Ray tasks being waited on (warm-ups and calls)
+        self._warm_ups: set = set()
         self._threads_before: int | None = None
         if address is None:  # the calling process's worker, started now: it begins with the first call
             self._threads_before = _torch_threads()
             self._start_worker(self._run_here, "here")
 
     # -- the workers ------------------------------------------------------------------------------
-    def _start_worker(self, target: Callable[[bytes], Any], name: str) -> None:
-        thread = threading.Thread(target=self._work, args=(target,), name=f"kd-gym worker {name}", daemon=True)
+    def _start_worker(self, target: Callable[[bytes], Any], name: str, warm_up=None) -> None:
+        thread = threading.Thread(target=self._work, args=(target, warm_up), name=f"kd-gym worker {name}",
+                                  daemon=True)  # fmt: skip
         thread.start()
         self._threads.append(thread)
 
@@ -125,7 +130,9 @@ class RayExecutor(Executor):
                     return None
                 self._ready.wait()
 
-    def _work(self, target: Callable[[bytes], Any]) -> None:
+    def _work(self, target: Callable[[bytes], Any], warm_up=None) -> None:
+        if warm_up is not None:
+            self._warm_up_ray_worker(warm_up)
         while (call := self._next_call()) is not None:
             future, payload = call
             try:
@@ -142,13 +149,37 @@ class RayExecutor(Executor):
         return _one_thread_call(*cloudpickle.loads(payload))
 
     def _run_on_ray(self, payload: bytes) -> Any:
-        return self._ray.get(self._task.remote(payload))
+        return self._ray_get(self._task.remote(payload))
 
     def _start_ray_workers(self) -> None:
         self._started = start_ray(ray_workers(self._workers, self._address), self._address)
         self._task = self._ray.remote(num_cpus=1)(_unpickled_call)
+        warm_up = self._ray.remote(num_cpus=1)(_warm_up)
         for i in range(ray_workers(self._workers, self._address)):
-            self._start_worker(self._run_on_ray, f"ray {i}")
+            self._start_worker(self._run_on_ray, f"ray {i}", warm_up)
+
+    def _warm_up_ray_worker(self, warm_up) -> None:
+        """Wait until a Ray worker has done what every first call pays for (Python's start, torch's
+        import and first optimizer), so that this worker takes calls only once it can run them at once:
+        a call a cold worker held would keep the command waiting after the others had run out of
+        calls. A failure here is left to the calls to report."""
+        ref = warm_up.remote()
+        with self._ready:
+            self._warm_ups.add(ref)
+        try:
+            self._ray_get(ref)
+        except Exception:  # noqa: BLE001 - cancelled, or the worker cannot import torch: the calls say so
+            pass
+
+    def _ray_get(self, ref) -> Any:
+        """``ray.get(ref)``, the task cancellable by :meth:`shutdown` meanwhile."""
+        with self._ready:
+            self._in_flight.add(ref)
+        try:
+            return self._ray.get(ref)
+        finally:
+            with self._ready:
+                self._in_flight.discard(ref)
 
     # -- Executor ---------------------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
@@ -158,41 +189,54 @@ class RayExecutor(Executor):
         payload = self._pickle.dumps((fn, args, kwargs))
         with self._ready:
             self._pending.append((future, payload))
+            self._futures.append(future)
             self._ready.notify()
         if len(self._threads) < self._workers:
             self._start_ray_workers()
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Take no more calls (``cancel_futures``: drop those not started). With ``wait``: wait for the
+        submitted calls, end a Ray worker's warm-up that no call needs any more (on the Ray this executor
+        started), wait for the workers' threads (Ray's process must not be shut down while a thread
+        waits on it), shut down the Ray this executor started and give the caller its torch threads."""
         with self._ready:
             self._closed = True
             if cancel_futures:
                 while self._pending:
                     self._pending.popleft()[0].cancel()
             self._ready.notify_all()
-        if wait:
-            for thread in self._threads:
-                thread.join()
+        if not wait:
+            return
+        futures_wait(self._futures)
+        self._end_ray_workers()
+
+    def _end_ray_workers(self, calls_too: bool = False) -> None:
+        """Cancel what Ray still runs for this executor (warm-ups; with ``calls_too`` the calls as well),
+        when this executor started Ray, then join the workers' threads and shut that Ray down."""
+        if self._started:
+            with self._ready:
+                in_flight = list(self._in_flight)
+            for ref in in_flight:
+                if calls_too or ref in self._warm_ups:
+                    self._ray.cancel(ref, force=True)
+        for thread in self._threads:
+            thread.join()
         if self._started and self._ray.is_initialized():
             self._ray.shutdown()
             self._started = False
-        if self._threads_before is not None and wait:
+        if self._threads_before is not None:
             _set_torch_threads(self._threads_before)
             self._threads_before = None
 
     def __exit__(self, exc_type, exc_val, exc_tb) -> bool:
-        # Leaving on an error (the first failed call, a Ctrl-C) cancels the calls not started; the call
-        # running here ends first, and the Ray tasks end with the Ray this started.
-        if exc_type is not None:
-            with self._ready:
-                self._closed = True
-                while self._pending:
-                    self._pending.popleft()[0].cancel()
-                self._ready.notify_all()
-            if self._started and self._ray.is_initialized():
-                self._ray.shutdown()
-                self._started = False
-        self.shutdown(wait=True)
+        if exc_type is None:
+            self.shutdown(wait=True)
+        else:
+            # Leaving on an error (the first failed call, a Ctrl-C): the calls not started are dropped and
+            # the Ray tasks of a Ray this executor started are ended; the call running here ends first.
+            self.shutdown(wait=False, cancel_futures=True)
+            self._end_ray_workers(calls_too=True)
         return False
 
 
@@ -206,6 +250,18 @@ def _set_torch_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _warm_up() -> None:
+    """A Ray worker's warm-up: torch's import, one thread, and a first optimizer step (torch imports
+    torch._dynamo on an optimizer's first use: a second or two in a fresh process)."""
+    import torch
+
+    torch.set_num_threads(1)
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([weight])
+    weight.sum().backward()
+    optimizer.step()
 
 
 def _unpickled_call(payload: bytes) -> Any:

@@ -4,8 +4,8 @@ hyperparameter search with Optuna and through Ray Tune."""
 
 import json
 import os
+import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -42,18 +42,27 @@ def ray_two_cpus():
 
 
 # Functions travel to Ray's workers by pickle: lambdas by value, not this test module's functions.
-_where = lambda x, pause: (time.sleep(pause), x, os.getpid())[1:]  # noqa: E731
 _append_and_count = lambda items, x: items.append(x) or len(items)  # noqa: E731
 _fail_on = lambda x, bad: x if x != bad else {}[f"call {x} failed"]  # noqa: E731
 
 
-def test_two_workers_here_are_this_process_and_one_ray_worker_each_taking_the_next_call(ray_two_cpus):
-    # Six calls of 0.3 s: this process starts at once, the Ray worker as soon as Ray hands it a call; each
-    # takes the next call when its last is done, so both run calls and the results keep the calls' order.
-    results = map_tasks(_where, [{"x": x, "pause": 0.3} for x in range(6)], workers=2)
-    assert [x for x, _ in results] == list(range(6))
-    pids = {pid for _, pid in results}
-    assert os.getpid() in pids and len(pids) == 2
+def test_two_workers_here_are_this_process_and_one_ray_worker_each_taking_the_next_call(ray_two_cpus, tmp_path):
+    # The first call runs here and waits until the second has started, which only the Ray worker can then
+    # take (once it has warmed up); the rest go to whichever is free. The results keep the calls' order.
+    def call(x, folder=str(tmp_path)):
+        import os
+        import time
+
+        if x == 1:
+            open(os.path.join(folder, "second started"), "w").close()
+        deadline = time.monotonic() + 120
+        while x == 0 and not os.path.exists(os.path.join(folder, "second started")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return x, os.getpid()
+
+    results = map_tasks(call, [{"x": x} for x in range(4)], workers=2)
+    assert [x for x, _ in results] == list(range(4))
+    assert results[0][1] == os.getpid() and results[1][1] != os.getpid()
 
 
 def test_every_call_gets_its_own_copy_of_its_arguments_wherever_it_runs(ray_two_cpus):
@@ -173,3 +182,22 @@ def test_an_evaluation_task_imports_only_what_its_episode_needs(monkeypatch, tmp
     assert not set(NOT_FOR_AN_EPISODE) & set(report["modules"])
     monkeypatch.undo()
     assert [report["result"]] == evaluate(policy, ENV_ID, env_kwargs, SEEDS[:1], False)
+
+
+@pytest.mark.slow  # a Ray of its own, in a fresh process: ~10 s on two cores
+def test_a_command_that_starts_its_own_ray_ends_cleanly_while_the_ray_worker_still_warms_up():
+    """Two quick calls on 2 workers: this process runs both before the fresh Ray worker has imported
+    torch; leaving the executor ends that warm-up and shuts Ray down without the process dying (Ray
+    kills a process that waits on a Ray it has shut down)."""
+    from pathlib import Path
+
+    import agents.common.parallel
+
+    root = Path(agents.common.parallel.__file__).parents[2]
+    child = ("import ray\n"
+             "from agents.common.parallel import map_tasks\n"
+             "print(map_tasks(lambda x: -x, [{'x': -1}, {'x': -2}], workers=2), ray.is_initialized())")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, cwd=root, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-1] == "[1, 2] False"

@@ -9,7 +9,10 @@ import torch, and torch's optimizer imports torch._dynamo on their first episode
 worker and command that a longer evaluation spreads thinner), and from the same Ray again, whose
 workers have run episodes (what a study that keeps one Ray for all its evaluations gets). The serial
 time is measured after a warm-up episode in this process, so it leaves out the serial run's own
-first-episode cost; so does this process's share of the parallel runs.
+first-episode cost (so does this process's share of the parallel runs), and it is measured before and
+after the parallel runs: the reference is the mean of the two, since the machine's speed drifts over
+minutes. Last, the machine's ceiling: plain processes running the episodes at once against one alone
+(before and after), which bounds what any two workers can give here.
 
     kd-gym bench parallel                        # constant_t4, the default task, 10 seeds, 2 workers
     kd-gym bench parallel --epochs 10            # shorter episodes: Ray's start weighs more
@@ -67,16 +70,19 @@ def fresh_worker_costs(policy: str, env_kwargs: dict, seeds) -> list[float]:
 
 def machine_ceiling(policy: str, env_kwargs: dict, seeds, processes: int) -> tuple[float, list[float]]:
     """The most ``processes`` workers can give on this machine: ``processes`` plain processes (no Ray) run
-    the same episodes at once; returns ``processes`` × (an episode's seconds alone) / (its seconds beside
-    the others), the first episode of each process left out, and the costs of the lone process."""
+    the same episodes at once, between two lone runs of them; returns ``processes`` × (an episode's mean
+    seconds alone) / (its mean seconds beside the others), each process's first episode left out, and
+    the costs of the first lone process."""
     alone = fresh_worker_costs(policy, env_kwargs, seeds)
     command, env = _worker_command(policy, env_kwargs, seeds)
     children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)]
     together = [json.loads(child.communicate()[0].splitlines()[-1]) for child in children]
     if any(child.returncode for child in children):
         raise RuntimeError("bench parallel: a process of the machine's ceiling failed")
-    beside = sum(sum(costs[3:]) for costs in together) / sum(len(costs[3:]) for costs in together)
-    return processes * (sum(alone[3:]) / len(alone[3:])) / beside, alone
+    alone_again = fresh_worker_costs(policy, env_kwargs, seeds)
+    lone = [*alone[3:], *alone_again[3:]]
+    beside = [t for costs in together for t in costs[3:]]
+    return processes * (sum(lone) / len(lone)) / (sum(beside) / len(beside)), alone
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]:
@@ -93,11 +99,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]
     policy = fixed_policy(args.policy)
     evaluate(policy, "TemperatureKD-v0", {**env_kwargs, "epochs": 1}, seeds[:1], progress=False)  # warm-up: data
 
+    def run_serially() -> tuple[list, float]:
+        start = time.perf_counter()
+        return evaluate(policy, "TemperatureKD-v0", env_kwargs, seeds, progress=False), time.perf_counter() - start
+
     load = os.getloadavg()[0]
-    start = time.perf_counter()
-    serial = evaluate(policy, "TemperatureKD-v0", env_kwargs, seeds, progress=False)
-    serial_seconds = time.perf_counter() - start
-    print(f"serial: {serial_seconds:.1f}s for {len(seeds)} episodes")
+    serial, before = run_serially()
+    print(f"serial: {before:.1f}s for {len(seeds)} episodes")
 
     # As `kd-gym evaluate --workers 2` runs: evaluate() starts Ray while this process runs the first episode.
     start = time.perf_counter()
@@ -113,13 +121,17 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]
         warm_seconds = time.perf_counter() - start
     finally:
         ray.shutdown()
+    # The serial run again: the machine's speed drifts over minutes; the reference is the mean of the two.
+    again, after = run_serially()
+    serial_seconds = (before + after) / 2
+    print(f"serial again: {after:.1f}s; the reference: their mean, {serial_seconds:.1f}s")
     print(f"{args.workers} workers (this process and {ray_workers(args.workers)} Ray worker): {cold_seconds:.1f}s with "
           f"Ray's start, {started_seconds:.1f}s from a started Ray, {warm_seconds:.1f}s from a Ray whose workers "
           "have run episodes")  # fmt: skip
     # Other jobs on the machine take cores from the workers: the load says how many were free.
     print(f"\npolicy={args.policy} epochs={args.epochs or 'default'} episodes={len(seeds)} workers={args.workers} "
           f"cores={os.cpu_count()} load average before={load:.2f} after={os.getloadavg()[0]:.2f}")  # fmt: skip
-    same = cold == parallel == warm == serial
+    same = cold == parallel == warm == serial == again
     print(f"ratio serial/parallel = {serial_seconds / cold_seconds:.2f} with Ray's start, "
           f"{serial_seconds / started_seconds:.2f} from a started Ray, {serial_seconds / warm_seconds:.2f} from a Ray "
           f"whose workers have run episodes; identical episodes: {same}")  # fmt: skip
