@@ -241,8 +241,7 @@ def test_bench_all_runs_each_benchmark_and_ends_with_lines_a_script_reads_back(c
     """``kd-gym bench all`` on two stand-in benchmarks: each runs at its defaults (no arguments), the
     output ends with one ``name: ratio = X (target T)`` line per figure, and the record it writes is what
     the docs' table is generated from."""
-    import sys
-    import types
+    import os
 
     from agents.common.benchmarks import Figure, parse_summary
     from agents.common.commands import bench
@@ -252,15 +251,23 @@ def test_bench_all_runs_each_benchmark_and_ends_with_lines_a_script_reads_back(c
     figures = {"fast": [Figure.of_repeats("fast - env / hand loop", [0.98, 1.10, 1.02], 1.05, at_least=False)],
                "slow": [Figure("slow - serial / parallel", 1.4, 1.5, at_least=True),
                         Figure("slow - cached speed-up", 162.0, 100, at_least=True)]}  # fmt: skip
-    calls = []
+    # Stand-in benchmarks as modules on disk: `bench all` runs each in a fresh process, which notes its
+    # pid and arguments.
     for name, produced in figures.items():
-        module = types.ModuleType(f"stand_in_{name}")
-        module.main = lambda argv, prog, produced=produced: calls.append(argv) or produced
-        monkeypatch.setitem(sys.modules, module.__name__, module)
+        (tmp_path / f"stand_in_{name}.py").write_text(
+            "import os\nfrom agents.common.benchmarks import Figure\n"
+            "def main(argv, prog):\n"
+            f"    open({str(tmp_path / name)!r}, 'w').write(repr((argv, prog, os.getpid())))\n"
+            f"    return {produced!r}\n")  # fmt: skip
+    monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(bench, "BENCHMARKS", {name: f"stand_in_{name}" for name in figures})
     assert bench.main(["all", "--record", str(tmp_path / "benchmarks.json")]) == 0
     out = capsys.readouterr().out
-    assert calls == [[], []]
+    calls = {name: eval((tmp_path / name).read_text()) for name in figures}  # noqa: S307 (our own repr)
+    assert [argv for argv, _, _ in calls.values()] == [[], []]
+    assert calls["slow"][1] == "kd-gym bench slow"
+    pids = {pid for _, _, pid in calls.values()}
+    assert len(pids) == 2 and os.getpid() not in pids
     expected = [*figures["fast"], *figures["slow"]]
     assert out.rstrip().splitlines()[-3:] == [f.line() for f in expected]
     assert out.rstrip().splitlines()[-3] == "fast - env / hand loop: ratio = 1.020 (target <= 1.05)"

@@ -8,10 +8,11 @@ times are not comparable across machines):
     kd-gym bench device --device cuda                     # one full-scale CIFAR episode on a GPU: steps/s
     kd-gym bench all                                      # every one at its default size, then the summary
 
-``kd-gym bench all`` ends with one line per figure, ``name: ratio = X (target >= T)`` or ``<= T``
-(:func:`agents.common.benchmarks.parse_summary` reads them back), and writes them with the machine, the
-date and the load average to ``--record`` (default ``leaderboard/benchmarks.json``), from which
-``docs/benchmarks.md``'s table is generated (``python scripts/docs.py``).
+``kd-gym bench all`` runs each benchmark in a fresh process and ends with one line per figure,
+``name: ratio = X (target >= T)`` or ``<= T`` (:func:`agents.common.benchmarks.parse_summary` reads them
+back), and writes them with the machine, the date and the load average to ``--record`` (default
+``leaderboard/benchmarks.json``), from which ``docs/benchmarks.md``'s table is generated
+(``python scripts/docs.py``).
 ``kd-gym bench <name> --help`` lists a benchmark's options.
 """
 
@@ -21,10 +22,13 @@ import argparse
 import importlib
 import json
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
-from agents.common.benchmarks import benchmark_record
+from agents.common.benchmarks import Figure, benchmark_record
 from agents.common.leaderboard import LEADERBOARD_DIR
 
 BENCHMARKS = {
@@ -39,15 +43,37 @@ RECORD = LEADERBOARD_DIR / "benchmarks.json"
 NOT_IN_ALL = ("device",)
 
 
+# A benchmark's main in a fresh process: its figures come back as JSON in the file named last.
+_IN_A_FRESH_PROCESS = """
+import dataclasses, importlib, json, sys
+module, prog, out = sys.argv[1:]
+figures = importlib.import_module(module).main([], prog=prog)
+with open(out, "w") as file:
+    json.dump([dataclasses.asdict(figure) for figure in figures], file)
+"""
+
+
+def run_in_a_fresh_process(name: str, module: str) -> list[Figure]:
+    """``module.main([])`` in a fresh Python process (its output goes where this one's goes), so that no
+    benchmark runs in a process that earlier ones filled (their envs, models and caches slow a serial
+    reference down); returns its figures."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "figures.json"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        subprocess.run([sys.executable, "-c", _IN_A_FRESH_PROCESS, module, f"kd-gym bench {name}", str(out)],
+                       check=True, env=env)  # fmt: skip
+        return [Figure(**{**f, "repeats": tuple(f["repeats"])}) for f in json.loads(out.read_text())]
+
+
 def run_all(record: Path | None) -> list:
-    """Every benchmark at its default size, one after the other in this process; prints the summary
-    lines and writes the record (unless ``record`` is None). Returns the figures."""
+    """Every benchmark at its default size, one after the other, each in a fresh process; prints the
+    summary lines and writes the record (unless ``record`` is None). Returns the figures."""
     load, start, figures = os.getloadavg()[0], time.perf_counter(), []
     for name, module in BENCHMARKS.items():
         if name in NOT_IN_ALL:
             continue
         print(f"\n== kd-gym bench {name}", flush=True)
-        figures += importlib.import_module(module).main([], prog=f"kd-gym bench {name}")
+        figures += run_in_a_fresh_process(name, module)
     met = sum(f.met for f in figures)
     print(f"\nsummary: {met} of {len(figures)} targets met; load average before {load:.2f}, "
           f"after {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores")  # fmt: skip
