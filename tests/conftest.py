@@ -232,3 +232,10 @@ def tiny_set(tmp_path, monkeypatch, kd_cache):
     monkeypatch.setattr(task_sets, "TASK_SETS_DIR", tmp_path)
     monkeypatch.setattr(task_sets, "TASK_SETS", {"tiny-v0": hashlib.sha256(raw).hexdigest()})
     return {"task_set": "tiny-v0", "batch_size": 32, "epochs": 2, "reward_set_size": 32, "cache_dir": str(kd_cache)}
+
+
+# The machine kind (agents.common.leaderboard.machine_kind) on which the pinned episodes and the built N2N table
+# were recorded, as "Linux x86_64, AMD EPYC, torch 2.14.1" before the kind named torch's CPU kernels. An AVX2
+# host of that name gave other bits on 2026-12-07, so the recording host ran AVX-512 kernels (inferred from
+# that, not read there). Tests exact only there are skipped elsewhere.
+PINNED_MACHINE_KIND = "Linux x86_64, AMD EPYC, torch 2.14.1, AVX512"

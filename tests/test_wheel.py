@@ -16,8 +16,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_a_wheel_install_trains_from_its_package_data(tmp_path):
+    build_existed = (ROOT / "build").exists()
+    # setuptools builds in the source tree's build/ unless told otherwise: a test running beside this one
+    # checks that nothing is written into the tree.
+    config = tmp_path / "build.cfg"
+    config.write_text(f"[build]\nbuild_base = {tmp_path / 'build'}\n[bdist_wheel]\nbdist_dir = {tmp_path / 'bdist'}\n")
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300)  # fmt: skip
+                            "-w", str(tmp_path / "dist")], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "DIST_EXTRA_CONFIG": str(config)})  # fmt: skip
+    assert not (ROOT / "build").exists() or build_existed
     assert build.returncode == 0, build.stderr
     (wheel,) = (tmp_path / "dist").glob("kd_gym-*.whl")
     with zipfile.ZipFile(wheel) as archive:

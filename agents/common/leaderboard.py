@@ -91,14 +91,21 @@ def git_commit(repo: Path | None = None) -> str | None:
 
 def machine_kind() -> str:
     """The kind of machine an entry was made on, on which ``--verify`` is exact: OS, architecture, CPU
-    model and torch version (float results can differ in the last bits across any of these)."""
+    model, torch version and the CPU kernels torch dispatches to (``torch.backends.cpu.get_cpu_capability``:
+    AVX2, AVX512, ...); float results can differ in the last bits across any of these. Two virtual
+    machines can report the same model name ("AMD EPYC") and run different kernels: on 2026-12-07 an
+    AVX2 host gave other bits than the AVX-512 host that had recorded the same kind without it. Entries
+    made before then record the kind without the kernels, which ``--verify`` treats as another kind."""
     cpu = platform.processor()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))  # fmt: skip
     except (OSError, StopIteration):
         pass
-    return f"{platform.system()} {platform.machine()}, {cpu or 'unknown CPU'}, torch {version('torch')}"
+    import torch
+
+    kind = f"{platform.system()} {platform.machine()}, {cpu or 'unknown CPU'}, torch {version('torch')}"
+    return f"{kind}, {torch.backends.cpu.get_cpu_capability()}"
 
 
 def commit_for_entry(tag: str) -> str | None:

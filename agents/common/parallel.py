@@ -87,11 +87,13 @@ class RayExecutor(Executor):
     :class:`concurrent.futures.Future`, so callers wait on it as on any pool's.
 
     Each worker is a thread of this process that takes the next call in submission order as soon as its
-    last one is done: one runs calls here, the others each keep one Ray task in flight. A worker that
-    starts slow (a fresh Ray worker importing torch and loading the task) therefore takes fewer calls,
-    and none waits while calls are left. Ray starts (:func:`start_ray`, with ``workers - 1`` CPUs) at the
-    first ``submit``, while the calling process already runs that call. Leaving the executor cancels the
-    calls not started and shuts down the Ray it started."""
+    last one is done: one runs calls here, the others each keep one Ray task in flight, once their Ray
+    worker has warmed up (torch imported, a first optimizer step taken), so that a cold worker never
+    holds the last call while the others wait. A slow worker therefore takes fewer calls, and none
+    waits while calls are left. Ray starts (:func:`start_ray`, with ``workers - 1`` CPUs) at the first
+    ``submit``, while the calling process already runs that call. Leaving the executor waits for the
+    calls (on an error: drops those not started), ends the warm-ups and tasks of a Ray it started, and
+    shuts that Ray down."""
 
     def __init__(self, workers: int = 2, address: str | None = None) -> None:
         import cloudpickle  # Ray's serialiser (and Gymnasium's)
@@ -110,7 +112,7 @@ class RayExecutor(Executor):
         self._threads_before: int | None = None
         if address is None:  # the calling process's worker, started now: it begins with the first call
             self._threads_before = _torch_threads()
-            self._start_worker(self._run_here, "here")
+            self._start_worker(_unpickled_call, "here")
 
     # -- the workers ------------------------------------------------------------------------------
     def _start_worker(self, target: Callable[[bytes], Any], name: str, warm_up=None) -> None:
@@ -141,12 +143,6 @@ class RayExecutor(Executor):
                 future.set_exception(error)
             else:
                 future.set_result(result)
-
-    @staticmethod
-    def _run_here(payload: bytes) -> Any:
-        import cloudpickle
-
-        return _one_thread_call(*cloudpickle.loads(payload))
 
     def _run_on_ray(self, payload: bytes) -> Any:
         return self._ray_get(self._task.remote(payload))
@@ -265,7 +261,8 @@ def _warm_up() -> None:
 
 
 def _unpickled_call(payload: bytes) -> Any:
-    """A Ray task's body: the call that :meth:`RayExecutor.submit` pickled, on one torch thread."""
+    """A worker's call (a Ray task's body, or run here): the call that :meth:`RayExecutor.submit`
+    pickled, unpickled into a copy of its own, on one torch thread."""
     import cloudpickle
 
     return _one_thread_call(*cloudpickle.loads(payload))

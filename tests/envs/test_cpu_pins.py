@@ -13,8 +13,9 @@ import kd_envs  # noqa: F401  (registers the environments)
 from agents.common.leaderboard import machine_kind
 from kd_envs.tasks import DatasetConfig, ModelConfig, TaskConfig, TrainConfig, make_task
 from kd_envs.tasks.task import tensors_sha256
+from tests.conftest import PINNED_MACHINE_KIND
 
-RECORDED_ON = "Linux x86_64, AMD EPYC, torch 2.14.1"
+RECORDED_ON = PINNED_MACHINE_KIND
 CIFAR_TASK = dict(dataset=DatasetConfig("cifar10", num_train=128, num_val=32, num_test=32),
                   teacher=ModelConfig("resnet", depth=8), student=ModelConfig("resnet", depth=8),
                   teacher_training=TrainConfig(epochs=1, batch_size=32))  # fmt: skip
