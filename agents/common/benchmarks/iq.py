@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> list[Figure]
     for env in envs.values():
         env.reset(seed=0)
     # The envs take turns, a chunk of steps each (the same random actions), so that the machine's drifts
-    # fall on all of them alike; each turn's ratio raw / wrapped is one pair.
+    # fall on all of them alike; each turn's ratio wrapped / raw is one pair.
     seconds: dict[str, list[float]] = {name: [] for name in envs}
     for turn in range(max(args.env_steps // args.chunk, 1)):
         actions = rng.integers(0, 2, args.chunk).tolist()
