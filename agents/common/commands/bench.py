@@ -55,8 +55,8 @@ with open(out, "w") as file:
 
 def run_in_a_fresh_process(name: str, module: str) -> list[Figure]:
     """``module.main([])`` in a fresh Python process (its output goes where this one's goes), so that no
-    benchmark runs in a process that earlier ones filled (their envs, models and caches slow a serial
-    reference down); returns its figures."""
+    benchmark runs in a process that earlier ones filled with their envs, models and caches, and each
+    figure is what ``kd-gym bench <name>`` alone measures; returns its figures."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "figures.json"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
