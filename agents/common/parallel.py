@@ -36,15 +36,6 @@ class InThisProcess(Executor):
         return future
 
 
-def _one_thread_call(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
-    """A Ray task's body: one torch thread (the task holds one CPU; tiny models run fastest on one, and
-    the serial path runs on one), then the call."""
-    import torch
-
-    torch.set_num_threads(1)
-    return fn(*args, **kwargs)
-
-
 def start_ray(workers: int = 2, address: str | None = None) -> bool:
     """Start Ray on this machine with ``workers`` CPUs, or connect to the cluster at ``address``
     (``ray start --head`` printed it; ``"auto"`` finds one on this machine), unless Ray is already
@@ -111,7 +102,9 @@ class RayExecutor(Executor):
         self._warm_ups: set = set()
         self._threads_before: int | None = None
         if address is None:  # the calling process's worker, started now: it begins with the first call
-            self._threads_before = _torch_threads()
+            import torch
+
+            self._threads_before = torch.get_num_threads()
             self._start_worker(_unpickled_call, "here")
 
     # -- the workers ------------------------------------------------------------------------------
@@ -222,7 +215,9 @@ class RayExecutor(Executor):
             self._ray.shutdown()
             self._started = False
         if self._threads_before is not None:
-            _set_torch_threads(self._threads_before)
+            import torch
+
+            torch.set_num_threads(self._threads_before)
             self._threads_before = None
 
     def __exit__(self, exc_type, exc_val, exc_tb) -> bool:
@@ -234,18 +229,6 @@ class RayExecutor(Executor):
             self.shutdown(wait=False, cancel_futures=True)
             self._end_ray_workers(calls_too=True)
         return False
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
-
-
-def _set_torch_threads(threads: int) -> None:
-    import torch
-
-    torch.set_num_threads(threads)
 
 
 def _warm_up() -> None:
@@ -262,10 +245,14 @@ def _warm_up() -> None:
 
 def _unpickled_call(payload: bytes) -> Any:
     """A worker's call (a Ray task's body, or run here): the call that :meth:`RayExecutor.submit`
-    pickled, unpickled into a copy of its own, on one torch thread."""
+    pickled, unpickled into a copy of its own, on one torch thread (a worker holds one CPU; tiny models
+    run fastest on one, and the serial path runs on one)."""
     import cloudpickle
+    import torch
 
-    return _one_thread_call(*cloudpickle.loads(payload))
+    fn, args, kwargs = cloudpickle.loads(payload)
+    torch.set_num_threads(1)
+    return fn(*args, **kwargs)
 
 
 def check_workers(workers: int, address: str | None = None) -> None:

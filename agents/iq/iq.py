@@ -224,7 +224,9 @@ class IQ(DQN):
         move), placeholders of 0 during the warm-up. ``fitted``: whether the contexts are fitted, if the
         caller already knows."""
         kmeans = self.policy.context_model.kmeans
-        if kmeans.fitted if fitted is None else fitted:
+        if fitted is None:
+            fitted = bool(kmeans.fitted)
+        if fitted:
             return kmeans.update(encoded)
         return th.zeros(len(encoded), dtype=th.long, device=encoded.device)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import statistics
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -68,6 +69,12 @@ class Figure:
     def line(self) -> str:
         """``name: ratio = X (target >= T)``, the summary line a script reads back with :func:`parse_summary`."""
         return f"{self.name}: ratio = {self.ratio:.3f} (target {'>=' if self.at_least else '<='} {self.target:g})"
+
+
+def fresh_process_env() -> dict[str, str]:
+    """The environment for a fresh Python process that imports what this one does: this process's
+    ``sys.path`` as its ``PYTHONPATH`` (a checkout run without installing, a test's stand-ins)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
 
 
 def parse_summary(text: str) -> list[Figure]:

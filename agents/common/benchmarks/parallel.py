@@ -30,7 +30,7 @@ import time
 import ray
 import torch
 
-from agents.common.benchmarks import Figure
+from agents.common.benchmarks import Figure, fresh_process_env
 from agents.common.evaluation import EVALUATION_SEEDS, evaluate
 from agents.common.parallel import ray_workers, start_ray
 from agents.temperature.specs import FIXED_POLICIES, fixed_policy
@@ -55,16 +55,14 @@ print(json.dumps([t1 - t0, t2 - t1, *times]))
 """
 
 
-def _worker_command(policy: str, env_kwargs: dict, seeds) -> tuple[list[str], dict[str, str]]:
-    path = os.pathsep.join(p for p in sys.path if p)
-    command = [sys.executable, "-c", _WORKER_CALLS, json.dumps([policy, env_kwargs, list(seeds)])]
-    return command, {**os.environ, "PYTHONPATH": path}
+def _worker_command(policy: str, env_kwargs: dict, seeds) -> list[str]:
+    return [sys.executable, "-c", _WORKER_CALLS, json.dumps([policy, env_kwargs, list(seeds)])]
 
 
 def fresh_worker_costs(policy: str, env_kwargs: dict, seeds) -> list[float]:
     """Seconds of a fresh process's torch import, its other imports and its episodes (a worker's calls)."""
-    command, env = _worker_command(policy, env_kwargs, seeds)
-    out = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    out = subprocess.run(_worker_command(policy, env_kwargs, seeds), capture_output=True, text=True, check=True,
+                         env=fresh_process_env())  # fmt: skip
     return json.loads(out.stdout.splitlines()[-1])
 
 
@@ -74,7 +72,7 @@ def machine_ceiling(policy: str, env_kwargs: dict, seeds, processes: int) -> tup
     seconds alone) / (its mean seconds beside the others), each process's first episode left out, and
     the costs of the first lone process."""
     alone = fresh_worker_costs(policy, env_kwargs, seeds)
-    command, env = _worker_command(policy, env_kwargs, seeds)
+    command, env = _worker_command(policy, env_kwargs, seeds), fresh_process_env()
     children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(processes)]
     together = [json.loads(child.communicate()[0].splitlines()[-1]) for child in children]
     if any(child.returncode for child in children):

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from agents.common.benchmarks import Figure, benchmark_record
+from agents.common.benchmarks import Figure, benchmark_record, fresh_process_env
 from agents.common.leaderboard import LEADERBOARD_DIR
 
 BENCHMARKS = {
@@ -59,9 +59,8 @@ def run_in_a_fresh_process(name: str, module: str) -> list[Figure]:
     figure is what ``kd-gym bench <name>`` alone measures; returns its figures."""
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "figures.json"
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         subprocess.run([sys.executable, "-c", _IN_A_FRESH_PROCESS, module, f"kd-gym bench {name}", str(out)],
-                       check=True, env=env)  # fmt: skip
+                       check=True, env=fresh_process_env())  # fmt: skip
         return [Figure(**{**f, "repeats": tuple(f["repeats"])}) for f in json.loads(out.read_text())]
 
 

@@ -62,11 +62,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         parser.error("--deep re-runs selections of the entries given to --verify")
     if args.record_machine and not args.verify:
         parser.error("--record-machine records the machine kind in the entries given to --verify")
+    if args.prune and args.verify:
+        parser.error("--prune renders the board; run it apart from --verify")
     # What --record-machine's notes say (git runs only when they are written).
     when, commit = (datetime.date.today().isoformat(), git_commit()) if args.record_machine else (None, None)
     torch.set_num_threads(args.threads)
-    if args.prune and args.verify:
-        parser.error("--prune renders the board; run it apart from --verify")
     if not args.verify:
         if args.prune:
             for folder in unreferenced_models(args.leaderboard_dir):
